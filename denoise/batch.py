@@ -1,0 +1,348 @@
+"""`denoise_folder`: denoise every scan under a folder tree, mirrored outputs, manifest, resume, Dask.
+
+Each scan is processed by `process_scan` (a pure function of its arguments, so it runs the same
+in this process or on a Dask worker). Outputs are written under a temporary name and renamed when
+complete; the manifest is rewritten atomically after every scan, so a killed run loses at most the
+scan in flight and ``resume=True`` finishes the job.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from denoise.io import ScanReadError, ScanSource, Skipped, discover_scans, write_scan
+from denoise.metrics import CT_DATA_RANGE, estimate_sigma, foreground_mask, psnr, ssim
+from denoise.normalize import reference_intensity
+
+__all__ = ["denoise_folder", "process_scan", "BatchOptions", "UsageError", "MANIFEST_FIELDS", "default_model_for"]
+
+log = logging.getLogger(__name__)
+MANIFEST_FIELDS = ["input", "output", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
+                   "input_hash", "seconds", "sigma_before", "sigma_after", "psnr_fg", "ssim_fg"]
+DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
+_MODEL_CACHE: dict[tuple, Any] = {}
+
+
+class UsageError(ValueError):
+    """Bad arguments (CLI exit code 2): nothing has been written."""
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Per-scan options shared by every worker."""
+
+    output: str
+    model: str | None = None
+    device: str = "cpu"
+    fmt: str = "same"
+    tile: tuple[int, int, int] | None = None
+    overlap: float = 0.25
+    batch_size: int = 8
+    noise_map: bool = False
+    reference: str | None = None
+    threads: int | None = None
+
+
+def default_model_for(modality: str, array: np.ndarray | None = None) -> str:
+    """The shipped model for a modality; unknown modality: CT when air-like values (< -500) occur."""
+    if modality in DEFAULT_MODELS:
+        return DEFAULT_MODELS[modality]
+    if array is not None and float(np.min(array)) < -500:
+        return DEFAULT_MODELS["CT"]
+    return DEFAULT_MODELS["MR"]
+
+
+def denoise_folder(
+    input: str | Path,
+    output: str | Path,
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    reference: str | Path | None = None,
+    fmt: str = "same",
+    tile: tuple[int, int, int] | None = None,
+    overlap: float = 0.25,
+    batch_size: int = 8,
+    noise_map: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    num_parts: int = 1,
+    part_id: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Denoise every DICOM series and NIfTI file under ``input`` into ``output``.
+
+    Args:
+        input: folder (or single file) to read; never modified.
+        output: folder that mirrors ``input`` (must not be ``input`` or inside it).
+        model: shipped name or checkpoint path; default: the shipped model for each scan's modality.
+        device: auto, cpu, cuda or mps.
+        resume: skip scans already done with the same input hash and model; redo failed/changed ones.
+        reference: folder of clean scans at the same relative paths: adds PSNR/SSIM to the manifest.
+        fmt: "same" (DICOM -> derived DICOM, NIfTI -> NIfTI) or "nifti" (everything to NIfTI).
+        tile, overlap, batch_size: 3D sliding-window tile (z, y, x), overlap, tiles/slices per pass.
+        noise_map: also write the removed noise (input - output) beside each output.
+        workers: run scans in parallel on a local Dask cluster with this many worker processes.
+        scheduler: address of an existing Dask scheduler (``tcp://host:port``).
+        num_parts, part_id: process only every ``num_parts``-th scan starting at ``part_id``.
+        progress: show a progress bar.
+
+    Returns:
+        Summary dict: counts per status, output folder, manifest path, seconds.
+
+    Raises:
+        UsageError: bad arguments (nothing written).
+    """
+    t0 = time.perf_counter()
+    src, out = Path(input).resolve(), Path(output).resolve()
+    _check_usage(src, out, fmt, num_parts, part_id, workers, scheduler, reference)
+    sources, skipped = discover_scans(src)
+    sources = [s for i, s in enumerate(sources) if i % num_parts == part_id]
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / ("manifest.csv" if num_parts == 1 else f"manifest.part{part_id}.csv")
+    previous = _read_manifest(manifest_path) if resume else {}
+    rows: dict[str, dict[str, Any]] = dict(previous)
+    for sk in skipped:
+        if part_id == 0:
+            rows[sk.relpath] = _skip_row(sk)
+    opts = BatchOptions(output=str(out), model=model, device=device, fmt=fmt, tile=tile, overlap=overlap,
+                        batch_size=batch_size, noise_map=noise_map,
+                        reference=str(Path(reference).resolve()) if reference else None,
+                        threads=max(1, (os.cpu_count() or 1) // workers) if workers else None)
+    todo = []
+    for s in sources:
+        old = previous.get(s.relpath)
+        if old and old["status"] == "ok" and _still_done(old, s, out, model):
+            continue
+        todo.append(s)
+    _write_manifest(manifest_path, rows)
+    bar = tqdm(total=len(todo), desc="scans", unit="scan", disable=not progress)
+    for row in _run(todo, opts, workers, scheduler):
+        rows[row["input"]] = row
+        _write_manifest(manifest_path, rows)
+        bar.update(1)
+        bar.set_postfix(status=row["status"])
+        if row["status"] == "failed":
+            log.warning("failed: %s: %s", row["input"], row["reason"])
+    bar.close()
+    counts = {k: sum(r["status"] == k for r in rows.values()) for k in ("ok", "failed", "skipped")}
+    summary = {"output": str(out), "manifest": str(manifest_path), **counts, "processed": len(todo),
+               "reused": len(sources) - len(todo), "seconds": round(time.perf_counter() - t0, 2)}
+    tmp = out / f".summary.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.replace(out / ("summary.json" if num_parts == 1 else f"summary.part{part_id}.json"))
+    return summary
+
+
+def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
+    """Denoise one scan and write its outputs; never raises for a bad scan (returns a failed row)."""
+    from denoise.infer import denoise_scan
+
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"input": source.relpath, "kind": source.kind, "status": "failed",
+                           "input_hash": input_hash(source)}
+    if opts.threads:
+        import torch
+
+        torch.set_num_threads(opts.threads)
+    try:
+        scan = source.load()
+        row.update(modality=scan.modality, shape="x".join(map(str, scan.array.shape)))
+        name = opts.model or default_model_for(scan.modality, scan.array)
+        denoiser = _get_model(name, opts)
+        if denoiser.spatial_dims == 3 and scan.array.ndim == 2:
+            raise ValueError("a 3D model cannot denoise a single 2D slice; choose a 2D model")
+        row.update(model=denoiser.name, model_hash=getattr(denoiser, "checkpoint_hash", ""))
+        den = denoise_scan(scan, denoiser, batch_size=opts.batch_size)
+        row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
+        row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"
+        if opts.reference:
+            row.update(_reference_metrics(source, den, Path(opts.reference)))
+        out_rel = _output_relpath(source, scan.meta.get("format", "nifti"), opts.fmt)
+        _atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}")
+        if opts.noise_map:
+            noise = den.with_array(scan.array - den.array)
+            _atomic_write(noise, Path(opts.output) / _noise_relpath(out_rel), f"noise map {denoiser.name}")
+        row.update(status="ok", reason="", output=out_rel)
+    except ScanReadError as exc:
+        row["reason"] = exc.reason
+    except Exception as exc:  # one bad scan never stops the batch
+        row["reason"] = f"{type(exc).__name__}: {exc}"
+    row["seconds"] = f"{time.perf_counter() - t0:.3f}"
+    return row
+
+
+def input_hash(source: ScanSource) -> str:
+    """SHA-256 over the scan's files (names relative to each other and contents), 16 hex digits."""
+    h = hashlib.sha256()
+    for path in sorted(source.files):
+        h.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _run(todo: list[ScanSource], opts: BatchOptions, workers: int | None, scheduler: str | None):
+    if not workers and not scheduler:
+        for s in todo:
+            yield process_scan(s, opts)
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = client.map(process_scan, todo, opts=opts, pure=False)
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _get_model(name: str, opts: BatchOptions):
+    from denoise.infer import load_model
+
+    key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size)
+    if key not in _MODEL_CACHE:
+        kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size}
+        if opts.tile:
+            kwargs["tile"] = tuple(opts.tile)
+        _MODEL_CACHE[key] = load_model(name, device=opts.device, **kwargs)
+    return _MODEL_CACHE[key]
+
+
+def _output_relpath(source: ScanSource, in_format: str, fmt: str) -> str:
+    if source.kind == "nifti":
+        return source.relpath
+    return source.relpath + ".nii.gz" if fmt == "nifti" else source.relpath
+
+
+def _noise_relpath(rel: str) -> str:
+    for ext in (".nii.gz", ".nii"):
+        if rel.endswith(ext):
+            return rel[: -len(ext)] + "_noise" + ext
+    return rel + "_noise"
+
+
+def _atomic_write(scan, dest: Path, description: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    if dest.name.endswith((".nii", ".nii.gz")):
+        ext = ".nii.gz" if dest.name.endswith(".gz") else ".nii"
+        tmp = dest.with_name(f".{dest.name}.{tag}.tmp{ext}")
+        write_scan(scan, tmp)
+        os.replace(tmp, dest)
+        return
+    tmp = dest.with_name(f".{dest.name}.{tag}.tmp")
+    write_scan(scan, tmp, description=description)
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.{tag}.old")
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+
+
+def _reference_metrics(source: ScanSource, den, ref_root: Path) -> dict[str, str]:
+    from denoise.io import read_scan
+
+    ref_path = ref_root / (source.relpath if source.kind == "nifti" else str(Path(source.relpath).parent))
+    try:
+        if source.kind == "nifti":
+            ref = read_scan(ref_path)
+        else:
+            refs, _ = discover_scans(ref_path)
+            match = [r for r in refs if Path(r.relpath).name == Path(source.relpath).name]
+            if not match:
+                return {"reason": f"no reference series at {ref_path}"}
+            ref = match[0].load()
+    except Exception as exc:
+        return {"reason": f"reference unreadable: {exc}"}
+    if ref.array.shape != den.array.shape:
+        return {"reason": f"reference shape {ref.array.shape} differs"}
+    rng = CT_DATA_RANGE if den.modality == "CT" else reference_intensity(ref.array)
+    mask = foreground_mask(ref.array)
+    return {"psnr_fg": f"{psnr(ref.array, den.array, data_range=rng, mask=mask):.3f}",
+            "ssim_fg": f"{ssim(ref.array, den.array, data_range=rng, mask=mask):.4f}"}
+
+
+def _still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None) -> bool:
+    if old.get("input_hash") != input_hash(source):
+        return False
+    if model is not None and old.get("model") != _model_label(model):
+        return False
+    return bool(old.get("output")) and (out / old["output"]).exists()
+
+
+def _model_label(model: str) -> str:
+    p = Path(model)
+    if p.suffix == ".pt" and p.exists():
+        from denoise.checkpoint import load_checkpoint
+
+        _, info, _ = load_checkpoint(p)
+        return info.get("name") or p.stem
+    return model
+
+
+def _skip_row(sk: Skipped) -> dict[str, Any]:
+    return {"input": sk.relpath, "status": "failed" if sk.failed else "skipped", "reason": sk.reason,
+            "kind": "dicom" if sk.failed else "other"}
+
+
+def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    with open(path, newline="") as fh:
+        return {r["input"]: r for r in csv.DictReader(fh)}
+
+
+def _write_manifest(path: Path, rows: dict[str, dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for key in sorted(rows):
+            w.writerow({k: rows[key].get(k, "") for k in MANIFEST_FIELDS})
+    os.replace(tmp, path)
+
+
+def _check_usage(src: Path, out: Path, fmt: str, num_parts: int, part_id: int, workers, scheduler, reference) -> None:
+    if not src.exists():
+        raise UsageError(f"input {src} does not exist")
+    if out == src or src in out.parents:
+        raise UsageError(f"output {out} is the input folder or inside it; choose a folder outside {src}")
+    if fmt not in ("same", "nifti"):
+        raise UsageError(f"--format must be 'same' or 'nifti', got {fmt!r}")
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise UsageError(f"--part-id must be in [0, {num_parts}), got {part_id}")
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be >= 1")
+    if workers and scheduler:
+        raise UsageError("use either --workers or --scheduler, not both")
+    if reference and not Path(reference).exists():
+        raise UsageError(f"reference {reference} does not exist")

@@ -1,0 +1,93 @@
+"""Checkpoints: weights + a JSON config, saved with torch.save and loaded with ``weights_only=True``.
+
+A checkpoint is a dict ``{"format", "config" (JSON text), "state_dict", ...}`` of tensors and plain
+Python values only, so loading never unpickles code. The config carries the architecture, the
+intensity normalisation, the noise it was trained on, a training data summary, validation metrics
+and the package version: `load_checkpoint` rebuilds the model from the file alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from denoise.config import ModelConfig, config_from_dict
+from denoise.models import build_model
+
+__all__ = ["save_checkpoint", "load_checkpoint", "file_hash", "CheckpointError"]
+
+FORMAT = "denoise-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is not ours, is corrupt, or carries code (refused)."""
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, info: dict[str, Any], *,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights and ``info`` (must hold ``"model"``: the ModelConfig as a dict).
+
+    ``extra`` may hold tensors / plain values (optimizer state, epoch) for resuming. The file is
+    written under a temporary name and renamed, so a crash never leaves half a checkpoint.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    payload = {"format": FORMAT, "config": json.dumps(info, default=_jsonable), "state_dict": state, **(extra or {})}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any], dict]:
+    """(model in eval mode, info dict, raw payload). Refuses anything but tensors and plain data."""
+    path = Path(path)
+    try:
+        payload = torch.load(str(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused, the file holds pickled objects beyond weights and plain data ({exc})") from exc
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a denoise checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
+    info = json.loads(payload["config"])
+    model_cfg = config_from_dict(ModelConfig, info["model"])
+    model = build_model(model_cfg)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, info, payload
+
+
+def file_hash(path: str | Path, *, length: int = 12) -> str:
+    """Short SHA-256 of a file (checkpoint identity in manifests)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint config")

@@ -1,0 +1,207 @@
+"""Command line: ``denoise <command>``. Each handler calls one library function.
+
+Exit codes: 0 success, 1 some inputs failed, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``denoise`` console script; returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(levelname)s %(message)s")
+    from denoise.batch import UsageError
+    from denoise.io import ScanReadError
+
+    try:
+        return int(args.handler(args) or 0)
+    except UsageError as exc:
+        print(f"denoise: error: {exc}", file=sys.stderr)
+        return 2
+    except (ScanReadError, ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"denoise: error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, ScanReadError) else 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="denoise", description="Denoise CT and MR scans with convolutional autoencoders "
+                                "(research use only, not for diagnosis).")
+    from denoise import __version__
+
+    p.add_argument("--version", action="version", version=f"denoise {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="denoise every DICOM series and NIfTI file under a folder")
+    r.add_argument("-i", "--input", required=True, type=Path, help="input folder (never modified)")
+    r.add_argument("-o", "--output", required=True, type=Path, help="output folder mirroring the input tree")
+    r.add_argument("-m", "--model", help="shipped model name or checkpoint path (default: by modality)")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    r.add_argument("--continue", dest="resume", action="store_true", help="skip scans already done")
+    r.add_argument("--reference", type=Path, help="clean scans at the same relative paths: adds PSNR/SSIM")
+    r.add_argument("--format", dest="fmt", default="same", choices=["same", "nifti"])
+    r.add_argument("--tile", nargs=3, type=int, metavar=("Z", "Y", "X"), help="3D sliding-window tile")
+    r.add_argument("--overlap", type=float, default=0.25)
+    r.add_argument("--batch-size", type=int, default=8)
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, help="parallel scans on a local Dask cluster")
+    g.add_argument("--scheduler", help="address of an existing Dask scheduler, tcp://HOST:PORT")
+    r.add_argument("--num-parts", type=int, default=1)
+    r.add_argument("--part-id", type=int, default=0)
+    r.add_argument("--noise-map", action="store_true", help="also write the removed noise")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(handler=_run)
+
+    s = sub.add_parser("simulate", help="write noisy copies of every scan (same formats, mirrored tree)")
+    s.add_argument("-i", "--input", required=True, type=Path)
+    s.add_argument("-o", "--output", required=True, type=Path)
+    s.add_argument("--noise", required=True, help="kind:level, e.g. rician:0.05 or lowdose:0.25")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(handler=_simulate)
+
+    e = sub.add_parser("evaluate", help="PSNR/SSIM of denoised scans against references (paired by path)")
+    e.add_argument("--denoised", required=True, type=Path)
+    e.add_argument("--reference", required=True, type=Path)
+    e.add_argument("--mask", default="auto", choices=["auto", "none"])
+    e.add_argument("--out", type=Path, help="CSV file (default: DENOISED/evaluation.csv)")
+    e.set_defaults(handler=_evaluate)
+
+    t = sub.add_parser("train", help="train a model on a folder of clean scans")
+    t.add_argument("--data", required=True, type=Path)
+    t.add_argument("--model", default="dae", choices=["dae", "vae", "sparse", "linear"])
+    t.add_argument("--dims", type=int, default=2, choices=[2, 3])
+    t.add_argument("--noise", default="rician:0.01-0.09")
+    t.add_argument("--out", required=True, type=Path)
+    t.add_argument("--config", type=Path, help="YAML with model: and train: sections")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--steps-per-epoch", type=int)
+    t.add_argument("--modality", choices=["CT", "MR"], help="intensity scaling (default: from the scans)")
+    t.add_argument("--resume", type=Path, help="last.pt to continue from")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(handler=_train)
+
+    b = sub.add_parser("bench", help="compare methods on clean scans with synthetic noise")
+    b.add_argument("--data", required=True, type=Path)
+    b.add_argument("--noise", required=True, help="SPEC[,SPEC...]")
+    b.add_argument("--methods", help="comma list (default: all available)")
+    b.add_argument("--mask", default="auto", choices=["auto", "none"])
+    b.add_argument("--out", required=True, type=Path)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--max-slices", type=int, default=None, help="evaluate a centred slab of at most N slices")
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(handler=_bench)
+
+    m = sub.add_parser("models", help="list the shipped pretrained models")
+    m.set_defaults(handler=_models)
+
+    n = sub.add_parser("info", help="what a file or folder holds (no patient names)")
+    n.add_argument("path", type=Path)
+    n.set_defaults(handler=_info)
+
+    v = sub.add_parser("view", help="start the Streamlit viewer")
+    v.add_argument("--data-root", type=Path, default=None)
+    v.add_argument("--port", type=int, default=8501)
+    v.add_argument("--host", default="127.0.0.1")
+    v.set_defaults(handler=_view)
+    return p
+
+
+def _run(args) -> int:
+    from denoise.batch import denoise_folder
+
+    s = denoise_folder(args.input, args.output, model=args.model, device=args.device, resume=args.resume,
+                       reference=args.reference, fmt=args.fmt, tile=tuple(args.tile) if args.tile else None,
+                       overlap=args.overlap, batch_size=args.batch_size, noise_map=args.noise_map,
+                       workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
+                       part_id=args.part_id, progress=not args.quiet)
+    print(f"{s['ok']} ok, {s['failed']} failed, {s['skipped']} skipped -> {s['manifest']}")
+    return 1 if s["failed"] else 0
+
+
+def _simulate(args) -> int:
+    from denoise.workflows import simulate_folder
+
+    s = simulate_folder(args.input, args.output, args.noise, seed=args.seed, progress=not args.quiet)
+    print(f"{s['ok']} noisy copies written, {s['failed']} failed -> {args.output}")
+    return 1 if s["failed"] else 0
+
+
+def _evaluate(args) -> int:
+    from denoise.workflows import evaluate_folder
+
+    rows, path = evaluate_folder(args.denoised, args.reference, mask=args.mask, out=args.out)
+    for r in rows:
+        print(f"{r['scan']}\tpsnr={r['psnr']}\tssim={r['ssim']}\tdata_range={r['data_range']}\t{r['reason']}")
+    print(f"-> {path}")
+    return 1 if any(r["reason"] for r in rows) else 0
+
+
+def _train(args) -> int:
+    from denoise.workflows import train_folder
+
+    best = train_folder(args.data, args.out, kind=args.model, dims=args.dims, noise=args.noise, config=args.config,
+                        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, modality=args.modality,
+                        resume=args.resume, device=args.device, progress=not args.quiet)
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def _bench(args) -> int:
+    from denoise.bench import run_benchmark
+
+    path = run_benchmark(args.data, args.noise.split(","), args.out,
+                         methods=args.methods.split(",") if args.methods else None, mask=args.mask,
+                         seed=args.seed, max_slices=args.max_slices, progress=not args.quiet)
+    print(f"-> {path}")
+    return 0
+
+
+def _models(args) -> int:
+    from denoise.pretrained import list_pretrained
+
+    models = list_pretrained()
+    if not models:
+        print("no shipped models found")
+    for m in models:
+        print(f"{m['name']:14s} {m['kind']:7s} {m['dims']}D  noise {m['noise']:18s} val PSNR {m['val_psnr']}  "
+              f"{m['summary']}")
+    return 0
+
+
+def _info(args) -> int:
+    from denoise.io import discover_scans
+
+    scans, skipped = discover_scans(args.path)
+    for s in scans:
+        try:
+            d = s.load().describe()
+            print(f"{s.relpath}\t{d['format']}\t{d['modality']}\tshape {d['shape']}\tspacing {d['spacing']} mm"
+                  f"\t{len(s.files)} file(s)\t{d['transfer_syntax']}")
+        except Exception as exc:
+            print(f"{s.relpath}\tunreadable: {exc}")
+    for k in skipped:
+        print(f"{k.relpath}\tskipped: {k.reason}")
+    return 0
+
+
+def _view(args) -> int:
+    from denoise.viewer_launch import launch
+
+    return launch(data_root=args.data_root, port=args.port, host=args.host)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Validated configuration: frozen dataclasses; unknown keys are errors; YAML in, JSON in checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from denoise.noise import parse_noise
+from denoise.normalize import Normalization
+
+__all__ = ["ModelConfig", "TrainConfig", "load_config", "config_from_dict"]
+
+MODEL_KINDS = ("dae", "vae", "sparse", "linear")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture. ``kind`` picks the class in `denoise.models.MODELS`.
+
+    Attributes:
+        kind: "dae", "vae", "sparse" or "linear".
+        spatial_dims: 2 or 3.
+        channels: feature channels per resolution level (each level after the first halves the size).
+        skip: U-Net-style skip connections (dae only; vae/sparse/linear keep a true bottleneck).
+        residual: predict the noise and subtract it from the input.
+        latent_channels: channels of the bottleneck code (vae, sparse, plain AE without skips).
+        patch_size: linear AE patch edge (its conv kernel and stride), also the VAE's sampling size.
+        n_components: linear AE code size (the PCA rank).
+    """
+
+    kind: str = "dae"
+    spatial_dims: int = 2
+    channels: tuple[int, ...] = (16, 32, 64)
+    skip: bool = True
+    residual: bool = True
+    latent_channels: int = 16
+    patch_size: int = 64
+    n_components: int = 16
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model kind {self.kind!r} unknown; choose from {', '.join(MODEL_KINDS)}")
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if not self.channels or min(self.channels) < 1:
+            raise ValueError(f"channels must be positive integers, got {self.channels}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training. Noise is a spec (``rician:0.01-0.09`` trains a blind model)."""
+
+    noise: str = "rician:0.01-0.09"
+    patch_size: int = 64
+    batch_size: int = 16
+    steps_per_epoch: int = 100
+    epochs: int = 20
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "mse"
+    beta: float = 1e-3
+    beta_warmup_epochs: int = 5
+    sparsity_weight: float = 1e-3
+    val_fraction: float = 0.2
+    val_patches: int = 32
+    early_stop_patience: int = 8
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+    normalization: Normalization = field(default_factory=Normalization)
+
+    def __post_init__(self) -> None:
+        parse_noise(self.noise)
+        if self.loss not in ("mse", "l1"):
+            raise ValueError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError("val_fraction must be in (0, 1)")
+        for name in ("patch_size", "batch_size", "steps_per_epoch", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if isinstance(self.normalization, dict):
+            object.__setattr__(self, "normalization", Normalization(**self.normalization))
+
+
+def config_from_dict(cls: type, data: dict[str, Any]):
+    """Build a config dataclass from a dict; unknown keys raise a ValueError naming them."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+    return cls(**data)
+
+
+def load_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
+    """Read a YAML file with optional ``model:`` and ``train:`` sections (nothing else allowed)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict) or set(data) - {"model", "train"}:
+        raise ValueError(f"{path}: top-level keys must be 'model' and/or 'train'")
+    return (config_from_dict(ModelConfig, data.get("model") or {}),
+            config_from_dict(TrainConfig, data.get("train") or {}))
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """JSON-friendly dict of a config dataclass (tuples become lists)."""
+    return asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)

@@ -1,0 +1,162 @@
+"""Inference: learned models behind the `Denoiser` interface, and `denoise_scan` for any denoiser.
+
+2D denoisers run slice by slice along the scan's first spatial axis, in batches; 3D learned
+models run through MONAI ``sliding_window_inference`` with Gaussian blending (no seams), with
+tiles and batch sizes bounding memory and a retry at a smaller tile on out-of-memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from denoise.checkpoint import file_hash, load_checkpoint
+from denoise.models.base import Denoiser
+from denoise.normalize import Normalization, normalization_for
+from denoise.scan import Scan
+
+__all__ = ["LearnedDenoiser", "load_model", "denoise_scan", "denoise_array", "resolve_device", "PRETRAINED_DIR"]
+
+log = logging.getLogger(__name__)
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" picks cuda, then mps, then cpu; other values are checked."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu, cuda or mps, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available")
+    return torch.device(device)
+
+
+class LearnedDenoiser(Denoiser):
+    """A trained network plus its checkpoint info (normalisation, training noise, card facts).
+
+    Args:
+        net: the torch module (any of `denoise.models.MODELS`).
+        info: the checkpoint config dict (``info["model"]`` at least).
+        name: label, e.g. ``"mr-2d"`` or the checkpoint's file stem.
+        device: "auto", "cpu", "cuda" or "mps".
+        tile: 3D sliding-window ROI edge (voxels); batch_size: tiles or slices per forward pass.
+        overlap: sliding-window overlap fraction.
+    """
+
+    def __init__(self, net: torch.nn.Module, info: dict[str, Any], *, name: str = "model", device: str = "auto",
+                 tile: int | tuple[int, ...] = 96, overlap: float = 0.25, batch_size: int = 8,
+                 checkpoint_hash: str = "") -> None:
+        self.device = resolve_device(device)
+        self.net = net.to(self.device).eval()
+        self.info = info
+        self.kind = info["model"]["kind"]
+        self.name = name
+        self.spatial_dims = int(info["model"]["spatial_dims"])
+        norm = info.get("normalization")
+        self.normalization = Normalization(**norm) if norm else None
+        self.tile = tile
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.checkpoint_hash = checkpoint_hash
+        self.progress = False
+
+    @torch.no_grad()
+    def denoise_batch(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None]
+        if self.spatial_dims == 2:
+            outs = [self.net.predict(x[i : i + self.batch_size].to(self.device)).float().cpu()
+                    for i in range(0, len(x), self.batch_size)]
+            return torch.cat(outs)[:, 0].numpy()
+        return np.stack([self._volume(v[None]) for v in x])
+
+    def _volume(self, v: torch.Tensor) -> np.ndarray:
+        from monai.inferers import sliding_window_inference
+
+        tile = self.tile
+        while True:
+            roi = tuple(min(t, s) for t, s in zip(_triple(tile), v.shape[2:]))
+            try:
+                out = sliding_window_inference(
+                    v, roi_size=roi, sw_batch_size=self.batch_size, predictor=self.net.predict,
+                    overlap=self.overlap, mode="gaussian", sw_device=self.device, device=torch.device("cpu"),
+                    progress=self.progress,
+                )
+                return out[0, 0].float().numpy()
+            except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+                if "memory" not in str(exc).lower() or min(_triple(tile)) <= 16:
+                    raise
+                tile = tuple(max(16, t // 2) for t in _triple(tile))
+                log.warning("out of memory; retrying with tile %s", tile)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+
+def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any) -> LearnedDenoiser:
+    """Load a shipped pretrained model by name (``denoise models`` lists them) or a checkpoint file."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        candidate = PRETRAINED_DIR / f"{name_or_path}.pt"
+        if not candidate.exists():
+            names = ", ".join(sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))) or "none"
+            raise ValueError(f"no shipped model named {str(name_or_path)!r}; shipped: {names}")
+        path = candidate
+    net, info, _ = load_checkpoint(path)
+    name = info.get("name") or path.stem
+    return LearnedDenoiser(net, info, name=name, device=device, checkpoint_hash=file_hash(path), **kwargs)
+
+
+def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR", batch_size: int = 16,
+                  progress: bool = False) -> np.ndarray:
+    """Denoise an array in physical units ``(y, x)``, ``(z, y, x)`` or ``(t, z, y, x)``.
+
+    The array is scaled with the denoiser's normalisation (or the modality default), denoised
+    (2D: slices in batches; 3D: whole volumes), and scaled back. The input is not modified.
+    ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models).
+    """
+    array = np.asarray(array, dtype=np.float32)
+    if denoiser.spatial_dims == 3 and array.ndim == 2:
+        raise ValueError("a 3D model needs a volume; this scan is a single 2D slice (use a 2D model)")
+    norm = denoiser.normalization or normalization_for(modality)
+    offset, scale = norm.params(array)
+    x = (array - offset) / scale
+    vols = x.reshape(-1, *x.shape[-3:]) if x.ndim >= 3 else x[None, None]
+    out = np.empty_like(vols)
+    if isinstance(denoiser, LearnedDenoiser):
+        denoiser.progress = progress and denoiser.spatial_dims == 3
+    bar = tqdm(total=vols.shape[0] * vols.shape[1], desc="slices", unit="slice", leave=False,
+               disable=not progress or denoiser.spatial_dims == 3)
+    for t, vol in enumerate(vols):
+        if denoiser.spatial_dims == 2:
+            for i in range(0, len(vol), batch_size):
+                out[t, i : i + batch_size] = denoiser.denoise_batch(vol[i : i + batch_size])
+                bar.update(len(vol[i : i + batch_size]))
+        else:
+            out[t] = denoiser.denoise_batch(vol[None])[0]
+    bar.close()
+    return (out.reshape(array.shape) * scale + offset).astype(np.float32)
+
+
+def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progress: bool = False) -> Scan:
+    """Denoise a Scan; returns a new Scan in the same physical units and geometry.
+
+    ``meta`` gains ``"denoiser"`` (name) and ``"seconds"`` (compute time). 2D models go slice by
+    slice along the first spatial axis; 3D models use Gaussian-blended sliding windows.
+    """
+    t0 = time.perf_counter()
+    result = denoise_array(scan.array, denoiser, modality=scan.modality, batch_size=batch_size, progress=progress)
+    return scan.with_array(result, denoiser=denoiser.name, seconds=time.perf_counter() - t0)
+
+
+def _triple(tile: int | tuple[int, ...]) -> tuple[int, int, int]:
+    return (tile,) * 3 if isinstance(tile, int) else tuple(tile)  # type: ignore[return-value]

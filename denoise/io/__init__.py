@@ -1,0 +1,192 @@
+"""File I/O: the only part of the package that touches files.
+
+``read_scan`` reads one NIfTI file, one DICOM file or a folder holding one DICOM series;
+``find_scans`` walks a tree and returns every scan in it; ``discover_scans`` does the same lazily
+(what the batch job uses, so memory stays flat); ``write_scan`` writes NIfTI or a derived DICOM
+series depending on the target path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from denoise.io.dicom_read import DicomStack, group_dicom, load_stack, read_dicom_headers
+from denoise.io.dicom_write import RESEARCH_NOTE, write_dicom_series
+from denoise.io.errors import NotAnImageError, ScanReadError
+from denoise.io.nifti import is_nifti_path, read_nifti, write_nifti
+from denoise.scan import Scan
+
+__all__ = [
+    "read_scan",
+    "write_scan",
+    "find_scans",
+    "discover_scans",
+    "ScanSource",
+    "Skipped",
+    "ScanReadError",
+    "NotAnImageError",
+    "RESEARCH_NOTE",
+]
+
+
+@dataclass(frozen=True)
+class ScanSource:
+    """A scan found on disk, not yet loaded: one NIfTI file or one DICOM stack.
+
+    Attributes:
+        kind: ``"nifti"`` or ``"dicom"``.
+        relpath: POSIX path relative to the searched root: the NIfTI file, or for DICOM the folder
+            holding the series followed by the series label (unique per series).
+        files: the files that make up the scan.
+    """
+
+    kind: str
+    relpath: str
+    files: tuple[Path, ...]
+    stack: DicomStack | None = None
+
+    def load(self) -> Scan:
+        """Read the pixels into a Scan (raises ScanReadError naming the file on failure)."""
+        if self.kind == "nifti":
+            return read_nifti(self.files[0])
+        assert self.stack is not None
+        return load_stack(self.stack)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file under the root that is not a scan, or could not be read, with the reason."""
+
+    relpath: str
+    reason: str
+    failed: bool  # True: it looked like an image but is broken; False: simply not an image
+
+
+def discover_scans(root: str | Path) -> tuple[list[ScanSource], list[Skipped]]:
+    """Find every scan under ``root`` without loading pixels.
+
+    DICOM files are grouped into series regardless of file names, order or folder mixing;
+    images of one series that share positions but differ in kind (magnitude/phase, echoes,
+    b-values) become separate scans; repeated positions of one kind become a 4D time series.
+    Hidden files (dot files) are ignored.
+
+    Returns:
+        (scans sorted by relpath, skipped files with reasons).
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such file or folder")
+    if root.is_file():
+        files = [root]
+        base = root.parent
+    else:
+        files = sorted(p for p in _walk(root))
+        base = root
+    scans: list[ScanSource] = []
+    skipped: list[Skipped] = []
+    frames_by_dir: dict[Path, list] = {}
+    for path in files:
+        rel = path.relative_to(base).as_posix()
+        if is_nifti_path(path):
+            scans.append(ScanSource("nifti", rel, (path,)))
+            continue
+        try:
+            frames = read_dicom_headers(path)
+        except NotAnImageError as exc:
+            skipped.append(Skipped(rel, exc.reason, failed=False))
+            continue
+        except ScanReadError as exc:
+            looks_dicom = _looks_like_dicom(path)
+            reason = exc.reason if looks_dicom else "not a DICOM or NIfTI file"
+            skipped.append(Skipped(rel, reason, failed=looks_dicom))
+            continue
+        frames_by_dir.setdefault(path.parent, []).extend(frames)
+    for folder, frames in frames_by_dir.items():
+        for stack in group_dicom(frames):
+            rel_dir = folder.relative_to(base).as_posix()
+            rel = f"{rel_dir}/{stack.label}" if rel_dir != "." else stack.label
+            scans.append(ScanSource("dicom", rel, tuple(stack.files), stack))
+    _dedupe_labels(scans)
+    scans.sort(key=lambda s: s.relpath)
+    return scans, skipped
+
+
+def find_scans(root: str | Path) -> list[Scan]:
+    """Every scan under ``root``, loaded (see `discover_scans`); unreadable files are skipped."""
+    scans, _ = discover_scans(root)
+    out = []
+    for source in scans:
+        try:
+            out.append(source.load())
+        except ScanReadError:
+            continue
+    return out
+
+
+def read_scan(path: str | Path) -> Scan:
+    """Read one NIfTI file, one DICOM file, or a folder holding exactly one DICOM series.
+
+    Raises:
+        ScanReadError: unreadable, corrupt, or a folder holding zero or several series.
+        NotAnImageError: a DICOM object without image content.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ScanReadError(path, "no such file or folder")
+    if path.is_file() and is_nifti_path(path):
+        return read_nifti(path)
+    if path.is_file():
+        frames = read_dicom_headers(path)
+        stacks = group_dicom(frames)
+        return load_stack(stacks[0]) if len(stacks) == 1 else _too_many(path, stacks)
+    scans, skipped = discover_scans(path)
+    if not scans:
+        why = "; ".join(f"{s.relpath}: {s.reason}" for s in skipped[:3])
+        raise ScanReadError(path, "folder holds no readable scan" + (f" ({why})" if why else ""))
+    if len(scans) > 1:
+        names = ", ".join(s.relpath for s in scans[:5])
+        raise ScanReadError(path, f"folder holds {len(scans)} scans ({names}); use find_scans")
+    return scans[0].load()
+
+
+def write_scan(scan: Scan, path: str | Path, *, description: str = "denoised") -> Path:
+    """Write ``scan``: a path ending .nii/.nii.gz gets NIfTI, any other path is a folder that
+    receives a derived DICOM series (see `write_dicom_series`). Returns the path."""
+    path = Path(path)
+    if is_nifti_path(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_nifti(scan, path)
+    write_dicom_series(scan, path, description=description)
+    return path
+
+
+def _walk(root: Path):
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".dicom", ".ima")
+
+
+def _dedupe_labels(scans: list[ScanSource]) -> None:
+    seen: dict[str, int] = {}
+    for i, s in enumerate(scans):
+        n = seen.get(s.relpath, 0)
+        seen[s.relpath] = n + 1
+        if n:
+            scans[i] = ScanSource(s.kind, f"{s.relpath}_{n + 1}", s.files, s.stack)
+
+
+def _too_many(path: Path, stacks: list[DicomStack]) -> Scan:
+    raise ScanReadError(path, f"file holds {len(stacks)} image stacks; read its folder with find_scans")

@@ -1,0 +1,187 @@
+"""Writing a Scan as a DICOM *derived* series (new UIDs, DERIVED\\SECONDARY, Source Image Sequence)."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from denoise.scan import Scan
+
+__all__ = ["write_dicom_series", "RESEARCH_NOTE"]
+
+RESEARCH_NOTE = "RESEARCH USE ONLY"
+_CLASSIC = {
+    "1.2.840.10008.5.1.4.1.1.4.1": "1.2.840.10008.5.1.4.1.1.4",  # Enhanced MR -> MR Image
+    "1.2.840.10008.5.1.4.1.1.2.1": "1.2.840.10008.5.1.4.1.1.2",  # Enhanced CT -> CT Image
+}
+_SOP_FOR_MODALITY = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4"}
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+_DROP = ("PixelData", "LargestImagePixelValue", "SmallestImagePixelValue", "PixelPaddingValue",
+         "PixelPaddingRangeLimit", "NumberOfFrames", "ReferencedImageSequence", "SourceImageSequence",
+         "DerivationCodeSequence", "DerivationDescription", "IconImageSequence", "RealWorldValueMappingSequence")
+
+
+def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "denoised") -> list[Path]:
+    """Write ``scan`` into ``folder`` as a new derived series, one file per slice.
+
+    Patient/study tags and geometry come from the source headers (``scan.meta["dicom_headers"]``)
+    when the scan was read from DICOM; otherwise a fresh study is made from the affine. Pixels are
+    stored in the source's bit depth and signedness with a per-slice rescale chosen so the float
+    values round-trip to within one stored step (clipped to the representable range).
+
+    Args:
+        scan: the scan to write; 2D, 3D or 4D.
+        folder: output folder (created); existing files with the same names are overwritten.
+        description: what was done, e.g. ``"denoised mr-2d"``; goes into SeriesDescription and
+            DerivationDescription together with the research-use note.
+
+    Returns:
+        The written file paths, in slice order.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = scan.array.reshape(-1, *scan.array.shape[-2:])
+    headers = scan.meta.get("dicom_headers") or _fresh_headers(scan, len(images))
+    if len(headers) != len(images):
+        raise ValueError(f"{len(headers)} DICOM headers for {len(images)} images")
+    frames = scan.meta.get("dicom_frames") or [(None, 0)] * len(images)
+    series_uid = generate_uid()
+    now = datetime.datetime.now()
+    paths = []
+    for index, (img, src, (_, frame)) in enumerate(zip(images, headers, frames)):
+        ds = _derived_header(src, series_uid, description, index, frame, now, bool(scan.meta.get("dicom_headers")))
+        _set_pixels(ds, src, img)
+        path = folder / f"IM{index + 1:05d}.dcm"
+        ds.save_as(str(path), enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def _derived_header(src: Dataset, series_uid: str, description: str, index: int, frame: int,
+                    now: datetime.datetime, from_dicom: bool) -> Dataset:
+    ds = Dataset()
+    for elem in src:
+        if elem.keyword not in _DROP and elem.tag.group != 0x0002:
+            ds.add(copy.deepcopy(elem))
+    src_sop_class = str(src.get("SOPClassUID", _SECONDARY_CAPTURE))
+    sop_class = _CLASSIC.get(src_sop_class, src_sop_class)
+    sop_uid = generate_uid()
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = int(src.get("SeriesNumber", 0) or 0) + 1000
+    ds.InstanceNumber = index + 1
+    rest = [str(v) for v in src.get("ImageType", [])][2:]
+    ds.ImageType = ["DERIVED", "SECONDARY", *rest]
+    note = f"{description} - {RESEARCH_NOTE}"
+    old = str(src.get("SeriesDescription", "") or "")
+    ds.SeriesDescription = f"{old[: max(0, 63 - len(note))]} {note}".strip()[:64]
+    ds.DerivationDescription = f"{note}; not for diagnostic use. Made by the denoise toolkit."[:1024]
+    ds.SeriesDate = now.strftime("%Y%m%d")
+    ds.SeriesTime = now.strftime("%H%M%S")
+    ds.ContentDate = ds.SeriesDate
+    ds.ContentTime = ds.SeriesTime
+    ds.BurnedInAnnotation = "NO"
+    if from_dicom and "SOPInstanceUID" in src:
+        item = Dataset()
+        item.ReferencedSOPClassUID = src_sop_class
+        item.ReferencedSOPInstanceUID = src.SOPInstanceUID
+        if src_sop_class in _CLASSIC:
+            item.ReferencedFrameNumber = frame + 1
+        purpose = Dataset()
+        purpose.CodeValue = "121322"
+        purpose.CodingSchemeDesignator = "DCM"
+        purpose.CodeMeaning = "Source image for image processing operation"
+        item.PurposeOfReferenceCodeSequence = Sequence([purpose])
+        ds.SourceImageSequence = Sequence([item])
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta = meta
+    return ds
+
+
+def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray) -> None:
+    bits_alloc = int(src.get("BitsAllocated", 16) or 16)
+    if bits_alloc not in (8, 16):
+        bits_alloc = 16
+    bits_stored = min(int(src.get("BitsStored", bits_alloc) or bits_alloc), bits_alloc)
+    signed = int(src.get("PixelRepresentation", 1 if bits_alloc == 16 else 0) or 0) == 1
+    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
+    slope = float(src.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(src.get("RescaleIntercept", 0.0) or 0.0)
+    vmin, vmax = float(img.min()), float(img.max())
+    if (vmin - intercept) / slope < lo - 0.5 or (vmax - intercept) / slope > hi + 0.5:
+        # The source's rescale cannot hold these values: spread them over the stored range.
+        span = max(vmax - vmin, 1e-6)
+        slope = span / (hi - lo)
+        intercept = vmin - lo * slope
+    stored = np.clip(np.rint((img.astype(np.float64) - intercept) / slope), lo, hi)
+    dtype = {(8, False): np.uint8, (8, True): np.int8, (16, False): np.uint16, (16, True): np.int16}[(bits_alloc, signed)]
+    ds.BitsAllocated = bits_alloc
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.SamplesPerPixel = 1
+    if str(src.get("PhotometricInterpretation", "MONOCHROME2")) not in ("MONOCHROME1", "MONOCHROME2"):
+        ds.PhotometricInterpretation = "MONOCHROME2"
+    else:
+        ds.PhotometricInterpretation = str(src.get("PhotometricInterpretation", "MONOCHROME2"))
+    ds.Rows, ds.Columns = img.shape
+    ds.RescaleSlope = f"{slope:.10g}"[:16]
+    ds.RescaleIntercept = f"{intercept:.10g}"[:16]
+    # DS strings are limited to 16 chars: use the values actually written.
+    slope_w, icpt_w = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    if (slope_w, icpt_w) != (slope, intercept):
+        stored = np.clip(np.rint((img.astype(np.float64) - icpt_w) / slope_w), lo, hi)
+    ds.PixelData = stored.astype(dtype).tobytes()
+    if "RescaleType" not in ds and ds.get("Modality") == "CT":
+        ds.RescaleType = "HU"
+
+
+def _fresh_headers(scan: Scan, n: int) -> list[Dataset]:
+    """Headers for a scan that did not come from DICOM: a new anonymous study, geometry from affine."""
+    study_uid, frame_uid = generate_uid(), generate_uid()
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ scan.affine
+    spacing = scan.spacing
+    dx, dy = spacing[-1], spacing[-2]
+    dz = spacing[0] if len(spacing) == 3 else 1.0
+    row = lps[:3, 0] / max(np.linalg.norm(lps[:3, 0]), 1e-12)
+    col = lps[:3, 1] / max(np.linalg.norm(lps[:3, 1]), 1e-12)
+    nz = scan.array.shape[-3] if scan.array.ndim >= 3 else 1
+    headers = []
+    for i in range(n):
+        z = i % nz
+        h = Dataset()
+        h.SOPClassUID = _SOP_FOR_MODALITY.get(scan.modality, _SECONDARY_CAPTURE)
+        h.Modality = scan.modality if scan.modality in ("CT", "MR") else "OT"
+        h.PatientName = "ANONYMOUS"
+        h.PatientID = "ANON"
+        h.StudyInstanceUID = study_uid
+        h.FrameOfReferenceUID = frame_uid
+        h.StudyDate = datetime.date.today().strftime("%Y%m%d")
+        h.SeriesNumber = 1
+        h.SeriesDescription = str(scan.meta.get("series_label", "") or "")
+        h.ImageType = ["DERIVED", "SECONDARY"]
+        h.ImagePositionPatient = [f"{v:.6g}" for v in (lps[:3, 3] + z * lps[:3, 2])]
+        h.ImageOrientationPatient = [f"{v:.6g}" for v in (*row, *col)]
+        h.PixelSpacing = [f"{dy:.6g}", f"{dx:.6g}"]
+        h.SliceThickness = f"{abs(dz):.6g}"
+        h.SpacingBetweenSlices = f"{abs(dz):.6g}"
+        h.BitsAllocated = 16
+        h.BitsStored = 16
+        h.PixelRepresentation = 1
+        h.PhotometricInterpretation = "MONOCHROME2"
+        if scan.is_timeseries:
+            h.TemporalPositionIdentifier = i // nz + 1
+        headers.append(h)
+    return headers

@@ -1,0 +1,36 @@
+"""The one interface every denoiser implements: learned models and classical filters alike."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from denoise.normalize import Normalization
+
+__all__ = ["Denoiser"]
+
+
+class Denoiser(ABC):
+    """Denoises batches of images on the model's normalised intensity scale.
+
+    `denoise.infer.denoise_scan` does the rest (physical units <-> normalised scale, slicing,
+    time points), so every method is run and measured the same way.
+
+    Attributes:
+        name: a short label (``"nlm"``, ``"dae:mr-2d"``).
+        spatial_dims: 2 (works slice by slice) or 3 (whole volumes).
+        normalization: the scaling this denoiser expects; None means the modality default.
+    """
+
+    name: str = "denoiser"
+    spatial_dims: int = 2
+    normalization: Normalization | None = None
+
+    @abstractmethod
+    def denoise_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Denoise ``batch`` of shape ``(n, y, x)`` (2D) or ``(n, z, y, x)`` (3D), float32,
+        normalised scale; return the same shape. Never modifies the input."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, spatial_dims={self.spatial_dims})"

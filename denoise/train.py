@@ -1,0 +1,208 @@
+"""One training harness for the whole autoencoder family.
+
+``fit`` splits scans into train/validation *by scan*, normalises each clean scan with the
+configured intensity scaling, samples foreground-weighted patches corrupted on the fly, and
+optimises the model's loss (reconstruction; + KL with warm-up for the VAE; + latent L1 for the
+sparse AE). Every epoch it measures validation PSNR/SSIM on fixed noisy patches, keeps the best
+checkpoint, stops early, and can resume from ``last.pt``. Device auto, AMP on CUDA, DDP under
+``torchrun``. Logging and a progress bar; no print.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from denoise import __version__
+from denoise.checkpoint import load_checkpoint, save_checkpoint
+from denoise.config import ModelConfig, TrainConfig
+from denoise.data import PatchSampler, precompute_lowdose_noise
+from denoise.infer import resolve_device
+from denoise.losses import beta_schedule, kl_divergence, reconstruction, sparsity
+from denoise.metrics import psnr, ssim
+from denoise.models import VAEOutput, build_model, sparsity_fraction
+from denoise.noise import parse_noise
+from denoise.scan import Scan
+
+__all__ = ["fit", "split_scans", "prepare_volumes"]
+
+log = logging.getLogger(__name__)
+
+
+def split_scans(scans: list[Scan], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, val) split by scan; a single scan is split by slabs along its first axis."""
+    n = len(scans)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * val_fraction))) if n > 1 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def prepare_volumes(scans: list[Scan], train_cfg: TrainConfig, seed: int) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Normalised clean volumes (4D scans split into 3D volumes) and, for lowdose, noise fields."""
+    norm = train_cfg.normalization
+    vols, fields = [], []
+    lowdose = parse_noise(train_cfg.noise).kind == "lowdose"
+    for k, scan in enumerate(scans):
+        offset, scale = norm.params(scan.array)
+        arrays = scan.array.reshape(-1, *scan.array.shape[-3:]) if scan.array.ndim >= 3 else scan.array[None, None]
+        for j, a in enumerate(arrays):
+            vols.append(((a - offset) / scale).astype(np.float32))
+            if lowdose:
+                f = precompute_lowdose_noise(a, pixel_mm=scan.spacing[-1], seed=seed + 1000 * k + j,
+                                             window=norm.high - norm.low)
+                fields.append(f)
+    return vols, (fields if lowdose else None)
+
+
+def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_dir: str | Path, *,
+        name: str = "model", resume: str | Path | None = None, progress: bool = True,
+        data_summary: dict[str, Any] | None = None) -> list[dict[str, float]]:
+    """Train a model; write ``best.pt`` and ``last.pt`` in ``out_dir``; return the history.
+
+    Args:
+        model_cfg, train_cfg: validated configs (saved inside the checkpoints).
+        scans: clean training scans (split by scan into train/validation).
+        out_dir: output folder.
+        name: model name stored in the checkpoint.
+        resume: a ``last.pt`` to continue from (weights, optimiser, epoch, history).
+        progress: show a progress bar.
+        data_summary: recorded in the checkpoint (e.g. file names of the training data).
+    """
+    if not scans:
+        raise ValueError("no training scans")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rank, world = _dist_init()
+    torch.manual_seed(train_cfg.seed + rank)
+    device = resolve_device(train_cfg.device) if world == 1 else torch.device(
+        f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    tr_idx, va_idx = split_scans(scans, train_cfg.val_fraction, train_cfg.seed)
+    if va_idx:
+        train_vols, train_fields = prepare_volumes([scans[i] for i in tr_idx], train_cfg, train_cfg.seed)
+        val_vols, val_fields = prepare_volumes([scans[i] for i in va_idx], train_cfg, train_cfg.seed + 7)
+    else:  # one scan: last 20% of slices validate
+        vols, fields = prepare_volumes(scans, train_cfg, train_cfg.seed)
+        cut = max(1, int(vols[0].shape[0] * (1 - train_cfg.val_fraction)))
+        train_vols, val_vols = [vols[0][:cut]], [vols[0][cut:]]
+        train_fields, val_fields = (([fields[0][:cut]], [fields[0][cut:]]) if fields else (None, None))
+    d = model_cfg.spatial_dims
+    sampler = PatchSampler(train_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
+                           seed=train_cfg.seed + 31 * rank, noise_fields=train_fields)
+    val_sampler = PatchSampler(val_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
+                               seed=train_cfg.seed + 12345, noise_fields=val_fields)
+    val_noisy, val_clean = val_sampler.batch(train_cfg.val_patches)
+
+    model = build_model(model_cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    total = train_cfg.epochs * train_cfg.steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    history: list[dict[str, float]] = []
+    start_epoch, best, stale = 0, -math.inf, 0
+    if resume:
+        net, _, payload = load_checkpoint(resume)
+        model.load_state_dict(net.state_dict())
+        opt.load_state_dict(payload["optimizer"])
+        sched.load_state_dict(payload["scheduler"])
+        history = [dict(zip(payload["history_keys"], row)) for row in payload["history"].tolist()]
+        start_epoch = int(payload["epoch"]) + 1
+        best = max((h["val_psnr"] for h in history), default=-math.inf)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    amp = train_cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    info = {
+        "name": name,
+        "model": asdict(model_cfg),
+        "train": {k: v for k, v in asdict(train_cfg).items() if k != "normalization"},
+        "normalization": asdict(train_cfg.normalization),
+        "noise": train_cfg.noise,
+        "data": {**(data_summary or {}), "train_scans": tr_idx, "val_scans": va_idx},
+        "version": __version__,
+    }
+    bar = tqdm(total=total, initial=start_epoch * train_cfg.steps_per_epoch, desc=f"train {name}",
+               disable=not progress or rank != 0, unit="step")
+    for epoch in range(start_epoch, train_cfg.epochs):
+        model.train()
+        t0, losses = time.perf_counter(), []
+        beta = beta_schedule(train_cfg.beta, epoch, train_cfg.beta_warmup_epochs)
+        for _ in range(train_cfg.steps_per_epoch):
+            noisy, clean = (torch.from_numpy(a).to(device) for a in sampler.batch(train_cfg.batch_size))
+            with torch.autocast(device.type, enabled=amp):
+                loss = _loss(model, noisy, clean, model_cfg.kind, train_cfg, beta)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}", val_psnr=f"{best:.2f}")
+        if rank != 0:
+            continue
+        metrics = _validate(_unwrap(model), val_noisy, val_clean, device)
+        row = {"epoch": epoch, "loss": float(np.mean(losses)), **metrics, "seconds": time.perf_counter() - t0}
+        history.append(row)
+        log.info("epoch %d %s", epoch, row)
+        improved = metrics["val_psnr"] > best
+        if improved:
+            best, stale = metrics["val_psnr"], 0
+            save_checkpoint(out_dir / "best.pt", _unwrap(model), {**info, "validation": row, "history": history})
+        else:
+            stale += 1
+        keys = sorted(history[0])
+        save_checkpoint(out_dir / "last.pt", _unwrap(model), {**info, "validation": row}, extra={
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+            "history": torch.tensor([[h[k] for k in keys] for h in history], dtype=torch.float64),
+            "history_keys": keys,
+        })
+        if stale >= train_cfg.early_stop_patience:
+            log.info("early stop at epoch %d (no validation gain for %d epochs)", epoch, stale)
+            break
+    bar.close()
+    return history
+
+
+def _loss(model, noisy, clean, kind: str, cfg: TrainConfig, beta: float) -> torch.Tensor:
+    if kind == "vae":
+        out: VAEOutput = model(noisy)
+        return reconstruction(out.recon, clean, kind=cfg.loss) + beta * kl_divergence(out.mu, out.logvar)
+    if kind == "sparse":
+        recon, z = _unwrap(model).forward_with_latent(noisy)
+        return reconstruction(recon, clean, kind=cfg.loss) + cfg.sparsity_weight * sparsity(z)
+    return reconstruction(model(noisy), clean, kind=cfg.loss)
+
+
+@torch.no_grad()
+def _validate(model, noisy: np.ndarray, clean: np.ndarray, device: torch.device) -> dict[str, float]:
+    model.eval()
+    out = model.predict(torch.from_numpy(noisy).to(device)).float().cpu().numpy()
+    ps = [psnr(c[0], o[0], data_range=1.0) for c, o in zip(clean, out)]
+    ss = [ssim(c[0], o[0], data_range=1.0) for c, o in zip(clean, out)]
+    noisy_ps = [psnr(c[0], n[0], data_range=1.0) for c, n in zip(clean, noisy)]
+    row = {"val_psnr": float(np.mean(ps)), "val_ssim": float(np.mean(ss)), "val_psnr_noisy": float(np.mean(noisy_ps))}
+    if hasattr(model, "forward_with_latent") and model.config.kind == "sparse":
+        _, z = model.forward_with_latent(torch.from_numpy(noisy).to(device))
+        row["sparsity"] = sparsity_fraction(z)
+    return row
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def _dist_init() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return (torch.distributed.get_rank() if world > 1 else 0), world

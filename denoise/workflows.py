@@ -1,0 +1,131 @@
+"""Folder-level workflows behind `denoise simulate`, `denoise evaluate` and `denoise train`:
+load -> compute -> save, the only place besides `batch` that combines I/O with compute."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from denoise.io import ScanReadError, discover_scans, read_scan, write_scan
+from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
+from denoise.noise import add_noise, parse_noise
+from denoise.normalize import reference_intensity
+
+__all__ = ["simulate_folder", "evaluate_folder", "train_folder"]
+
+
+def simulate_folder(input: str | Path, output: str | Path, noise: str, *, seed: int = 0,
+                    progress: bool = True) -> dict[str, int]:
+    """Write a noisy copy of every scan under ``input`` into ``output`` (same formats, mirrored).
+
+    Scan ``k`` (in sorted relative-path order) gets seed ``seed + k``, so a rerun reproduces it.
+    """
+    from denoise.batch import _atomic_write, _check_usage
+
+    parse_noise(noise)
+    src, out = Path(input).resolve(), Path(output).resolve()
+    _check_usage(src, out, "same", 1, 0, None, None, None)
+    sources, _ = discover_scans(src)
+    counts = {"ok": 0, "failed": 0}
+    for k, s in enumerate(tqdm(sources, desc="simulate", unit="scan", disable=not progress)):
+        try:
+            noisy = add_noise(s.load(), noise, seed=seed + k)
+            _atomic_write(noisy, out / s.relpath, f"noisy {noise} seed {seed + k} (simulation)")
+            counts["ok"] += 1
+        except (ScanReadError, ValueError) as exc:
+            counts["failed"] += 1
+            tqdm.write(f"failed: {s.relpath}: {exc}")
+    return counts
+
+
+def evaluate_folder(denoised: str | Path, reference: str | Path, *, mask: str = "auto",
+                    out: str | Path | None = None) -> tuple[list[dict[str, Any]], Path]:
+    """Pair scans by relative path and score each; write a CSV table. Returns (rows, csv path).
+
+    Data range: CT 2000 HU (window [-1000, 1000]); otherwise the reference's
+    `reference_intensity`. ``mask="auto"`` scores the reference's `foreground_mask`.
+    """
+    den_root, ref_root = Path(denoised), Path(reference)
+    refs = {s.relpath: s for s in discover_scans(ref_root)[0]}
+    rows = []
+    for s in discover_scans(den_root)[0]:
+        row: dict[str, Any] = {"scan": s.relpath, "psnr": "", "ssim": "", "data_range": "", "mask": mask, "reason": ""}
+        key = s.relpath if s.relpath in refs else _match_dicom(s.relpath, refs)
+        if key is None:
+            if not s.relpath.endswith("_noise.nii.gz"):
+                row["reason"] = "no reference at the same relative path"
+                rows.append(row)
+            continue
+        try:
+            d, r = s.load(), refs[key].load()
+            if d.array.shape != r.array.shape:
+                raise ValueError(f"shape {d.array.shape} vs reference {r.array.shape}")
+            rng = CT_DATA_RANGE if r.modality == "CT" else reference_intensity(r.array)
+            m = foreground_mask(r.array) if mask == "auto" else None
+            row.update(psnr=f"{psnr(r.array, d.array, data_range=rng, mask=m):.3f}",
+                       ssim=f"{ssim(r.array, d.array, data_range=rng, mask=m):.4f}", data_range=f"{rng:.4g}")
+        except (ScanReadError, ValueError) as exc:
+            row["reason"] = str(exc)
+        rows.append(row)
+    path = Path(out) if out else den_root / "evaluation.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["scan"])
+        w.writeheader()
+        w.writerows(rows)
+    return rows, path
+
+
+def train_folder(data: str | Path, out: str | Path, *, kind: str = "dae", dims: int = 2,
+                 noise: str = "rician:0.01-0.09", config: str | Path | None = None, epochs: int | None = None,
+                 steps_per_epoch: int | None = None, modality: str | None = None,
+                 resume: str | Path | None = None, device: str = "auto", progress: bool = True) -> Path:
+    """Train on every scan under ``data`` (via `discover_scans`); return the best checkpoint path."""
+    import dataclasses
+
+    from denoise.config import ModelConfig, TrainConfig, load_config
+    from denoise.normalize import normalization_for
+    from denoise.train import fit
+
+    model_cfg, train_cfg = load_config(config) if config else (ModelConfig(), TrainConfig())
+    sources, _ = discover_scans(data)
+    scans = []
+    for s in sources:
+        try:
+            scans.append(s.load())
+        except ScanReadError as exc:
+            tqdm.write(f"skipped for training: {exc}")
+    if not scans:
+        raise ValueError(f"{data}: no readable scans to train on")
+    mod = modality or max({s.modality for s in scans}, key=lambda m: sum(x.modality == m for x in scans))
+    model_cfg = dataclasses.replace(model_cfg, kind=kind, spatial_dims=dims)
+    updates: dict[str, Any] = {"noise": noise, "device": device}
+    if not config or "normalization" not in (_yaml_train_keys(config)):
+        updates["normalization"] = normalization_for(mod)
+    if epochs:
+        updates["epochs"] = epochs
+    if steps_per_epoch:
+        updates["steps_per_epoch"] = steps_per_epoch
+    train_cfg = dataclasses.replace(train_cfg, **updates)
+    fit(model_cfg, train_cfg, scans, out, name=Path(out).name, resume=resume, progress=progress,
+        data_summary={"files": [s.relpath for s in sources]})
+    return Path(out) / "best.pt"
+
+
+def _yaml_train_keys(path: str | Path) -> set[str]:
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return set((data.get("train") or {}).keys())
+
+
+def _match_dicom(relpath: str, refs: dict) -> str | None:
+    """DICOM series relpaths end in a label with a new series number; match on the folder."""
+    folder = str(Path(relpath).parent)
+    cands = [k for k in refs if str(Path(k).parent) == folder]
+    return cands[0] if len(cands) == 1 else None
+
+
+_ = read_scan, write_scan  # re-exported for scripts that use workflows as a one-stop import

@@ -1,0 +1,123 @@
+"""Train the shipped pretrained models from the real scans in ../shared/data (CPU, 2 cores).
+
+    python scripts/train_pretrained.py --model mr-2d [--data ../shared/data] [--minutes 25]
+
+Writes denoise/pretrained/<name>.pt and <name>.md (model card) and runs/<name>/ (logs, last.pt).
+Held out from every model (test data for docs/benchmarks.md): MR nifti/mr_t1_electrodes_seg3d,
+CT dicom/ge_ct_colonography_3slices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from denoise.config import ModelConfig, TrainConfig
+from denoise.io import read_scan
+from denoise.normalize import Normalization
+from denoise.scan import Scan
+from denoise.train import fit
+
+MR_TRAIN = ["nifti/mr_t1_stroke_brainextracted_vrd.nii.gz", "nifti/mr_flair_stroke_brainextracted_vrd.nii.gz",
+            "nifti/mr_t2_stroke_clinical.nii.gz", "nifti/mr_t1_template_spm152_niivue.nii.gz"]
+CT_TRAIN = ["nifti/ct_template_scct_clinical.nii.gz", "nifti/ct_cta_aorta_stent_imageio.nii.gz"]
+HELD_OUT = ["nifti/mr_t1_electrodes_seg3d.nii.gz", "dicom/ge_ct_colonography_3slices"]
+
+MR_NORM = Normalization(kind="percentile")
+CT_NORM = Normalization(kind="window", low=-1000, high=1000)
+
+RECIPES = {
+    "mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128)),
+                  train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM)),
+    "ct-2d": dict(files=CT_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128)),
+                  train=dict(noise="lowdose:0.1-0.5", patch_size=64, batch_size=16, normalization=CT_NORM)),
+    "mr-3d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=3, channels=(16, 32, 64)),
+                  train=dict(noise="rician:0.01-0.09", patch_size=32, batch_size=4, normalization=MR_NORM)),
+    "vae-mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="vae", spatial_dims=2, channels=(16, 32, 64),
+                                                         latent_channels=16, residual=False),
+                      train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM,
+                                 beta=1e-3, beta_warmup_epochs=5)),
+    "sparse-mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="sparse", spatial_dims=2, channels=(16, 32, 64),
+                                                            latent_channels=32, residual=False),
+                         train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM,
+                                    sparsity_weight=1e-3)),
+}
+
+
+def cormack_to_hu(c: np.ndarray) -> np.ndarray:
+    """Invert Rorden's Clinical-toolbox HU -> 'Cormack' mapping used by the scct template
+    (v = HU + 1024; v in [900, 1100] stretched x10): brain lands near 20 HU, air at -1024."""
+    v = np.where(c < 900, c, np.where(c < 2900, 900 + (c - 900) / 10.0, 1100 + (c - 2900)))
+    return (v - 1024).astype(np.float32)
+
+
+def load_training_scans(data: Path, files: list[str]) -> list[Scan]:
+    scans = []
+    for rel in files:
+        s = read_scan(data / rel)
+        if "scct" in rel:
+            s = s.with_array(cormack_to_hu(s.array))
+        scans.append(s)
+    return scans
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, choices=sorted(RECIPES))
+    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    p.add_argument("--minutes", type=float, default=25.0, help="approximate training budget")
+    p.add_argument("--seconds-per-step", type=float, default=None, help="override the measured step time")
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(2)
+    recipe = RECIPES[args.model]
+    scans = load_training_scans(args.data, recipe["files"])
+    step = args.seconds_per_step or _measure_step(recipe)
+    steps = max(100, int(args.minutes * 60 / step * 0.85))
+    epochs = 25
+    train_cfg = TrainConfig(**recipe["train"], epochs=epochs, steps_per_epoch=max(4, steps // epochs),
+                            early_stop_patience=8, val_patches=48, seed=0)
+    out = Path("runs") / args.model
+    resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
+    history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume,
+                  data_summary={"files": recipe["files"], "held_out": HELD_OUT})
+    dest = Path(__file__).resolve().parents[1] / "denoise" / "pretrained"
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "best.pt", dest / f"{args.model}.pt")
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    logging.info("done: %s", dest / f"{args.model}.pt")
+    return 0
+
+
+def _measure_step(recipe: dict) -> float:
+    import time
+
+    from denoise.models import build_model
+
+    net = build_model(recipe["model"])
+    opt = torch.optim.Adam(net.parameters())
+    p, b, d = recipe["train"]["patch_size"], recipe["train"]["batch_size"], recipe["model"].spatial_dims
+    x = torch.randn(b, 1, *([p] * d))
+    times = []
+    for _ in range(4):
+        t = time.perf_counter()
+        out = net(x)
+        out = out.recon if hasattr(out, "recon") else out
+        loss = (out - x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times[1:])) * 1.3  # + data sampling and validation
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""denoise run / denoise_folder: discovery, mirrored outputs, manifest, resume, kill safety, Dask."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+from conftest import tree_hash, write_dicom_slices
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import generate_uid
+
+from denoise.batch import UsageError, denoise_folder
+from denoise.checkpoint import save_checkpoint
+from denoise.cli import main
+from denoise.config import ModelConfig
+from denoise.io import read_scan
+from denoise.models import build_model
+
+
+@pytest.fixture
+def tiny_model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(kind="dae", spatial_dims=2, channels=(4, 8)))
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, net, {"name": "tiny", "model": {"kind": "dae", "spatial_dims": 2, "channels": [4, 8]},
+                                "normalization": {"kind": "percentile"}})
+    return path
+
+
+@pytest.fixture
+def study(tmp_path, phantom_3d) -> Path:
+    root = tmp_path / "in"
+    write_dicom_slices(root / "pat" / "mixed", phantom_3d[:6], names=[f"a{k}.dcm" for k in range(6)])
+    write_dicom_slices(root / "pat" / "mixed", phantom_3d[:4] * 0.5, names=[f"b{k}.dcm" for k in range(4)])
+    nib.save(nib.Nifti1Image(phantom_3d.T.copy(), np.diag([1, 1, 2, 1.0])), str(root / "vol.nii.gz"))
+    sr = Dataset()
+    sr.file_meta = FileMetaDataset()
+    sr.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    sr.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    sr.SOPInstanceUID = generate_uid()
+    sr.Modality = "SR"
+    sr.save_as(str(root / "pat" / "report.dcm"), enforce_file_format=True)
+    good = (root / "pat" / "mixed" / "a0.dcm").read_bytes()
+    (root / "pat" / "broken.dcm").write_bytes(good[:400])
+    (root / "notes.txt").write_text("hello")
+    return root
+
+
+def _manifest(out: Path) -> dict[str, dict]:
+    with open(out / "manifest.csv", newline="") as fh:
+        return {r["input"]: r for r in csv.DictReader(fh)}
+
+
+def test_run_mixed_folder_outputs_and_manifest(study, tmp_path, tiny_model):
+    before = tree_hash(study)
+    out = tmp_path / "out"
+    code = main(["run", "-i", str(study), "-o", str(out), "-m", str(tiny_model), "--quiet", "--device", "cpu"])
+    assert code == 1  # the corrupt DICOM failed
+    rows = _manifest(out)
+    status = {k: v["status"] for k, v in rows.items()}
+    assert status["vol.nii.gz"] == "ok" and status["notes.txt"] == "skipped"
+    assert status["pat/report.dcm"] == "skipped" and "non-image" in rows["pat/report.dcm"]["reason"]
+    assert status["pat/broken.dcm"] == "failed" and rows["pat/broken.dcm"]["reason"]
+    series = [k for k in rows if k.startswith("pat/mixed/")]
+    assert len(series) == 2 and all(status[k] == "ok" for k in series)
+    assert (out / "vol.nii.gz").exists()
+    np.testing.assert_allclose(nib.load(str(out / "vol.nii.gz")).affine, np.diag([1, 1, 2, 1.0]))
+    for k in series:
+        d = read_scan(out / k)
+        assert d.meta["format"] == "dicom"
+        assert rows[k]["model"] == "tiny" and rows[k]["model_hash"] and rows[k]["sigma_before"]
+    text = (out / "manifest.csv").read_text()
+    assert "Doe" not in text and "PID12345" not in text
+    assert tree_hash(study) == before  # inputs never modified
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+
+
+def test_continue_rewrites_nothing(study, tmp_path, tiny_model):
+    out = tmp_path / "out"
+    denoise_folder(study, out, model=str(tiny_model), device="cpu", progress=False)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "manifest.csv"
+              and p.name != "summary.json"}
+    time.sleep(0.05)
+    s = denoise_folder(study, out, model=str(tiny_model), device="cpu", resume=True, progress=False)
+    assert s["processed"] == 0 and s["reused"] == 3
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+
+
+def test_changed_input_is_redone_with_continue(study, tmp_path, tiny_model):
+    out = tmp_path / "out"
+    denoise_folder(study, out, model=str(tiny_model), device="cpu", progress=False)
+    img = nib.load(str(study / "vol.nii.gz"))
+    nib.save(nib.Nifti1Image(img.get_fdata() * 2, img.affine), str(study / "vol.nii.gz"))
+    s = denoise_folder(study, out, model=str(tiny_model), device="cpu", resume=True, progress=False)
+    assert s["processed"] == 1
+
+
+def test_output_inside_input_is_refused(study, tiny_model):
+    before = tree_hash(study)
+    assert main(["run", "-i", str(study), "-o", str(study / "sub"), "-m", str(tiny_model)]) == 2
+    assert main(["run", "-i", str(study), "-o", str(study)]) == 2
+    assert tree_hash(study) == before
+    with pytest.raises(UsageError):
+        denoise_folder(study, study / "x")
+
+
+def test_killed_run_leaves_no_partial_output_and_continue_completes(tmp_path, phantom_3d, tiny_model):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(6):
+        nib.save(nib.Nifti1Image(np.tile(phantom_3d.T, (6, 6, 4)) * (1 + i / 10), np.eye(4)), str(src / f"v{i}.nii.gz"))
+    ref_out = tmp_path / "ref"
+    denoise_folder(src, ref_out, model=str(tiny_model), device="cpu", progress=False)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", "import sys; from denoise.cli import main; sys.exit(main(sys.argv[1:]))",
+           "run", "-i", str(src), "-o", str(out), "-m", str(tiny_model), "--quiet", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("v*.nii.gz"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = list(out.glob("v*.nii.gz"))
+    for p in done:  # whatever exists is complete
+        np.testing.assert_array_equal(nib.load(str(p)).get_fdata(), nib.load(str(ref_out / p.name)).get_fdata())
+    assert len(done) < 6, "the run finished before it was killed; make the inputs bigger"
+    assert main(["run", "-i", str(src), "-o", str(out), "-m", str(tiny_model), "--continue", "--quiet",
+                 "--device", "cpu"]) == 0
+    for i in range(6):
+        np.testing.assert_array_equal(nib.load(str(out / f"v{i}.nii.gz")).get_fdata(),
+                                      nib.load(str(ref_out / f"v{i}.nii.gz")).get_fdata())
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+
+
+def test_reference_adds_metrics_and_nifti_format(study, tmp_path, tiny_model):
+    out = tmp_path / "out"
+    denoise_folder(study, out, model=str(tiny_model), device="cpu", reference=study, fmt="nifti", noise_map=True,
+                   progress=False)
+    rows = _manifest(out)
+    assert float(rows["vol.nii.gz"]["psnr_fg"]) > 10 and 0 < float(rows["vol.nii.gz"]["ssim_fg"]) <= 1
+    series = [k for k in rows if k.startswith("pat/mixed/")]
+    assert all(rows[k]["output"].endswith(".nii.gz") and (out / rows[k]["output"]).exists() for k in series)
+    assert (out / "vol_noise.nii.gz").exists()
+
+
+def test_sharding_splits_the_work(study, tmp_path, tiny_model):
+    a = denoise_folder(study, tmp_path / "o", model=str(tiny_model), device="cpu", num_parts=2, part_id=0, progress=False)
+    b = denoise_folder(study, tmp_path / "o", model=str(tiny_model), device="cpu", num_parts=2, part_id=1, progress=False)
+    assert a["processed"] + b["processed"] == 3 and a["processed"] and b["processed"]
+
+
+@pytest.mark.timeout(300)
+def test_dask_local_cluster_equals_serial(study, tmp_path, tiny_model):
+    pytest.importorskip("dask.distributed")
+    denoise_folder(study, tmp_path / "serial", model=str(tiny_model), device="cpu", progress=False)
+    s = denoise_folder(study, tmp_path / "dask", model=str(tiny_model), device="cpu", workers=2, progress=False)
+    assert s["ok"] == 3
+    np.testing.assert_array_equal(nib.load(str(tmp_path / "serial" / "vol.nii.gz")).get_fdata(),
+                                  nib.load(str(tmp_path / "dask" / "vol.nii.gz")).get_fdata())
+    ser, das = _manifest(tmp_path / "serial"), _manifest(tmp_path / "dask")
+    assert {k: v["status"] for k, v in ser.items()} == {k: v["status"] for k, v in das.items()}
+    for k in ser:
+        if ser[k]["status"] == "ok" and ser[k]["kind"] == "dicom":
+            np.testing.assert_allclose(read_scan(tmp_path / "serial" / k).array, read_scan(tmp_path / "dask" / k).array)

@@ -1,0 +1,174 @@
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from conftest import SHARED, tree_hash, write_dicom_slices
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import generate_uid
+
+from denoise.io import NotAnImageError, ScanReadError, discover_scans, find_scans, read_scan, write_scan
+
+
+def _files(folder):
+    return sorted(folder.glob("*.dcm"))
+
+
+def test_series_round_trip_is_a_derived_series(dicom_series, tmp_path, phantom_3d):
+    scan = read_scan(dicom_series)
+    np.testing.assert_array_equal(scan.array, phantom_3d)
+    denoised = scan.with_array(scan.array * 0.5 + 0.3)
+    out = write_scan(denoised, tmp_path / "out", description="denoised test")
+    back = read_scan(out)
+    step = max(float(pydicom.dcmread(str(_files(out)[0])).RescaleSlope), 1.0)
+    assert np.max(np.abs(back.array - denoised.array)) <= step
+    np.testing.assert_allclose(back.affine, scan.affine, atol=1e-4)
+    assert back.spacing == pytest.approx(scan.spacing)
+    src = pydicom.dcmread(str(_files(dicom_series)[0]))
+    files = _files(out)
+    new = [pydicom.dcmread(str(f)) for f in files]
+    assert len(files) == len(phantom_3d)
+    assert all(d.StudyInstanceUID == src.StudyInstanceUID for d in new)
+    assert len({d.SeriesInstanceUID for d in new}) == 1 and new[0].SeriesInstanceUID != src.SeriesInstanceUID
+    assert src.SOPInstanceUID not in {d.SOPInstanceUID for d in new}
+    assert list(new[0].ImageType[:2]) == ["DERIVED", "SECONDARY"]
+    assert "RESEARCH" in new[0].SeriesDescription and "denoised" in new[0].SeriesDescription
+    assert new[0].DerivationDescription
+    refs = {d.SourceImageSequence[0].ReferencedSOPInstanceUID for d in new}
+    assert refs == {pydicom.dcmread(str(f)).SOPInstanceUID for f in _files(dicom_series)}
+    assert new[0].file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert new[0].PatientID == src.PatientID and new[0].WindowWidth == src.WindowWidth
+    assert new[0].BitsStored == src.BitsStored and new[0].PixelRepresentation == src.PixelRepresentation
+
+
+def test_values_outside_source_range_get_a_new_rescale(dicom_series, tmp_path):
+    scan = read_scan(dicom_series)
+    arr = scan.array - 700.0  # negative values in an unsigned series
+    back = read_scan(write_scan(scan.with_array(arr), tmp_path / "o"))
+    slope = float(pydicom.dcmread(str(_files(tmp_path / "o")[0])).RescaleSlope)
+    assert np.max(np.abs(back.array - arr)) <= slope
+
+
+def test_shuffled_names_sorted_by_position_not_name(tmp_path, phantom_3d, rng):
+    names = [f"{x}.img" for x in rng.permutation(10_000)[: len(phantom_3d)]]
+    # instance numbers reversed, positions along +z: the reader must follow geometry
+    write_dicom_slices(tmp_path / "s", phantom_3d, names=names,
+                       extra={"InstanceNumber": lambda k: 100 - k})
+    np.testing.assert_array_equal(read_scan(tmp_path / "s").array, phantom_3d)
+
+
+def test_two_series_in_one_folder_are_separated(tmp_path, phantom_3d):
+    a = write_dicom_slices(tmp_path / "mixed", phantom_3d, names=[f"a{k}" for k in range(16)])
+    write_dicom_slices(tmp_path / "mixed", phantom_3d[:5] * 2, names=[f"b{k}" for k in range(5)])
+    scans = find_scans(tmp_path / "mixed")
+    shapes = sorted(s.array.shape for s in scans)
+    assert shapes == [(5, 24, 24), (16, 24, 24)]
+    assert len(a) == 16
+    with pytest.raises(ScanReadError, match="2 scans"):
+        read_scan(tmp_path / "mixed")
+
+
+def test_time_points_sharing_positions_become_4d(tmp_path, phantom_3d):
+    uid = generate_uid()
+    vol = phantom_3d[:4]
+    for t in range(3):
+        write_dicom_slices(tmp_path / "fmri", vol + 10 * t, series_uid=uid, names=[f"t{t}z{k}" for k in range(4)],
+                           extra={"AcquisitionNumber": t + 1}, instance_offset=4 * t)
+    scan = read_scan(tmp_path / "fmri")
+    assert scan.array.shape == (3, 4, 24, 24)
+    for t in range(3):
+        np.testing.assert_array_equal(scan.array[t], vol + 10 * t)
+
+
+def test_magnitude_and_phase_are_separate_scans(tmp_path, phantom_3d):
+    uid = generate_uid()
+    write_dicom_slices(tmp_path / "gre", phantom_3d[:4], series_uid=uid, names=[f"m{k}" for k in range(4)],
+                       extra={"ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"]})
+    write_dicom_slices(tmp_path / "gre", phantom_3d[:4] * 0 + 7, series_uid=uid, names=[f"p{k}" for k in range(4)],
+                       extra={"ImageType": ["ORIGINAL", "PRIMARY", "P", "ND"]})
+    scans = find_scans(tmp_path / "gre")
+    assert len(scans) == 2 and all(s.array.shape == (4, 24, 24) for s in scans)
+
+
+def test_ct_rescale_gives_hu_and_signed_big_endian(tmp_path, phantom_3d):
+    hu = phantom_3d - 1000.0
+    write_dicom_slices(tmp_path / "ct", hu, modality="CT", slope=1.0, intercept=-1024.0, signed=False)
+    scan = read_scan(tmp_path / "ct")
+    assert scan.modality == "CT"
+    np.testing.assert_array_equal(scan.array, hu)
+    write_dicom_slices(tmp_path / "be", hu, modality="CT", signed=True, big_endian=True)
+    np.testing.assert_array_equal(read_scan(tmp_path / "be").array, hu)
+
+
+def test_uneven_spacing_warns(tmp_path, phantom_3d):
+    write_dicom_slices(tmp_path / "gap", phantom_3d[:5], positions_z=[0, 2, 4, 8, 10])
+    with pytest.warns(UserWarning, match="uneven slice spacing"):
+        read_scan(tmp_path / "gap")
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, dicom_series):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "notes.dcm").write_text("this is not DICOM")
+    with pytest.raises(ScanReadError, match="notes.dcm.*not a DICOM"):
+        read_scan(bad / "notes.dcm")
+    data = _files(dicom_series)[0].read_bytes()
+    (bad / "trunc.dcm").write_bytes(data[: len(data) - 600])
+    with pytest.raises(ScanReadError, match="trunc.dcm"):
+        read_scan(bad / "trunc.dcm")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ScanReadError, match="no readable scan"):
+        read_scan(empty)
+
+
+def test_non_image_dicom_is_skipped_with_reason(tmp_path, dicom_series):
+    sr = Dataset()
+    sr.file_meta = FileMetaDataset()
+    sr.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    sr.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    sr.SOPInstanceUID = generate_uid()
+    sr.file_meta.MediaStorageSOPClassUID = sr.SOPClassUID
+    sr.file_meta.MediaStorageSOPInstanceUID = sr.SOPInstanceUID
+    sr.Modality = "SR"
+    path = dicom_series / "report.dcm"
+    sr.save_as(str(path), enforce_file_format=True)
+    with pytest.raises(NotAnImageError, match="report.dcm.*non-image"):
+        read_scan(path)
+    scans, skipped = discover_scans(dicom_series)
+    assert len(scans) == 1 and [s.relpath for s in skipped] == ["report.dcm"]
+    assert not skipped[0].failed
+
+
+def test_reading_never_modifies_inputs(dicom_series, nifti_file):
+    before = tree_hash(dicom_series.parent)
+    read_scan(dicom_series)
+    read_scan(nifti_file)
+    find_scans(dicom_series.parent)
+    assert tree_hash(dicom_series.parent) == before
+
+
+def test_mosaic_is_refused_not_flattened(tmp_path, phantom_3d):
+    write_dicom_slices(tmp_path / "mos", phantom_3d[:1], extra={"ImageType": ["ORIGINAL", "PRIMARY", "M", "MOSAIC"]})
+    with pytest.raises(ScanReadError, match="mosaic"):
+        read_scan(tmp_path / "mos")
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not available")
+def test_real_shared_dicom(tmp_path):
+    fmri = read_scan(SHARED / "dicom" / "ge_mr_epi_fmri")
+    assert fmri.array.shape == (10, 15, 64, 64) and fmri.spacing[0] == pytest.approx(5.0)
+    enh = read_scan(SHARED / "dicom" / "philips_phantom_mr_t1_tse_ai_off_enhanced")
+    assert enh.array.shape == (12, 256, 256) and enh.spacing == pytest.approx((5.0, 1.0, 1.0))
+    ct = read_scan(SHARED / "dicom" / "ge_ct_colonography_3slices")
+    assert ct.modality == "CT" and ct.array.min() < -900  # HU: air
+    # the enhanced object round-trips as a derived classic series pointing at its frames
+    out = write_scan(enh, tmp_path / "enh_out")
+    back = read_scan(out)
+    assert np.max(np.abs(back.array - enh.array)) <= 1.3
+    d = pydicom.dcmread(str(sorted(out.glob("*.dcm"))[3]))
+    assert d.SourceImageSequence[0].ReferencedFrameNumber in range(1, 13)
+    copy = tmp_path / "ct"
+    shutil.copytree(SHARED / "dicom" / "ge_ct_colonography_3slices", copy)
+    ct_back = read_scan(write_scan(ct, tmp_path / "ct_out"))
+    assert np.max(np.abs(ct_back.array - ct.array)) <= 1.0

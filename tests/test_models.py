@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+
+from denoise.config import ModelConfig
+from denoise.losses import kl_divergence, sparsity
+from denoise.models import MODELS, VAE, build_model, sparsity_fraction
+
+SHAPES = {2: (2, 1, 20, 18), 3: (2, 1, 12, 10, 9)}
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("dims", [2, 3])
+def test_output_shape_equals_input_shape(kind, dims):
+    net = build_model(ModelConfig(kind=kind, spatial_dims=dims, channels=(4, 8), latent_channels=4,
+                                  patch_size=4, n_components=3))
+    x = torch.randn(SHAPES[dims])
+    out = net(x)
+    out = out.recon if kind == "vae" else out
+    assert out.shape == x.shape
+    assert net.predict(x).shape == x.shape
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_vae_kl_sampling_interpolation_and_mean_inference(dims):
+    torch.manual_seed(0)
+    net = VAE(ModelConfig(kind="vae", spatial_dims=dims, channels=(4, 8), latent_channels=3, patch_size=8))
+    x = torch.randn(SHAPES[dims])
+    out = net.train()(x)
+    kl = kl_divergence(out.mu, out.logvar)
+    assert torch.isfinite(kl) and kl >= 0
+    assert net.sample(5, spatial_size=8).shape == (5, 1, *([8] * dims))
+    a, b = x[:1], x[1:]
+    path = net.interpolate(a, b, steps=4)
+    assert path.shape == (4, *a.shape[1:])
+    net.eval()
+    torch.testing.assert_close(net.predict(x), net.predict(x))  # deterministic
+    torch.testing.assert_close(net(x).z, net(x).mu)  # eval: reconstruct from the mean
+    net.train()
+    assert not torch.equal(net(x).z, net(x).mu)  # training: reparameterised sample
+
+
+def test_sparse_penalty_lowers_latent_l1():
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 16, 16)
+
+    def train(weight):
+        torch.manual_seed(1)
+        net = build_model(ModelConfig(kind="sparse", spatial_dims=2, channels=(4, 8), latent_channels=8, residual=False))
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        for _ in range(60):
+            recon, z = net.forward_with_latent(x)
+            loss = ((recon - x) ** 2).mean() + weight * sparsity(z)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return net.forward_with_latent(x)[1]
+
+    z_plain, z_sparse = train(0.0), train(0.5)
+    assert sparsity(z_sparse) < sparsity(z_plain)
+    assert sparsity_fraction(z_sparse) >= sparsity_fraction(z_plain)
+
+
+def test_linear_autoencoder_learns_the_pca_subspace():
+    rng = np.random.default_rng(0)
+    p, k = 4, 3
+    basis = np.linalg.qr(rng.normal(size=(p * p, p * p)))[0]
+    scales = np.array([5.0, 3.0, 2.0] + [0.1] * (p * p - 3))
+    data = (rng.normal(size=(500, p * p)) * scales) @ basis.T
+    data -= data.mean(0)
+    x = torch.tensor(data, dtype=torch.float32).reshape(-1, 1, p, p)
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(kind="linear", spatial_dims=2, patch_size=p, n_components=k))
+    opt = torch.optim.Adam(net.parameters(), lr=2e-2)
+    for _ in range(400):
+        loss = ((net(x) - x) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    learned = np.linalg.qr(net.subspace().numpy())[0]
+    _, _, vt = np.linalg.svd(data, full_matrices=False)
+    pca = vt[:k].T
+    cosines = np.linalg.svd(learned.T @ pca, compute_uv=False)
+    angles = np.degrees(np.arccos(np.clip(cosines, -1, 1)))
+    assert angles.max() < 5.0
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="kind"):
+        ModelConfig(kind="gan")
+    with pytest.raises(ValueError, match="spatial_dims"):
+        ModelConfig(spatial_dims=4)
+    from denoise.config import TrainConfig, config_from_dict
+
+    with pytest.raises(ValueError, match="unknown TrainConfig keys: lr_max"):
+        config_from_dict(TrainConfig, {"lr_max": 1})
