@@ -122,10 +122,10 @@ def _yaml_train_keys(path: str | Path) -> set[str]:
 
 
 def _match_dicom(relpath: str, refs: dict) -> str | None:
-    """DICOM series relpaths end in a label with a new series number; match on the folder."""
-    folder = str(Path(relpath).parent)
-    cands = [k for k in refs if str(Path(k).parent) == folder]
-    return cands[0] if len(cands) == 1 else None
+    """`run`/`simulate` write a DICOM series into a folder named after the source series label
+    (``IN/a/S5_x`` -> ``OUT/a/S5_x/``), so a derived series' reference is its parent path."""
+    parent = Path(relpath).parent.as_posix()
+    return parent if parent in refs else None
 
 
 _ = read_scan, write_scan  # re-exported for scripts that use workflows as a one-stop import

