@@ -1,0 +1,132 @@
+"""Speed and memory of the shipped models and the batch job on this machine (2 CPU cores).
+
+    python scripts/bench_speed.py --out docs/speed.json
+
+Measures: ms per 256x256 slice (mr-2d, ct-2d, NLM, BM3D), seconds and peak RSS for a 256^3 volume
+through mr-3d, FLOPs per voxel of each model (counted from the conv layers), and for `denoise run`:
+peak RSS over folders of 10 vs 100 scans and the speedup of --workers 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def conv_flops_per_voxel(net: torch.nn.Module, shape: tuple[int, ...]) -> float:
+    """2 x multiply-adds of every conv / transposed conv for one input of ``shape``, per input voxel."""
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        k = int(np.prod(mod.kernel_size)) * mod.in_channels // mod.groups
+        if isinstance(mod, (torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)):
+            total += 2 * k * mod.out_channels * int(np.prod(inp[0].shape[2:]))
+        else:
+            total += 2 * k * int(out.numel())
+    hooks = [m.register_forward_hook(hook) for m in net.modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d))]
+    with torch.no_grad():
+        net.predict(torch.zeros(1, 1, *shape))
+    for h in hooks:
+        h.remove()
+    return total / float(np.prod(shape))
+
+
+def time_it(fn, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from denoise import denoise_scan, load_model
+    from denoise.models import ClassicalDenoiser, bm3d_available
+    from denoise.scan import Scan
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", type=Path, default=Path("docs/speed.json"))
+    p.add_argument("--skip-volume", action="store_true")
+    p.add_argument("--skip-batch", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    res: dict[str, object] = {"machine": f"2 CPU cores, torch {torch.__version__}"}
+    slice_ = Scan(rng.random((1, 256, 256)).astype(np.float32) * 1000, (1, 1, 1), modality="MR")
+    for name in ("mr-2d", "ct-2d", "vae-mr-2d", "sparse-mr-2d"):
+        try:
+            m = load_model(name, device="cpu")
+        except ValueError:
+            continue
+        res[f"{name}_ms_per_256_slice"] = round(1000 * time_it(lambda m=m: denoise_scan(slice_, m)), 1)
+        res[f"{name}_kflop_per_voxel"] = round(conv_flops_per_voxel(m.net, (256, 256)) / 1e3, 1)
+    res["nlm_ms_per_256_slice"] = round(1000 * time_it(lambda: denoise_scan(slice_, ClassicalDenoiser("nlm"))), 1)
+    if bm3d_available():
+        res["bm3d_ms_per_256_slice"] = round(1000 * time_it(lambda: denoise_scan(slice_, ClassicalDenoiser("bm3d")), 1), 1)
+    try:
+        m3 = load_model("mr-3d", device="cpu")
+        res["mr-3d_kflop_per_voxel"] = round(conv_flops_per_voxel(m3.net, (32, 32, 32)) / 1e3, 1)
+        if not args.skip_volume:
+            vol = Scan(rng.random((256, 256, 256)).astype(np.float32) * 1000, (1, 1, 1), modality="MR")
+            t = time.perf_counter()
+            denoise_scan(vol, m3)
+            res["mr-3d_s_per_256cube"] = round(time.perf_counter() - t, 1)
+            res["mr-3d_mvox_per_s"] = round(256**3 / res["mr-3d_s_per_256cube"] / 1e6, 2)
+    except ValueError:
+        pass
+    res["peak_rss_mb_this_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0)
+    if not args.skip_batch:
+        res.update(_batch())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+def _batch() -> dict[str, float]:
+    import nibabel as nib
+
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        for n in (10, 100):
+            d = Path(tmp) / f"in{n}"
+            d.mkdir()
+            for i in range(n):
+                nib.save(nib.Nifti1Image(rng.random((96, 96, 16)).astype(np.float32) * 500, np.eye(4)),
+                         str(d / f"s{i:03d}_mr.nii.gz"))
+            rss, secs = _run_child(["run", "-i", str(d), "-o", str(Path(tmp) / f"out{n}"), "-m", "mr-2d", "--quiet"])
+            out[f"run_{n}_scans_peak_rss_mb"] = rss
+            out[f"run_{n}_scans_seconds"] = secs
+        d = Path(tmp) / "in10"
+        _, serial = _run_child(["run", "-i", str(d), "-o", str(Path(tmp) / "s1"), "-m", "mr-2d", "--quiet"])
+        _, par = _run_child(["run", "-i", str(d), "-o", str(Path(tmp) / "s2"), "-m", "mr-2d", "--quiet", "--workers", "2"])
+        out["workers2_speedup_10_scans"] = round(serial / par, 2)
+    return out
+
+
+def _run_child(args: list[str]) -> tuple[float, float]:
+    code = ("import resource, sys, time; from denoise.cli import main; t=time.perf_counter(); "
+            "rc=main(sys.argv[1:]); print('RESULT', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, "
+            "time.perf_counter()-t)")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")][-1].split()
+    return round(float(line[1]), 0), round(float(line[2]), 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
