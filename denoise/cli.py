@@ -188,7 +188,7 @@ def _info(args) -> int:
     for s in scans:
         try:
             d = s.load().describe()
-            print(f"{s.relpath}\t{d['format']}\t{d['modality']}\tshape {d['shape']}\tspacing {d['spacing']} mm"
+            print(f"{s.relpath}\t{d['format']}\t{d['kind']}\t{d['modality']}\tshape {d['shape']}\tspacing {d['spacing']} mm"
                   f"\t{len(s.files)} file(s)\t{d['transfer_syntax']}")
         except Exception as exc:
             print(f"{s.relpath}\tunreadable: {exc}")

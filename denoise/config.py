@@ -30,6 +30,8 @@ class ModelConfig:
         latent_channels: channels of the bottleneck code (vae, sparse, plain AE without skips).
         patch_size: linear AE patch edge (its conv kernel and stride), also the VAE's sampling size.
         n_components: linear AE code size (the PCA rank).
+        context: 2D models only: neighbouring slices on each side given as extra input channels
+            (2.5D); the output is the centre slice. 0 = a plain 2D model.
     """
 
     kind: str = "dae"
@@ -40,6 +42,7 @@ class ModelConfig:
     latent_channels: int = 16
     patch_size: int = 64
     n_components: int = 16
+    context: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -47,6 +50,8 @@ class ModelConfig:
         if self.spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if self.context < 0 or (self.context and self.spatial_dims != 2):
+            raise ValueError("context (neighbouring slices) must be >= 0 and is only for 2D models")
         if not self.channels or min(self.channels) < 1:
             raise ValueError(f"channels must be positive integers, got {self.channels}")
 

@@ -35,7 +35,7 @@ class PatchSampler:
     """
 
     def __init__(self, volumes: list[np.ndarray], *, noise: str | NoiseSpec, spatial_dims: int, patch_size: int,
-                 seed: int = 0, noise_fields: list[np.ndarray] | None = None) -> None:
+                 seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -45,6 +45,7 @@ class PatchSampler:
         self.noise_fields = noise_fields
         self.spatial_dims = spatial_dims
         self.patch_size = patch_size
+        self.context = context if spatial_dims == 2 else 0
         self.rng = np.random.default_rng(seed)
         axes = [(0, 1)] if spatial_dims == 2 else [(0, 1), (1, 2), (0, 2)]
         keys = ["clean", "field"]
@@ -56,35 +57,46 @@ class PatchSampler:
         self._vol_p = weights / weights.sum()
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(noisy, clean), each ``(n, 1, *patch)`` float32."""
+        """(noisy, clean): noisy ``(n, 1 + 2 context, *patch)``, clean ``(n, 1, *patch)``, float32.
+
+        With ``context`` (2D only) the noisy input holds the neighbouring slices as channels,
+        each with its own noise, and the target is the clean centre slice.
+        """
         pairs = [self._one() for _ in range(n)]
-        noisy = np.stack([p[0] for p in pairs])[:, None]
-        clean = np.stack([p[1] for p in pairs])[:, None]
-        return noisy.astype(np.float32), clean.astype(np.float32)
+        noisy = np.stack([p[0] for p in pairs])
+        clean = np.stack([p[1] for p in pairs])
+        if noisy.ndim == clean.ndim:
+            noisy = noisy[:, None]
+        return noisy.astype(np.float32), clean[:, None].astype(np.float32)
 
     def _one(self) -> tuple[np.ndarray, np.ndarray]:
         i = int(self.rng.choice(len(self.volumes), p=self._vol_p))
         vol = self.volumes[i]
         c = self._centers[i][self.rng.integers(len(self._centers[i]))]
         sl = self._window(vol.shape, c)
+        if self.context:
+            zs = np.clip(np.arange(sl[0].start - self.context, sl[0].start + self.context + 1), 0, vol.shape[0] - 1)
+            sl = (zs, *sl[1:])
         clean = vol[sl]
         field = self.noise_fields[i][sl] if self.noise_fields is not None else np.zeros_like(clean)
-        if self.spatial_dims == 2:
-            clean, field = clean[0], field[0]
+        if self.spatial_dims == 3:
+            clean, field = clean[None], field[None]
         clean, field = self._pad(clean), self._pad(field)
-        out = self.augment({"clean": clean[None].copy(), "field": field[None].copy()})
-        clean = np.asarray(out["clean"])[0]
-        field = np.asarray(out["field"])[0]
+        out = self.augment({"clean": clean.copy(), "field": field.copy()})
+        clean = np.asarray(out["clean"])
+        field = np.asarray(out["field"])
+        if not self.context:
+            clean, field = clean[0], field[0]
         if self.noise.kind == "lowdose":
             dose = self.noise.draw(self.rng)
             noisy = clean + field / np.sqrt(dose)
         else:
             noisy = add_noise(clean, self.noise, seed=self.rng, reference=1.0)
-        return noisy, clean
+        return noisy, (clean[self.context] if self.context else clean)
 
     def _pad(self, a: np.ndarray) -> np.ndarray:
-        pads = [(0, max(0, self.patch_size - s)) for s in a.shape]
-        return np.pad(a, pads, mode="reflect" if all(s > 1 for s in a.shape) else "edge") if any(p[1] for p in pads) else a
+        pads = [(0, 0)] + [(0, max(0, self.patch_size - s)) for s in a.shape[1:]]
+        return np.pad(a, pads, mode="reflect" if all(s > 1 for s in a.shape[1:]) else "edge") if any(p[1] for p in pads) else a
 
     def _window(self, shape: tuple[int, ...], center: np.ndarray) -> tuple[slice, ...]:
         p = self.patch_size

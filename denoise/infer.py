@@ -63,6 +63,7 @@ class LearnedDenoiser(Denoiser):
         self.kind = info["model"]["kind"]
         self.name = name
         self.spatial_dims = int(info["model"]["spatial_dims"])
+        self.context = int(info["model"].get("context", 0))
         norm = info.get("normalization")
         self.normalization = Normalization(**norm) if norm else None
         self.tile = tile
@@ -73,7 +74,9 @@ class LearnedDenoiser(Denoiser):
 
     @torch.no_grad()
     def denoise_batch(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None]
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        if not (self.spatial_dims == 2 and self.context):
+            x = x[:, None]  # add the channel axis (context stacks already have it)
         if self.spatial_dims == 2:
             outs = [self.net.predict(x[i : i + self.batch_size].to(self.device)).float().cpu()
                     for i in range(0, len(x), self.batch_size)]
@@ -138,9 +141,15 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
                disable=not progress or denoiser.spatial_dims == 3)
     for t, vol in enumerate(vols):
         if denoiser.spatial_dims == 2:
+            k = denoiser.context
             for i in range(0, len(vol), batch_size):
-                out[t, i : i + batch_size] = denoiser.denoise_batch(vol[i : i + batch_size])
-                bar.update(len(vol[i : i + batch_size]))
+                idx = np.arange(i, min(i + batch_size, len(vol)))
+                if k:  # 2.5D: each slice with its neighbours (edge slices repeated)
+                    chunk = vol[np.clip(idx[:, None] + np.arange(-k, k + 1)[None], 0, len(vol) - 1)]
+                else:
+                    chunk = vol[idx]
+                out[t, idx] = denoiser.denoise_batch(chunk)
+                bar.update(len(idx))
         else:
             out[t] = denoiser.denoise_batch(vol[None])[0]
     bar.close()

@@ -78,6 +78,7 @@ class Scan:
         """A patient-free summary: kind, shape, spacing, modality (for `denoise info`, manifests)."""
         return {
             "format": self.meta.get("format", "memory"),
+            "kind": {2: "slice", 3: "volume", 4: "timeseries"}[self.array.ndim],
             "modality": self.modality,
             "shape": "x".join(str(s) for s in self.array.shape),
             "spacing": "x".join(f"{s:g}" for s in self.spacing),

@@ -34,10 +34,10 @@ MR_NORM = Normalization(kind="percentile")
 CT_NORM = Normalization(kind="window", low=-1000, high=1000)
 
 RECIPES = {
-    "mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128)),
+    "mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), context=1),
                   train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM)),
     "ct-2d": dict(files=CT_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128)),
-                  train=dict(noise="lowdose:0.1-0.5", patch_size=64, batch_size=16, normalization=CT_NORM)),
+                  train=dict(noise="lowdose:0.005-0.5", patch_size=64, batch_size=16, normalization=CT_NORM)),
     "mr-3d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=3, channels=(16, 32, 64)),
                   train=dict(noise="rician:0.01-0.09", patch_size=32, batch_size=4, normalization=MR_NORM)),
     "vae-mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="vae", spatial_dims=2, channels=(16, 32, 64),

@@ -94,3 +94,28 @@ def test_bad_config_is_rejected():
 
     with pytest.raises(ValueError, match="unknown TrainConfig keys: lr_max"):
         config_from_dict(TrainConfig, {"lr_max": 1})
+
+
+def test_context_model_takes_neighbouring_slices_and_returns_the_centre():
+    net = build_model(ModelConfig(kind="dae", spatial_dims=2, channels=(4, 8), context=1))
+    x = torch.randn(2, 3, 16, 16)
+    assert net(x).shape == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match="context"):
+        ModelConfig(spatial_dims=3, context=1)
+
+
+def test_context_sampler_and_inference_use_neighbours(phantom_3d):
+    from denoise.data import PatchSampler
+    from denoise.infer import LearnedDenoiser, denoise_array
+
+    s = PatchSampler([phantom_3d / 1000], noise="gaussian:0.1", spatial_dims=2, patch_size=8, seed=0, context=2)
+    noisy, clean = s.batch(3)
+    assert noisy.shape == (3, 5, 8, 8) and clean.shape == (3, 1, 8, 8)
+    net = build_model(ModelConfig(kind="dae", spatial_dims=2, channels=(4, 8), context=2, residual=False))
+    den = LearnedDenoiser(net, {"model": {"kind": "dae", "spatial_dims": 2, "context": 2}}, device="cpu")
+    out = denoise_array(phantom_3d, den)
+    assert out.shape == phantom_3d.shape
+    # changing a neighbouring slice changes the output of the centre slice
+    other = phantom_3d.copy()
+    other[5] += 100
+    assert not np.allclose(denoise_array(other, den)[4], out[4])

@@ -37,8 +37,9 @@ class ConvAutoencoder(nn.Module):
         self.spatial_dims = d
         self.skip = config.skip and config.kind == "dae"
         self.residual = config.residual
+        self.context = config.context
         self.encoder = nn.ModuleList()
-        prev = 1
+        prev = 1 + 2 * config.context
         for i, c in enumerate(ch):
             self.encoder.append(nn.Sequential(_conv(d, prev, c, stride=1 if i == 0 else 2), _conv(d, c, c)))
             prev = c
@@ -76,7 +77,7 @@ class ConvAutoencoder(nn.Module):
         return self.head(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Denoised image of the same shape as ``x`` (B, 1, *spatial)."""
+        """Denoised image (B, 1, *spatial) from ``x`` (B, 1 + 2 context, *spatial)."""
         return self.forward_with_latent(x)[0]
 
     def forward_with_latent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +96,8 @@ class ConvAutoencoder(nn.Module):
                 h = torch.cat([h, feats[-2 - i]], dim=1)
             h = merge(h)
         out = _crop_to(self.head(h), shape)
-        return (x - out if self.residual else out), z
+        centre = x[:, self.context : self.context + 1]
+        return (centre - out if self.residual else out), z
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Inference output (the denoised image); subclasses with stochastic parts use the mean."""

@@ -21,10 +21,13 @@ class Denoiser(ABC):
         name: a short label (``"nlm"``, ``"dae:mr-2d"``).
         spatial_dims: 2 (works slice by slice) or 3 (whole volumes).
         normalization: the scaling this denoiser expects; None means the modality default.
+        context: 2D only: neighbouring slices on each side the denoiser wants as extra channels;
+            with context > 0, `denoise_batch` receives ``(n, 1 + 2 context, y, x)`` stacks.
     """
 
     name: str = "denoiser"
     spatial_dims: int = 2
+    context: int = 0
     normalization: Normalization | None = None
 
     @abstractmethod

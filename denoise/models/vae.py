@@ -55,14 +55,14 @@ class VAE(ConvAutoencoder):
         z = self.reparameterize(mu, logvar)
         recon = _crop_to(self.decode(z), x.shape[2:])
         if self.residual:
-            recon = x - recon
+            recon = x[:, self.context : self.context + 1] - recon
         return VAEOutput(recon, mu, logvar, z)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Denoised image from the posterior mean (deterministic)."""
         mu, _ = self.encode(x)
         recon = _crop_to(self.decode(mu), x.shape[2:])
-        return x - recon if self.residual else recon
+        return x[:, self.context : self.context + 1] - recon if self.residual else recon
 
     @torch.no_grad()
     def sample(self, n: int, *, spatial_size: int | None = None, seed: int | None = None) -> torch.Tensor:

@@ -1,0 +1,92 @@
+"""Write denoise/pretrained/<name>.md model cards from each checkpoint and the benchmark results.
+
+    python scripts/write_model_cards.py   # after train_all.sh and benchmark.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PRE = ROOT / "denoise" / "pretrained"
+BENCH = ROOT / "docs" / "benchmarks"
+
+PURPOSE = {
+    "mr-2d": "Blind 2D denoising of magnitude MR slices (Rician noise 1-9% of the robust maximum).",
+    "ct-2d": "Blind 2D denoising of CT slices in HU (low-dose noise, 10-50% of full dose).",
+    "mr-3d": "Blind 3D denoising of magnitude MR volumes (Rician 1-9%), sliding-window inference.",
+    "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
+    "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
+}
+
+
+def bench_rows(name: str) -> dict[str, list[float]]:
+    out = defaultdict(list)
+    for sub in ("mr", "ct"):
+        f = BENCH / sub / "results.csv"
+        if not f.exists():
+            continue
+        with open(f, newline="") as fh:
+            for r in csv.DictReader(fh):
+                if r["method"].endswith(":" + name):
+                    out[r["noise"]].append(float(r["psnr_fg"]))
+    return out
+
+
+def main() -> int:
+    for pt in sorted(PRE.glob("*.pt")):
+        info = json.loads(torch.load(str(pt), map_location="cpu", weights_only=True)["config"])
+        name = pt.stem
+        m, t, v = info["model"], info["train"], info.get("validation", {})
+        n_params = sum(x.numel() for x in torch.load(str(pt), weights_only=True)["state_dict"].values())
+        bench = bench_rows(name)
+        lines = [
+            f"# Model card: {name}",
+            "",
+            PURPOSE.get(name, ""),
+            "",
+            "**Intended use: research only. Not a medical device; not for diagnosis or treatment decisions.**",
+            "",
+            "## Model",
+            f"- family `{m['kind']}`, {m['spatial_dims']}D, channels {m['channels']}, skip connections "
+            f"{m['skip'] and m['kind'] == 'dae'}, residual output {m['residual']}, {n_params:,} parameters",
+            f"- intensity scaling: {info['normalization']}",
+            "",
+            "## Training",
+            f"- data: {', '.join(info['data'].get('files', []))} (../shared/data; see its SOURCES.md for origin and licences)",
+            f"- validation split by scan: train indices {info['data'].get('train_scans')}, validation {info['data'].get('val_scans')}",
+            f"- held out from all training (benchmark data): {', '.join(info['data'].get('held_out', []))}",
+            f"- noise: `{info['noise']}` added on the fly; patches {t['patch_size']}, batch {t['batch_size']}, "
+            f"{t['epochs']} epochs x {t['steps_per_epoch']} steps max, AdamW lr {t['lr']}, cosine schedule, seed {t['seed']}",
+            "- recipe: `python scripts/train_pretrained.py --model " + name + "` (CPU, 2 cores)",
+            "",
+            "## Validation (patches of the validation scan, normalised scale, data range 1)",
+            f"- PSNR {v.get('val_psnr', float('nan')):.2f} dB (noisy input {v.get('val_psnr_noisy', float('nan')):.2f} dB), "
+            f"SSIM {v.get('val_ssim', float('nan')):.3f}, best epoch {v.get('epoch')}",
+        ]
+        if bench:
+            lines += ["", "## Held-out benchmark (foreground PSNR, dB, mean over cases; docs/benchmarks.md)"]
+            lines += [f"- {noise}: {np.mean(vals):.2f}" for noise, vals in bench.items()]
+        lines += [
+            "",
+            "## Known limits",
+            "- Trained on few subjects (a handful of volumes); expect lower quality on unseen contrasts, "
+            "vendors, field strengths and body parts.",
+            "- Synthetic noise only: real noise that is spatially correlated (parallel imaging, CT kernels, "
+            "interpolation) is not modelled; residual maps should be inspected.",
+            "- Training scans are 8-bit or smoothed templates: fine texture may be under-represented.",
+        ]
+        pt.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        print("wrote", pt.with_suffix(".md"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
