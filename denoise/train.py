@@ -146,26 +146,31 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
             losses.append(float(loss.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}", val_psnr=f"{best:.2f}")
-        if rank != 0:
-            continue
-        metrics = _validate(_unwrap(model), val_noisy, val_clean, device)
-        row = {"epoch": epoch, "loss": float(np.mean(losses)), **metrics, "seconds": time.perf_counter() - t0}
-        history.append(row)
-        log.info("epoch %d %s", epoch, row)
-        improved = metrics["val_psnr"] > best
-        if improved:
-            best, stale = metrics["val_psnr"], 0
-            save_checkpoint(out_dir / "best.pt", _unwrap(model), {**info, "validation": row, "history": history})
-        else:
-            stale += 1
-        keys = sorted(history[0])
-        save_checkpoint(out_dir / "last.pt", _unwrap(model), {**info, "validation": row}, extra={
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-            "history": torch.tensor([[h[k] for k in keys] for h in history], dtype=torch.float64),
-            "history_keys": keys,
-        })
-        if stale >= train_cfg.early_stop_patience:
-            log.info("early stop at epoch %d (no validation gain for %d epochs)", epoch, stale)
+        stop = False
+        if rank == 0:
+            metrics = _validate(_unwrap(model), val_noisy, val_clean, device)
+            row = {"epoch": epoch, "loss": float(np.mean(losses)), **metrics, "seconds": time.perf_counter() - t0}
+            history.append(row)
+            log.info("epoch %d %s", epoch, row)
+            if metrics["val_psnr"] > best:
+                best, stale = metrics["val_psnr"], 0
+                save_checkpoint(out_dir / "best.pt", _unwrap(model), {**info, "validation": row, "history": history})
+            else:
+                stale += 1
+            keys = sorted(history[0])
+            save_checkpoint(out_dir / "last.pt", _unwrap(model), {**info, "validation": row}, extra={
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+                "history": torch.tensor([[h[k] for k in keys] for h in history], dtype=torch.float64),
+                "history_keys": keys,
+            })
+            stop = stale >= train_cfg.early_stop_patience
+            if stop:
+                log.info("early stop at epoch %d (no validation gain for %d epochs)", epoch, stale)
+        if world > 1:  # every rank stops together
+            flag = torch.tensor([int(stop)], device=device if device.type == "cuda" else "cpu")
+            torch.distributed.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        if stop:
             break
     bar.close()
     return history

@@ -61,3 +61,20 @@ def test_sample_data_is_readable():
     kinds = {(s.kind, s.load().modality) for s in scans}
     assert ("dicom", "CT") in kinds and ("nifti", "MR") in kinds and ("dicom", "MR") in kinds
     assert [s.relpath for s in skipped] == ["SOURCES.md"]
+
+
+def test_train_cli_with_yaml_config(tmp_path, phantom_3d):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        nib.save(nib.Nifti1Image((phantom_3d * (1 + i / 5)).T.copy(), np.eye(4)), str(data / f"s{i}_mr.nii.gz"))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("model:\n  channels: [4, 8]\ntrain:\n  patch_size: 16\n  batch_size: 4\n  val_patches: 4\n")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--model", "dae", "--dims", "2", "--noise", "rician:0.05",
+                 "--out", str(out), "--config", str(cfg), "--epochs", "2", "--steps-per-epoch", "3", "--quiet",
+                 "--device", "cpu"]) == 0
+    assert (out / "best.pt").exists() and (out / "last.pt").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  learning_rate: 1\n")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--config", str(bad)]) == 2

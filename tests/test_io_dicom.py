@@ -172,3 +172,31 @@ def test_real_shared_dicom(tmp_path):
     shutil.copytree(SHARED / "dicom" / "ge_ct_colonography_3slices", copy)
     ct_back = read_scan(write_scan(ct, tmp_path / "ct_out"))
     assert np.max(np.abs(ct_back.array - ct.array)) <= 1.0
+
+
+def test_rle_compressed_series_decodes(tmp_path, phantom_3d):
+    from pydicom.uid import RLELossless
+
+    files = write_dicom_slices(tmp_path / "rle", phantom_3d[:4])
+    for f in files:
+        ds = pydicom.dcmread(str(f))
+        ds.compress(RLELossless)
+        ds.save_as(str(f), enforce_file_format=True)
+    scan = read_scan(tmp_path / "rle")
+    np.testing.assert_array_equal(scan.array, phantom_3d[:4])
+    assert scan.meta["transfer_syntax"] == RLELossless
+
+
+def test_8bit_series_round_trips_in_8bit(tmp_path, phantom_3d):
+    files = write_dicom_slices(tmp_path / "s8", np.clip(phantom_3d[:4] / 4, 0, 255))
+    for f in files:
+        ds = pydicom.dcmread(str(f))
+        arr = ds.pixel_array.astype(np.uint8)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        ds.PixelData = arr.tobytes()
+        ds.save_as(str(f), enforce_file_format=True)
+    scan = read_scan(tmp_path / "s8")
+    out = write_scan(scan.with_array(scan.array * 0.9), tmp_path / "o8")
+    d = pydicom.dcmread(str(sorted(out.glob("*.dcm"))[0]))
+    assert d.BitsAllocated == 8 and d.PixelRepresentation == 0
+    assert np.max(np.abs(read_scan(out).array - scan.array * 0.9)) <= float(d.RescaleSlope)
