@@ -143,10 +143,12 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
     if method == "noisy":
         return "noisy"
     family, _, arg = method.partition(":")
-    if family in CLASSICAL:
-        if family == "bm3d" and not bm3d_available():
+    if family in CLASSICAL or family == "bm4d":
+        if family in ("bm3d", "bm4d") and not bm3d_available():
             return None
-        return ClassicalDenoiser(family, sigma=oracle if arg == "oracle" else None, rician=noise_kind == "rician")
+        three_d = family == "bm4d"
+        return ClassicalDenoiser("bm3d" if three_d else family, sigma=oracle if arg == "oracle" else None,
+                                 rician=noise_kind == "rician", spatial_dims=3 if three_d else 2)
     if family in ("dae", "vae", "sparse", "linear"):
         if arg not in cache:
             cache[arg] = load_model(arg, device="cpu")
@@ -154,7 +156,7 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
         norm = model.normalization
         model_ct = norm is not None and norm.kind == "window"
         return model if model_ct == (modality == "CT") else None
-    raise ValueError(f"unknown method {method!r}; examples: noisy, nlm, nlm:oracle, bm3d, dae:mr-2d")
+    raise ValueError(f"unknown method {method!r}; examples: noisy, nlm, nlm:oracle, bm3d, bm4d:oracle, dae:mr-2d")
 
 
 def _score(clean, noisy, den, rng, mask) -> dict[str, str]:

@@ -50,7 +50,7 @@ class ClassicalDenoiser(Denoiser):
         self.spatial_dims = spatial_dims
         self.rician = rician
         self.strength = strength
-        self.name = method
+        self.name = "bm4d" if (method == "bm3d" and spatial_dims == 3) else method
 
     def denoise_batch(self, batch: np.ndarray) -> np.ndarray:
         out = np.empty_like(batch, dtype=np.float32)
