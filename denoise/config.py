@@ -32,6 +32,8 @@ class ModelConfig:
         n_components: linear AE code size (the PCA rank).
         context: 2D models only: neighbouring slices on each side given as extra input channels
             (2.5D); the output is the centre slice. 0 = a plain 2D model.
+        noise_channel: feed a noise-level map as an extra input channel (FFDNet-style): the
+            wavelet-MAD noise estimate of the input, so one blind model adapts to the noise level.
     """
 
     kind: str = "dae"
@@ -43,6 +45,7 @@ class ModelConfig:
     patch_size: int = 64
     n_components: int = 16
     context: int = 0
+    noise_channel: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:

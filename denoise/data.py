@@ -14,7 +14,19 @@ from monai.transforms import Compose, RandFlipd, RandRotate90d
 
 from denoise.noise import NoiseSpec, add_noise, parse_noise
 
-__all__ = ["PatchSampler", "precompute_lowdose_noise"]
+__all__ = ["PatchSampler", "precompute_lowdose_noise", "with_noise_channel"]
+
+
+def with_noise_channel(batch: np.ndarray) -> np.ndarray:
+    """Append a constant channel holding each sample's estimated noise sigma (wavelet MAD of its
+    centre channel): ``(n, c, *spatial) -> (n, c + 1, *spatial)``. The same estimator runs at
+    training and inference time, so the model learns to read it as it is."""
+    from denoise.metrics import estimate_sigma
+
+    k = batch.shape[1] // 2
+    sig = np.array([estimate_sigma(b[k]) for b in batch], dtype=np.float32)
+    maps = np.broadcast_to(sig.reshape(-1, 1, *([1] * (batch.ndim - 2))), (batch.shape[0], 1, *batch.shape[2:]))
+    return np.concatenate([batch, maps], axis=1)
 
 
 def precompute_lowdose_noise(volume_hu: np.ndarray, *, pixel_mm: float, seed: int, window: float = 2000.0) -> np.ndarray:
@@ -35,7 +47,8 @@ class PatchSampler:
     """
 
     def __init__(self, volumes: list[np.ndarray], *, noise: str | NoiseSpec, spatial_dims: int, patch_size: int,
-                 seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0) -> None:
+                 seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
+                 noise_channel: bool = False) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -46,6 +59,7 @@ class PatchSampler:
         self.spatial_dims = spatial_dims
         self.patch_size = patch_size
         self.context = context if spatial_dims == 2 else 0
+        self.noise_channel = noise_channel
         self.rng = np.random.default_rng(seed)
         axes = [(0, 1)] if spatial_dims == 2 else [(0, 1), (1, 2), (0, 2)]
         keys = ["clean", "field"]
@@ -67,6 +81,8 @@ class PatchSampler:
         clean = np.stack([p[1] for p in pairs])
         if noisy.ndim == clean.ndim:
             noisy = noisy[:, None]
+        if self.noise_channel:
+            noisy = with_noise_channel(noisy)
         return noisy.astype(np.float32), clean[:, None].astype(np.float32)
 
     def _one(self) -> tuple[np.ndarray, np.ndarray]:

@@ -64,6 +64,7 @@ class LearnedDenoiser(Denoiser):
         self.name = name
         self.spatial_dims = int(info["model"]["spatial_dims"])
         self.context = int(info["model"].get("context", 0))
+        self.noise_channel = bool(info["model"].get("noise_channel", False))
         norm = info.get("normalization")
         self.normalization = Normalization(**norm) if norm else None
         self.tile = tile
@@ -77,6 +78,10 @@ class LearnedDenoiser(Denoiser):
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         if not (self.spatial_dims == 2 and self.context):
             x = x[:, None]  # add the channel axis (context stacks already have it)
+        if self.noise_channel:
+            from denoise.data import with_noise_channel
+
+            x = torch.from_numpy(with_noise_channel(x.numpy()))
         if self.spatial_dims == 2:
             outs = [self.net.predict(x[i : i + self.batch_size].to(self.device)).float().cpu()
                     for i in range(0, len(x), self.batch_size)]

@@ -87,14 +87,18 @@ def estimate_sigma(image: np.ndarray) -> float:
     For volumes the per-slice estimates along the first axis are averaged. Gaussian-noise
     assumption: for Rician MR it reads the foreground noise, for CT the high-frequency part.
     """
+    import warnings
+
     from skimage.restoration import estimate_sigma as _sk_estimate
 
     a = np.asarray(image, dtype=np.float64)
-    if a.ndim == 2:
-        return float(_sk_estimate(a))
-    slices = a.reshape(-1, *a.shape[-2:])
+    slices = a.reshape(-1, *a.shape[-2:]) if a.ndim > 2 else a[None]
     step = max(1, len(slices) // 16)
-    return float(np.mean([_sk_estimate(s) for s in slices[::step]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant images: no coefficients
+        values = [float(_sk_estimate(s)) for s in slices[::step]]
+    values = [v for v in values if np.isfinite(v)]
+    return float(np.mean(values)) if values else 0.0
 
 
 def _check(reference, test, data_range, mask):

@@ -96,9 +96,11 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         train_fields, val_fields = (([fields[0][:cut]], [fields[0][cut:]]) if fields else (None, None))
     d = model_cfg.spatial_dims
     sampler = PatchSampler(train_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
-                           seed=train_cfg.seed + 31 * rank, noise_fields=train_fields, context=model_cfg.context)
+                           seed=train_cfg.seed + 31 * rank, noise_fields=train_fields, context=model_cfg.context,
+                           noise_channel=model_cfg.noise_channel)
     val_sampler = PatchSampler(val_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
-                               seed=train_cfg.seed + 12345, noise_fields=val_fields, context=model_cfg.context)
+                               seed=train_cfg.seed + 12345, noise_fields=val_fields, context=model_cfg.context,
+                               noise_channel=model_cfg.noise_channel)
     val_noisy, val_clean = val_sampler.batch(train_cfg.val_patches)
 
     model = build_model(model_cfg).to(device)
@@ -192,7 +194,7 @@ def _validate(model, noisy: np.ndarray, clean: np.ndarray, device: torch.device)
     out = model.predict(torch.from_numpy(noisy).to(device)).float().cpu().numpy()
     ps = [psnr(c[0], o[0], data_range=1.0) for c, o in zip(clean, out)]
     ss = [ssim(c[0], o[0], data_range=1.0) for c, o in zip(clean, out)]
-    k = noisy.shape[1] // 2  # centre channel (2.5D context)
+    k = model.config.context if hasattr(model, "config") else 0  # centre channel (2.5D context)
     noisy_ps = [psnr(c[0], n[k], data_range=1.0) for c, n in zip(clean, noisy)]
     row = {"val_psnr": float(np.mean(ps)), "val_ssim": float(np.mean(ss)), "val_psnr_noisy": float(np.mean(noisy_ps))}
     if hasattr(model, "forward_with_latent") and model.config.kind == "sparse":

@@ -34,7 +34,7 @@ MR_NORM = Normalization(kind="percentile")
 CT_NORM = Normalization(kind="window", low=-1000, high=1000)
 
 RECIPES = {
-    "mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), context=1),
+    "mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), noise_channel=True),
                   train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM)),
     "ct-2d": dict(files=CT_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128)),
                   train=dict(noise="lowdose:0.005-0.5", patch_size=64, batch_size=16, normalization=CT_NORM,

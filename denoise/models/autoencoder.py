@@ -39,7 +39,7 @@ class ConvAutoencoder(nn.Module):
         self.residual = config.residual
         self.context = config.context
         self.encoder = nn.ModuleList()
-        prev = 1 + 2 * config.context
+        prev = 1 + 2 * config.context + int(config.noise_channel)
         for i, c in enumerate(ch):
             self.encoder.append(nn.Sequential(_conv(d, prev, c, stride=1 if i == 0 else 2), _conv(d, c, c)))
             prev = c
