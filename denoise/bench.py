@@ -90,10 +90,12 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
             secs = time.perf_counter() - t0
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
-            if clean.modality == "CT":
-                result = np.clip(result, -1000.0, 1000.0) if method != "noisy" else result
-            row = _score(clean.array, noisy.array, result, rng, m)
-            row.update(_fidelity(original, clean.array, result, lesion, LESION_CONTRAST * rng))
+            ref_a, noisy_a = clean.array, noisy.array
+            if clean.modality == "CT":  # score inside the declared HU window (reference, input and output)
+                ref_a, noisy_a, result = (np.clip(a, -1000.0, 1000.0) for a in (ref_a, noisy_a, result))
+            row = _score(ref_a, noisy_a, result, rng, m)
+            row.update(_fidelity(np.clip(original, -1000, 1000) if clean.modality == "CT" else original,
+                                 ref_a, result, lesion, LESION_CONTRAST * rng))
             row.update(scan=source.relpath, noise=str(spec), method=method, seconds=f"{secs:.3f}",
                        voxels_per_s=f"{clean.array.size / max(secs, 1e-9):.4g}", peak_mb=f"{peak:.1f}",
                        data_range=f"{rng:.4g}")

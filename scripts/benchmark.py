@@ -30,27 +30,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     p.add_argument("--quick", action="store_true", help="one slab, two levels (smoke run)")
+    p.add_argument("--only", choices=["mr", "ct"], help="run one part")
     args = p.parse_args(argv)
     bm3d = ["bm3d:oracle"] if bm3d_available() else []
     with tempfile.TemporaryDirectory() as tmp:
-        mr_dir = Path(tmp) / "mr"
-        mr_dir.mkdir()
-        t1 = read_scan(args.data / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
-        starts = [40, 72, 104][: 1 if args.quick else 3]
-        for s in starts:
-            aff = t1.affine.copy()
-            aff[:3, 3] = aff[:3, :3] @ np.array([0, 0, s]) + aff[:3, 3]
-            write_scan(Scan(t1.array[s : s + 16], t1.spacing, aff, "MR", {}), mr_dir / f"t1_slab{s:03d}_mr.nii.gz")
-        levels = ["rician:0.03", "rician:0.09"] if args.quick else [f"rician:0.0{i}" for i in (1, 3, 5, 7, 9)]
-        mr_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
-                      "dae:mr-2d", "dae:mr-3d", "vae:vae-mr-2d", "sparse:sparse-mr-2d"]
-        run_benchmark(mr_dir, levels, args.out / "mr", methods=mr_methods, seed=0)
-        ct_dir = Path(tmp) / "ct"
-        shutil.copytree(args.data / "dicom" / "ge_ct_colonography_3slices", ct_dir / "ge_ct")
-        doses = ["lowdose:0.25"] if args.quick else ["lowdose:0.5", "lowdose:0.25", "lowdose:0.1"]
-        ct_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d, "dae:ct-2d"]
-        run_benchmark(ct_dir, doses, args.out / "ct", methods=ct_methods, seed=0)
+        if args.only != "ct":
+            _mr(args, tmp, bm3d)
+        if args.only != "mr":
+            _ct(args, tmp, bm3d)
     return 0
+
+
+def _mr(args, tmp: str, bm3d: list[str]) -> None:
+    mr_dir = Path(tmp) / "mr"
+    mr_dir.mkdir()
+    t1 = read_scan(args.data / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
+    starts = [40, 72, 104][: 1 if args.quick else 3]
+    for s in starts:
+        aff = t1.affine.copy()
+        aff[:3, 3] = aff[:3, :3] @ np.array([0, 0, s]) + aff[:3, 3]
+        write_scan(Scan(t1.array[s : s + 16], t1.spacing, aff, "MR", {}), mr_dir / f"t1_slab{s:03d}_mr.nii.gz")
+    levels = ["rician:0.03", "rician:0.09"] if args.quick else [f"rician:0.0{i}" for i in (1, 3, 5, 7, 9)]
+    mr_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
+                  "dae:mr-2d", "dae:mr-3d", "vae:vae-mr-2d", "sparse:sparse-mr-2d"]
+    run_benchmark(mr_dir, levels, args.out / "mr", methods=mr_methods, seed=0)
+
+
+def _ct(args, tmp: str, bm3d: list[str]) -> None:
+    ct_dir = Path(tmp) / "ct"
+    shutil.copytree(args.data / "dicom" / "ge_ct_colonography_3slices", ct_dir / "ge_ct")
+    doses = ["lowdose:0.25"] if args.quick else ["lowdose:0.5", "lowdose:0.25", "lowdose:0.1"]
+    ct_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d, "dae:ct-2d"]
+    run_benchmark(ct_dir, doses, args.out / "ct", methods=ct_methods, seed=0)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,15 @@ def test_every_shipped_model_loads_and_raises_psnr_on_a_noisy_sample_scan():
     from denoise.metrics import CT_DATA_RANGE
 
     mr = read_scan(SAMPLE / "mr_t1_brain_slab.nii.gz")
-    ct = read_scan(SAMPLE / "ct_abdomen_dicom")
+    # The sample CT carries ~18 HU of real noise, so it cannot be the clean reference: use a clean
+    # HU phantom (air, fat, soft tissue, contrast, bone) at 1.4 mm instead.
+    y, x = np.mgrid[-1:1:256j, -1:1:256j]
+    hu = np.full((256, 256), -1000.0, np.float32)
+    hu[(x / 0.9) ** 2 + (y / 0.7) ** 2 < 1] = -100
+    hu[(x / 0.8) ** 2 + (y / 0.6) ** 2 < 1] = 40
+    hu[((x - 0.3) / 0.15) ** 2 + (y / 0.15) ** 2 < 1] = 200
+    hu[((x + 0.3) / 0.1) ** 2 + ((y + 0.2) / 0.1) ** 2 < 1] = 700
+    ct = Scan(np.stack([hu] * 3), (2.0, 1.4, 1.4), modality="CT")
     cases = {"MR": (mr, "rician:0.09"), "CT": (ct, "lowdose:0.25")}
     for pt in sorted(PRETRAINED_DIR.glob("*.pt")):
         model = load_model(pt.stem, device="cpu")

@@ -123,8 +123,10 @@ def test_end_to_end_in_chromium(tmp_path):
             page.get_by_text("Metrics").wait_for(timeout=240_000)
             page.locator("[data-testid='stTable']").first.wait_for(timeout=240_000)
             # select a second method
-            page.locator("[data-testid='stMultiSelect']").first.click()
-            page.get_by_role("option", name="tv").click()
+            box = page.locator("[data-testid='stMultiSelect'] input").first
+            box.click()
+            box.fill("tv")
+            page.get_by_role("option", name="tv", exact=True).click()
             page.keyboard.press("Escape")
             page.locator("[data-testid='stTable'] th", has_text="tv").first.wait_for(timeout=240_000)
             # move the slice slider with the keyboard
