@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,8 +35,10 @@ def conv_flops_per_voxel(net: torch.nn.Module, shape: tuple[int, ...]) -> float:
             total += 2 * k * int(out.numel())
     hooks = [m.register_forward_hook(hook) for m in net.modules()
              if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d))]
+    cfg = getattr(net, "config", None)
+    channels = 1 + 2 * getattr(cfg, "context", 0) + int(getattr(cfg, "noise_channel", False))
     with torch.no_grad():
-        net.predict(torch.zeros(1, 1, *shape))
+        net.predict(torch.zeros(1, channels, *shape))
     for h in hooks:
         h.remove()
     return total / float(np.prod(shape))
@@ -88,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             res["mr-3d_mvox_per_s"] = round(256**3 / res["mr-3d_s_per_256cube"] / 1e6, 2)
     except ValueError:
         pass
-    res["peak_rss_mb_this_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0)
     if not args.skip_batch:
         res.update(_batch())
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.skip_volume and args.out.exists():  # keep the earlier volume measurement
+        old = json.loads(args.out.read_text())
+        res = {**{k: v for k, v in old.items() if k.startswith("mr-3d")}, **res}
     args.out.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
     return 0
@@ -120,12 +123,22 @@ def _batch() -> dict[str, float]:
 
 
 def _run_child(args: list[str]) -> tuple[float, float]:
-    code = ("import resource, sys, time; from denoise.cli import main; t=time.perf_counter(); "
-            "rc=main(sys.argv[1:]); print('RESULT', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, "
-            "time.perf_counter()-t)")
-    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
-    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")][-1].split()
-    return round(float(line[1]), 0), round(float(line[2]), 2)
+    """(peak RSS in MB of the child process tree, polled every 50 ms; wall seconds)."""
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from denoise.cli import main; sys.exit(main(sys.argv[1:]))",
+                             *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    return round(peak / 2**20, 0), round(time.perf_counter() - t0, 2)
 
 
 if __name__ == "__main__":
