@@ -172,7 +172,7 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"
         if opts.reference:
             row.update(_reference_metrics(source, den, Path(opts.reference)))
-        out_rel = _output_relpath(source, scan.meta.get("format", "nifti"), opts.fmt)
+        out_rel = _output_relpath(source, opts.fmt)
         _atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}")
         if opts.noise_map:
             noise = den.with_array(scan.array - den.array)
@@ -235,7 +235,7 @@ def _get_model(name: str, opts: BatchOptions):
     return _MODEL_CACHE[key]
 
 
-def _output_relpath(source: ScanSource, in_format: str, fmt: str) -> str:
+def _output_relpath(source: ScanSource, fmt: str) -> str:
     if source.kind == "nifti":
         return source.relpath
     return source.relpath + ".nii.gz" if fmt == "nifti" else source.relpath

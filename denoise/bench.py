@@ -63,7 +63,7 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
     sources, _ = discover_scans(data)
     rows: list[dict[str, Any]] = []
     cache: dict[str, Any] = {}
-    examples: dict[str, np.ndarray] = {}
+    examples: dict[str, dict[str, np.ndarray]] = {}
     cases = [(s, spec) for s in sources for spec in specs]
     bar = tqdm(total=len(cases) * len(methods), desc="bench", disable=not progress)
     for source, spec in cases:
@@ -100,11 +100,8 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
                        voxels_per_s=f"{clean.array.size / max(secs, 1e-9):.4g}", peak_mb=f"{peak:.1f}",
                        data_range=f"{rng:.4g}")
             rows.append(row)
-            key = f"{source.relpath}|{spec}"
-            if key not in examples or len(examples) < 1:
-                examples.setdefault(key, {"clean": clean.array, "noisy": noisy.array})
-            if key in examples:
-                examples[key][method] = result
+            case = examples.setdefault(f"{source.relpath}|{spec}", {"clean": clean.array, "noisy": noisy.array})
+            case[method] = result
     bar.close()
     _write_csv(out / "results.csv", rows)
     md = summarize(rows)

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from denoise.io import ScanReadError, discover_scans, read_scan, write_scan
+from denoise.io import ScanReadError, discover_scans
 from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
 from denoise.noise import add_noise, parse_noise
 from denoise.normalize import reference_intensity
@@ -127,5 +127,3 @@ def _match_dicom(relpath: str, refs: dict) -> str | None:
     parent = Path(relpath).parent.as_posix()
     return parent if parent in refs else None
 
-
-_ = read_scan, write_scan  # re-exported for scripts that use workflows as a one-stop import

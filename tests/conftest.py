@@ -120,3 +120,15 @@ def tree_hash(root: Path) -> str:
             h.update(str(p.relative_to(root)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
+
+
+@pytest.fixture
+def tiny_training_set(tmp_path, phantom_3d) -> tuple[Path, Path]:
+    """(folder of three small MR NIfTI volumes, YAML config for a tiny fast model)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        nib.save(nib.Nifti1Image((phantom_3d * (1 + i / 5)).T.copy(), np.eye(4)), str(data / f"s{i}_mr.nii.gz"))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("model:\n  channels: [4, 8]\ntrain:\n  patch_size: 16\n  batch_size: 4\n  val_patches: 4\n")
+    return data, cfg

@@ -63,13 +63,8 @@ def test_sample_data_is_readable():
     assert [s.relpath for s in skipped] == ["SOURCES.md"]
 
 
-def test_train_cli_with_yaml_config(tmp_path, phantom_3d):
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(3):
-        nib.save(nib.Nifti1Image((phantom_3d * (1 + i / 5)).T.copy(), np.eye(4)), str(data / f"s{i}_mr.nii.gz"))
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("model:\n  channels: [4, 8]\ntrain:\n  patch_size: 16\n  batch_size: 4\n  val_patches: 4\n")
+def test_train_cli_with_yaml_config(tmp_path, tiny_training_set):
+    data, cfg = tiny_training_set
     out = tmp_path / "run"
     assert main(["train", "--data", str(data), "--model", "dae", "--dims", "2", "--noise", "rician:0.05",
                  "--out", str(out), "--config", str(cfg), "--epochs", "2", "--steps-per-epoch", "3", "--quiet",

@@ -120,19 +120,12 @@ def test_every_shipped_model_loads_and_raises_psnr_on_a_noisy_sample_scan():
 
 
 @pytest.mark.timeout(300)
-def test_torchrun_ddp_on_cpu(tmp_path, phantom_3d):
+def test_torchrun_ddp_on_cpu(tmp_path, tiny_training_set):
     """Two gloo processes under torchrun train together and rank 0 writes the checkpoint."""
     import subprocess
     import sys
 
-    import nibabel as nib
-
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(3):
-        nib.save(nib.Nifti1Image((phantom_3d * (1 + i / 5)).T.copy(), np.eye(4)), str(data / f"s{i}_mr.nii.gz"))
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("model:\n  channels: [4, 8]\ntrain:\n  patch_size: 16\n  batch_size: 4\n  val_patches: 4\n")
+    data, cfg = tiny_training_set
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "denoise.cli",
            "train", "--data", str(data), "--out", str(tmp_path / "ddp"), "--config", str(cfg), "--epochs", "2",
            "--steps-per-epoch", "3", "--quiet", "--device", "cpu"]
