@@ -14,19 +14,44 @@ from monai.transforms import Compose, RandFlipd, RandRotate90d
 
 from denoise.noise import NoiseSpec, add_noise, parse_noise
 
-__all__ = ["PatchSampler", "precompute_lowdose_noise", "with_noise_channel"]
+__all__ = ["PatchSampler", "precompute_lowdose_noise", "with_noise_channel", "noise_level"]
+
+# 2.5D models: share of training stacks whose neighbours are copies of the noisy centre slice, the
+# input a lone 2D image (or the edge of a volume, where neighbours are repeated) gives at inference.
+SINGLE_SLICE_PROB = 0.1
 
 
-def with_noise_channel(batch: np.ndarray) -> np.ndarray:
+def with_noise_channel(batch: np.ndarray, patch: int | None = None) -> np.ndarray:
     """Append a constant channel holding each sample's estimated noise sigma (wavelet MAD of its
-    centre channel): ``(n, c, *spatial) -> (n, c + 1, *spatial)``. The same estimator runs at
-    training and inference time, so the model learns to read it as it is."""
-    from denoise.metrics import estimate_sigma
+    centre channel): ``(n, c, *spatial) -> (n, c + 1, *spatial)``.
 
+    Training estimates on each training patch. At inference, pass the training ``patch`` size:
+    images larger than that are estimated like training patches were, as the mean over
+    foreground-centred tiles of that size (a whole slice with much background would otherwise
+    read lower than the patches the model learnt from)."""
     k = batch.shape[1] // 2
-    sig = np.array([estimate_sigma(b[k]) for b in batch], dtype=np.float32)
+    sig = np.array([noise_level(b[k], patch) for b in batch], dtype=np.float32)
     maps = np.broadcast_to(sig.reshape(-1, 1, *([1] * (batch.ndim - 2))), (batch.shape[0], 1, *batch.shape[2:]))
     return np.concatenate([batch, maps], axis=1)
+
+
+def noise_level(image: np.ndarray, patch: int | None = None, max_tiles: int = 16) -> float:
+    """Wavelet-MAD noise sigma of ``image``; with ``patch``, the mean over up to ``max_tiles``
+    foreground-centred tiles of edge ``patch`` (the `PatchSampler` foreground rule)."""
+    from denoise.metrics import estimate_sigma
+
+    if patch is None or all(s <= patch for s in image.shape):
+        return float(estimate_sigma(image))
+    thr = 0.1 * float(np.percentile(image, 99.5)) + 0.9 * float(np.percentile(image, 0.5))
+    sizes = [min(patch, s) for s in image.shape]
+    grids = [np.arange(0, s - p + 1, max(1, p // 2)) for s, p in zip(image.shape, sizes)]
+    starts = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1).reshape(-1, image.ndim)
+    centres = starts + np.array(sizes) // 2
+    starts = starts[image[tuple(centres.T)] > thr]
+    if len(starts) == 0:
+        return float(estimate_sigma(image))
+    starts = starts[np.linspace(0, len(starts) - 1, min(max_tiles, len(starts))).astype(int)]
+    return float(np.mean([estimate_sigma(image[tuple(slice(a, a + p) for a, p in zip(st, sizes))]) for st in starts]))
 
 
 def precompute_lowdose_noise(volume_hu: np.ndarray, *, pixel_mm: float, seed: int, window: float = 2000.0) -> np.ndarray:
@@ -74,7 +99,8 @@ class PatchSampler:
         """(noisy, clean): noisy ``(n, 1 + 2 context, *patch)``, clean ``(n, 1, *patch)``, float32.
 
         With ``context`` (2D only) the noisy input holds the neighbouring slices as channels,
-        each with its own noise, and the target is the clean centre slice.
+        each with its own noise, and the target is the clean centre slice; in a share
+        ``SINGLE_SLICE_PROB`` of stacks every channel is the noisy centre slice (a lone image).
         """
         pairs = [self._one() for _ in range(n)]
         noisy = np.stack([p[0] for p in pairs])
@@ -108,6 +134,8 @@ class PatchSampler:
             noisy = clean + field / np.sqrt(dose)
         else:
             noisy = add_noise(clean, self.noise, seed=self.rng, reference=1.0)
+        if self.context and self.rng.random() < SINGLE_SLICE_PROB:
+            noisy = np.repeat(noisy[self.context : self.context + 1], len(noisy), axis=0)
         return noisy, (clean[self.context] if self.context else clean)
 
     def _pad(self, a: np.ndarray) -> np.ndarray:

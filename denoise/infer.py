@@ -65,6 +65,7 @@ class LearnedDenoiser(Denoiser):
         self.spatial_dims = int(info["model"]["spatial_dims"])
         self.context = int(info["model"].get("context", 0))
         self.noise_channel = bool(info["model"].get("noise_channel", False))
+        self.noise_patch = info.get("train", {}).get("patch_size")  # noise estimated as in training
         norm = info.get("normalization")
         self.normalization = Normalization(**norm) if norm else None
         self.tile = tile
@@ -81,7 +82,7 @@ class LearnedDenoiser(Denoiser):
         if self.noise_channel:
             from denoise.data import with_noise_channel
 
-            x = torch.from_numpy(with_noise_channel(x.numpy()))
+            x = torch.from_numpy(with_noise_channel(x.numpy(), patch=self.noise_patch))
         if self.spatial_dims == 2:
             outs = [self.net.predict(x[i : i + self.batch_size].to(self.device)).float().cpu()
                     for i in range(0, len(x), self.batch_size)]

@@ -49,8 +49,14 @@ class NoiseSpec:
         return f"{self.kind}:{self.low:g}" if self.low == self.high else f"{self.kind}:{self.low:g}-{self.high:g}"
 
     def draw(self, rng: np.random.Generator) -> float:
-        """The level for one call: fixed, or uniform in [low, high]."""
-        return self.low if self.low == self.high else float(rng.uniform(self.low, self.high))
+        """The level for one call: fixed, or uniform in [low, high]; log-uniform for ``lowdose``
+        (dose ranges span decades and noise sigma goes as 1/sqrt(dose), so every noise level
+        in the range gets its share)."""
+        if self.low == self.high:
+            return self.low
+        if self.kind == "lowdose":
+            return float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
+        return float(rng.uniform(self.low, self.high))
 
 
 def parse_noise(spec: str | NoiseSpec) -> NoiseSpec:

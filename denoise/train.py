@@ -10,6 +10,7 @@ checkpoint, stops early, and can resume from ``last.pt``. Device auto, AMP on CU
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -64,8 +65,8 @@ def prepare_volumes(scans: list[Scan], train_cfg: TrainConfig, seed: int) -> tup
 
 
 def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_dir: str | Path, *,
-        name: str = "model", resume: str | Path | None = None, progress: bool = True,
-        data_summary: dict[str, Any] | None = None) -> list[dict[str, float]]:
+        name: str = "model", resume: str | Path | None = None, init: str | Path | None = None,
+        progress: bool = True, data_summary: dict[str, Any] | None = None) -> list[dict[str, float]]:
     """Train a model; write ``best.pt`` and ``last.pt`` in ``out_dir``; return the history.
 
     Args:
@@ -74,6 +75,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         out_dir: output folder.
         name: model name stored in the checkpoint.
         resume: a ``last.pt`` to continue from (weights, optimiser, epoch, history).
+        init: a checkpoint of the same architecture whose weights start a new run (fine-tuning:
+            fresh optimiser, schedule and history).
         progress: show a progress bar.
         data_summary: recorded in the checkpoint (e.g. file names of the training data).
     """
@@ -104,6 +107,11 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     val_noisy, val_clean = val_sampler.batch(train_cfg.val_patches)
 
     model = build_model(model_cfg).to(device)
+    if init and not resume:
+        start_net, start_info, _ = load_checkpoint(init)
+        if start_info["model"] != json.loads(json.dumps(asdict(model_cfg))):
+            raise ValueError(f"{init}: its architecture differs from the configured model; cannot fine-tune from it")
+        model.load_state_dict(start_net.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     total = train_cfg.epochs * train_cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
@@ -128,6 +136,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         "normalization": asdict(train_cfg.normalization),
         "noise": train_cfg.noise,
         "data": {**(data_summary or {}), "train_scans": tr_idx, "val_scans": va_idx},
+        **({"init": Path(init).name} if init else {}),
         "version": __version__,
     }
     bar = tqdm(total=total, initial=start_epoch * train_cfg.steps_per_epoch, desc=f"train {name}",

@@ -34,13 +34,20 @@ MR_NORM = Normalization(kind="percentile")
 CT_NORM = Normalization(kind="window", low=-1000, high=1000)
 
 RECIPES = {
-    "mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), noise_channel=True),
+    # FFDNet-style: pixel-unshuffle x2 (4x fewer FLOPs per pixel at the same width), noise-level
+    # channel; mr-2d is 2.5D (one neighbouring slice each side).
+    "mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), noise_channel=True,
+                                                     shuffle=2, context=1),
                   train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM)),
-    "ct-2d": dict(files=CT_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128)),
-                  train=dict(noise="lowdose:0.005-0.5", patch_size=64, batch_size=16, normalization=CT_NORM,
+    "ct-2d": dict(files=CT_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), noise_channel=True,
+                                                     shuffle=2),
+                  # dose is relative to each training volume; these small volumes have ~2.5 HU of
+                  # full-dose noise, so 0.1-25% dose gives ~5-80 HU, the range of clinical low-dose CT
+                  train=dict(noise="lowdose:0.001-0.25", patch_size=64, batch_size=16, normalization=CT_NORM,
                              val_fraction=0.25), halves=True),
-    "mr-3d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=3, channels=(16, 32, 64)),
-                  train=dict(noise="rician:0.01-0.09", patch_size=32, batch_size=4, normalization=MR_NORM)),
+    "mr-3d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=3, channels=(24, 48, 96), noise_channel=True,
+                                                     shuffle=2),
+                  train=dict(noise="rician:0.01-0.09", patch_size=48, batch_size=4, normalization=MR_NORM)),
     "vae-mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="vae", spatial_dims=2, channels=(16, 32, 64),
                                                          latent_channels=16, residual=False),
                       train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM,
@@ -81,20 +88,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     p.add_argument("--minutes", type=float, default=25.0, help="approximate training budget")
     p.add_argument("--seconds-per-step", type=float, default=None, help="override the measured step time")
+    p.add_argument("--steps", type=int, default=None, help="exact number of training steps (overrides --minutes)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--init", type=Path, help="fine-tune: start from this checkpoint's weights (same architecture)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the TrainConfig default)")
+    p.add_argument("--run-name", help="folder under runs/ (default: the model name)")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     recipe = RECIPES[args.model]
     scans = load_training_scans(args.data, recipe["files"], halves=recipe.get("halves", False))
-    step = args.seconds_per_step or _measure_step(recipe)
-    steps = max(100, int(args.minutes * 60 / step * 0.85))
+    if args.steps:
+        steps = args.steps
+    else:
+        step = args.seconds_per_step or _measure_step(recipe)
+        steps = max(100, int(args.minutes * 60 / step * 0.85))
     epochs = 25
     train_cfg = TrainConfig(**recipe["train"], epochs=epochs, steps_per_epoch=max(4, steps // epochs),
-                            early_stop_patience=8, val_patches=48, seed=0)
-    out = Path("runs") / args.model
+                            early_stop_patience=8, val_patches=48, seed=0,
+                            **({"lr": args.lr} if args.lr else {}))
+    out = Path("runs") / (args.run_name or args.model)
     resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
-    history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume,
+    history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume, init=args.init,
                   data_summary={"files": recipe["files"], "held_out": HELD_OUT})
     dest = Path(__file__).resolve().parents[1] / "denoise" / "pretrained"
     dest.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,29 @@ def test_context_sampler_and_inference_use_neighbours(phantom_3d):
     other = phantom_3d.copy()
     other[5] += 100
     assert not np.allclose(denoise_array(other, den)[4], out[4])
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_pixel_unshuffle_runs_the_network_at_half_resolution(dims):
+    cfg = ModelConfig(kind="dae", spatial_dims=dims, channels=(4, 8), shuffle=2, noise_channel=True)
+    net = build_model(cfg)
+    seen = []
+    net.encoder[0].register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    x = torch.randn(2, 2, *SHAPES[dims][2:])  # odd sizes: padded to the divisor and cropped back
+    assert net(x).shape == (2, 1, *SHAPES[dims][2:])
+    sizes = [-(-s // net.divisor) * net.divisor // 2 for s in SHAPES[dims][2:]]
+    assert seen[0] == (2, 2 * 2**dims, *sizes)  # 2^d sub-images of both channels, half the size
+    with pytest.raises(ValueError, match="shuffle"):
+        ModelConfig(shuffle=3)
+    with pytest.raises(ValueError, match="shuffle"):
+        ModelConfig(kind="vae", shuffle=2)
+
+
+def test_context_sampler_sometimes_gives_a_lone_slice(phantom_3d):
+    """2.5D training includes stacks whose neighbours repeat the noisy centre (a lone 2D image)."""
+    from denoise.data import SINGLE_SLICE_PROB, PatchSampler
+
+    s = PatchSampler([phantom_3d / 1000], noise="gaussian:0.1", spatial_dims=2, patch_size=8, seed=0, context=1)
+    noisy, _ = s.batch(400)
+    lone = np.mean([np.array_equal(n[0], n[1]) and np.array_equal(n[1], n[2]) for n in noisy])
+    assert 0.4 * SINGLE_SLICE_PROB < lone < 2.5 * SINGLE_SLICE_PROB

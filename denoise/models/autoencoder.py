@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from monai.networks.blocks import Convolution
+from monai.networks.utils import pixelshuffle, pixelunshuffle
 from torch import nn
 from torch.nn import functional as F
 
@@ -18,8 +19,10 @@ class ConvAutoencoder(nn.Module):
     Each level has two 3x3(x3) convolutions with PReLU; levels after the first start with a
     stride-2 convolution. With ``skip`` the decoder concatenates the encoder features of the same
     level (a small U-Net: the best quality per FLOP for denoising); with ``residual`` the network
-    predicts the noise and the output is ``input - noise``. Inputs of any size are padded to a
-    multiple of ``2 ** (levels - 1)`` and cropped back.
+    predicts the noise and the output is ``input - noise``. With ``shuffle`` > 1 the network
+    works on pixel-unshuffled sub-images (FFDNet) and shuffles its output back to full
+    resolution. Inputs of any size are padded to a multiple of ``shuffle * 2 ** (levels - 1)``
+    and cropped back.
 
     Args:
         config: the architecture (`ModelConfig`).
@@ -38,8 +41,10 @@ class ConvAutoencoder(nn.Module):
         self.skip = config.skip and config.kind == "dae"
         self.residual = config.residual
         self.context = config.context
+        self.shuffle = config.shuffle
+        r = config.shuffle ** d
         self.encoder = nn.ModuleList()
-        prev = 1 + 2 * config.context + int(config.noise_channel)
+        prev = (1 + 2 * config.context + int(config.noise_channel)) * r
         for i, c in enumerate(ch):
             self.encoder.append(nn.Sequential(_conv(d, prev, c, stride=1 if i == 0 else 2), _conv(d, c, c)))
             prev = c
@@ -49,11 +54,11 @@ class ConvAutoencoder(nn.Module):
         for i in range(len(ch) - 2, -1, -1):
             self.up.append(_conv(d, ch[i + 1], ch[i], stride=2, transposed=True))
             self.merge.append(_conv(d, ch[i] * (2 if self.skip else 1), ch[i]))
-        self.head = Convolution(d, ch[0], 1, kernel_size=1, conv_only=True)
+        self.head = Convolution(d, ch[0], r, kernel_size=1, conv_only=True)
 
     @property
     def divisor(self) -> int:
-        return 2 ** (len(self.config.channels) - 1)
+        return self.shuffle * 2 ** (len(self.config.channels) - 1)
 
     def _latent_layers(self) -> tuple[nn.Module, nn.Module]:
         if self.skip:
@@ -65,6 +70,8 @@ class ConvAutoencoder(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The bottleneck code of ``x`` (B, 1, *spatial) -> (B, latent_channels, *spatial / 2^(L-1))."""
         x = _pad_to(x, self.divisor)
+        if self.shuffle > 1:
+            x = pixelunshuffle(x, self.spatial_dims, self.shuffle)
         for level in self.encoder:
             x = level(x)
         return self.to_latent(x)
@@ -74,7 +81,8 @@ class ConvAutoencoder(nn.Module):
         h = self.from_latent(z)
         for up, merge in zip(self.up, self.merge):
             h = merge(up(h))
-        return self.head(h)
+        h = self.head(h)
+        return pixelshuffle(h, self.spatial_dims, self.shuffle) if self.shuffle > 1 else h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Denoised image (B, 1, *spatial) from ``x`` (B, 1 + 2 context, *spatial)."""
@@ -84,6 +92,8 @@ class ConvAutoencoder(nn.Module):
         """(output, bottleneck code)."""
         shape = x.shape[2:]
         h = _pad_to(x, self.divisor)
+        if self.shuffle > 1:
+            h = pixelunshuffle(h, self.spatial_dims, self.shuffle)
         feats = []
         for level in self.encoder:
             h = level(h)
@@ -95,7 +105,10 @@ class ConvAutoencoder(nn.Module):
             if self.skip:
                 h = torch.cat([h, feats[-2 - i]], dim=1)
             h = merge(h)
-        out = _crop_to(self.head(h), shape)
+        out = self.head(h)
+        if self.shuffle > 1:
+            out = pixelshuffle(out, self.spatial_dims, self.shuffle)
+        out = _crop_to(out, shape)
         centre = x[:, self.context : self.context + 1]
         return (centre - out if self.residual else out), z
 
