@@ -50,7 +50,7 @@ class BatchOptions:
     fmt: str = "same"
     tile: tuple[int, int, int] | None = None
     overlap: float = 0.25
-    batch_size: int = 8
+    batch_size: int | None = None
     noise_map: bool = False
     reference: str | None = None
     threads: int | None = None
@@ -76,7 +76,7 @@ def denoise_folder(
     fmt: str = "same",
     tile: tuple[int, int, int] | None = None,
     overlap: float = 0.25,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     noise_map: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
@@ -94,7 +94,8 @@ def denoise_folder(
         resume: skip scans already done with the same input hash and model; redo failed/changed ones.
         reference: folder of clean scans at the same relative paths: adds PSNR/SSIM to the manifest.
         fmt: "same" (DICOM -> derived DICOM, NIfTI -> NIfTI) or "nifti" (everything to NIfTI).
-        tile, overlap, batch_size: 3D sliding-window tile (z, y, x), overlap, tiles/slices per pass.
+        tile, overlap, batch_size: 3D sliding-window tile (z, y, x), overlap, tiles/slices per pass
+            (None: 2 on CPU, 8 on GPU).
         noise_map: also write the removed noise (input - output) beside each output.
         workers: run scans in parallel on a local Dask cluster with this many worker processes.
         scheduler: address of an existing Dask scheduler (``tcp://host:port``).
@@ -167,7 +168,7 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         if denoiser.spatial_dims == 3 and scan.array.ndim == 2:
             raise ValueError("a 3D model cannot denoise a single 2D slice; choose a 2D model")
         row.update(model=denoiser.name, model_hash=getattr(denoiser, "checkpoint_hash", ""))
-        den = denoise_scan(scan, denoiser, batch_size=opts.batch_size)
+        den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16)
         row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
         row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"
         if opts.reference:

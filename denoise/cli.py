@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--format", dest="fmt", default="same", choices=["same", "nifti"])
     r.add_argument("--tile", nargs=3, type=int, metavar=("Z", "Y", "X"), help="3D sliding-window tile")
     r.add_argument("--overlap", type=float, default=0.25)
-    r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--batch-size", type=int, default=None,
+                   help="slices or 3D tiles per forward pass (default: 2 on CPU, 8 on GPU)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, help="parallel scans on a local Dask cluster")
     g.add_argument("--scheduler", help="address of an existing Dask scheduler, tcp://HOST:PORT")

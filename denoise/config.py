@@ -85,6 +85,7 @@ class TrainConfig:
     sparsity_weight: float = 1e-3
     val_fraction: float = 0.2
     val_patches: int = 32
+    foreground_fraction: float = 1.0
     early_stop_patience: int = 8
     seed: int = 0
     device: str = "auto"
@@ -96,6 +97,8 @@ class TrainConfig:
         parse_noise(self.noise)
         if self.loss not in ("mse", "l1"):
             raise ValueError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
+        if not 0 <= self.foreground_fraction <= 1:
+            raise ValueError("foreground_fraction must be in [0, 1]")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must be in (0, 1)")
         for name in ("patch_size", "batch_size", "steps_per_epoch", "epochs"):

@@ -69,11 +69,13 @@ class PatchSampler:
         spatial_dims: 2 samples ``patch_size^2`` slices, 3 samples ``patch_size^3`` blocks.
         patch_size: edge length (clipped to the volume size).
         seed: seeds everything (patch positions, augmentation, noise).
+        foreground_fraction: share of patches centred on foreground voxels; the rest are centred
+            anywhere in the volume.
     """
 
     def __init__(self, volumes: list[np.ndarray], *, noise: str | NoiseSpec, spatial_dims: int, patch_size: int,
                  seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
-                 noise_channel: bool = False) -> None:
+                 noise_channel: bool = False, foreground_fraction: float = 1.0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -85,6 +87,7 @@ class PatchSampler:
         self.patch_size = patch_size
         self.context = context if spatial_dims == 2 else 0
         self.noise_channel = noise_channel
+        self.foreground_fraction = foreground_fraction
         self.rng = np.random.default_rng(seed)
         axes = [(0, 1)] if spatial_dims == 2 else [(0, 1), (1, 2), (0, 2)]
         keys = ["clean", "field"]
@@ -114,7 +117,10 @@ class PatchSampler:
     def _one(self) -> tuple[np.ndarray, np.ndarray]:
         i = int(self.rng.choice(len(self.volumes), p=self._vol_p))
         vol = self.volumes[i]
-        c = self._centers[i][self.rng.integers(len(self._centers[i]))]
+        if self.rng.random() < self.foreground_fraction:
+            c = self._centers[i][self.rng.integers(len(self._centers[i]))]
+        else:  # anywhere (air, edges of the body, table: what a foreground-only sampler never shows)
+            c = np.array([self.rng.integers(s) for s in vol.shape])
         sl = self._window(vol.shape, c)
         if self.context:
             zs = np.clip(np.arange(sl[0].start - self.context, sl[0].start + self.context + 1), 0, vol.shape[0] - 1)

@@ -50,12 +50,13 @@ class LearnedDenoiser(Denoiser):
         info: the checkpoint config dict (``info["model"]`` at least).
         name: label, e.g. ``"mr-2d"`` or the checkpoint's file stem.
         device: "auto", "cpu", "cuda" or "mps".
-        tile: 3D sliding-window ROI edge (voxels); batch_size: tiles or slices per forward pass.
+        tile: 3D sliding-window ROI edge (voxels); batch_size: tiles or slices per forward pass
+            (default: 2 on CPU, where bigger batches only spill the caches, 8 on a GPU).
         overlap: sliding-window overlap fraction.
     """
 
     def __init__(self, net: torch.nn.Module, info: dict[str, Any], *, name: str = "model", device: str = "auto",
-                 tile: int | tuple[int, ...] = 96, overlap: float = 0.25, batch_size: int = 8,
+                 tile: int | tuple[int, ...] = 96, overlap: float = 0.25, batch_size: int | None = None,
                  checkpoint_hash: str = "") -> None:
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
@@ -70,7 +71,7 @@ class LearnedDenoiser(Denoiser):
         self.normalization = Normalization(**norm) if norm else None
         self.tile = tile
         self.overlap = overlap
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (2 if self.device.type == "cpu" else 8)
         self.checkpoint_hash = checkpoint_hash
         self.progress = False
 

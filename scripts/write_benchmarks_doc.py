@@ -39,9 +39,10 @@ def main() -> int:
         "",
         "![example](benchmarks/mr/example_0.png)",
         "",
-        "### 2D vs 3D at the target levels (BM3D per slice, BM4D on the slab, mr-2d, mr-3d)",
+        "### 3D methods at the target levels (BM4D on the slab, mr-3d; BM3D per slice as the baseline)",
         "",
-        "Same slabs, cases and noise realisations as above (BM4D takes 1-2 minutes per slab, so it runs only at 5% and 9%).",
+        "Same slabs, cases and noise realisations as the table above (compare with its mr-2d rows); BM4D takes "
+        "1-2 minutes per slab, so this runs only at 5% and 9%. Command: `python scripts/benchmark.py --only mr3d`.",
         "",
         _read(b / "mr3d" / "results.md"),
         "## CT: low-dose noise (held-out GE abdominal slices)",

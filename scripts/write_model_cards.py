@@ -21,8 +21,12 @@ BENCH = ROOT / "docs" / "benchmarks"
 PURPOSE = {
     "mr-2d": "Blind 2.5D denoising of magnitude MR slices (Rician noise 1-9% of the robust maximum): each slice is "
              "denoised with one neighbouring slice on each side; a lone 2D image works too (neighbours repeated).",
-    "ct-2d": "2D denoising of CT slices in HU, trained on sinogram-domain low-dose noise of about 5-80 HU (0.1-25% of "
-             "the training volumes' own flux, log-uniform), with a noise-level input channel.",
+    "ct-2d": "2D denoising of CT slices in HU, trained on sinogram-domain low-dose noise. These weights come from the "
+             "first recipe (commit 481361e: no noise-level channel, no pixel-unshuffle, dose 0.5-50% uniform). The "
+             "current recipe in scripts/train_pretrained.py (noise-level channel, unshuffle, background patches) "
+             "was trained on 2026-11-25 but scored lower on the held-out abdominal CT (37.0 vs 39.1 dB at 25% dose), "
+             "so it was not shipped. On held-out data this model is close to identity: for CT prefer BM3D or NLM "
+             "(`denoise.models.ClassicalDenoiser`).",
     "mr-3d": "Blind 3D denoising of magnitude MR volumes (Rician 1-9%), sliding-window inference.",
     "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
     "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
@@ -70,8 +74,12 @@ def main() -> int:
             f"- held out from all training (benchmark data): {', '.join(info['data'].get('held_out', []))}",
             f"- noise: `{info['noise']}` added on the fly; patches {t['patch_size']}, batch {t['batch_size']}, "
             f"{t['epochs']} epochs x {t['steps_per_epoch']} steps max, AdamW lr {t['lr']}, cosine schedule, seed {t['seed']}",
-            f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
-            "(CPU; scripts/train_all.sh has the exact commands and thread counts)",
+            (f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
+             "(CPU; scripts/train_all.sh has the exact commands and thread counts)"
+             + (f"; fine-tuned from `{info['init']}` (phase 1 of the same recipe), shipping the final weights"
+                if info.get("init") else "")) if "shuffle" in m else
+            "- recipe: the first version of scripts/train_pretrained.py (git commit 481361e, `bash scripts/train_all.sh` "
+            "of that commit)",
             "",
             "## Validation (patches of the validation scan, normalised scale, data range 1)",
             f"- PSNR {v.get('val_psnr', float('nan')):.2f} dB (noisy input {v.get('val_psnr_noisy', float('nan')):.2f} dB), "

@@ -19,3 +19,16 @@ def test_tiled_noise_level_reads_like_training_patches():
     assert whole < tiled <= 0.05 * 1.1
     batch = with_noise_channel(noisy[None, None], patch=64)
     assert batch.shape == (1, 2, 256, 256) and np.allclose(batch[0, 1], tiled)
+
+
+def test_foreground_fraction_controls_background_patches():
+    from denoise.data import PatchSampler
+
+    vol = np.zeros((4, 128, 128), np.float32)
+    vol[:, 48:80, 48:80] = 1.0  # small bright object in a big empty field
+    def empty_share(fraction):
+        s = PatchSampler([vol], noise="gaussian:0", spatial_dims=2, patch_size=16, seed=0, foreground_fraction=fraction)
+        _, clean = s.batch(200)
+        return np.mean([c.max() == 0 for c in clean])
+    assert empty_share(1.0) == 0
+    assert 0.3 < empty_share(0.0) < 1.0
