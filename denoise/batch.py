@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MANIFEST_FIELDS = ["input", "output", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
                    "input_hash", "seconds", "sigma_before", "sigma_after", "psnr_fg", "ssim_fg"]
 DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
+CLASSICAL_METHODS = ("gaussian", "median", "nlm", "tv", "wavelet", "bm3d")  # also accepted as --model
 _MODEL_CACHE: dict[tuple, Any] = {}
 
 
@@ -228,6 +229,10 @@ def _get_model(name: str, opts: BatchOptions):
     from denoise.infer import load_model
 
     key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size)
+    if key not in _MODEL_CACHE and name in CLASSICAL_METHODS:  # sigma estimated per slice, no Rician correction
+        from denoise.models import ClassicalDenoiser
+
+        _MODEL_CACHE[key] = ClassicalDenoiser(name)
     if key not in _MODEL_CACHE:
         kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size}
         if opts.tile:

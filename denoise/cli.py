@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="denoise every DICOM series and NIfTI file under a folder")
     r.add_argument("-i", "--input", required=True, type=Path, help="input folder (never modified)")
     r.add_argument("-o", "--output", required=True, type=Path, help="output folder mirroring the input tree")
-    r.add_argument("-m", "--model", help="shipped model name or checkpoint path (default: by modality)")
+    r.add_argument("-m", "--model", help="shipped model name, checkpoint path, or a classical method "
+                   "(gaussian, median, nlm, tv, wavelet, bm3d) (default: by modality)")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     r.add_argument("--continue", dest="resume", action="store_true", help="skip scans already done")
     r.add_argument("--reference", type=Path, help="clean scans at the same relative paths: adds PSNR/SSIM")

@@ -25,8 +25,8 @@ PURPOSE = {
              "first recipe (commit 481361e: no noise-level channel, no pixel-unshuffle, dose 0.5-50% uniform). The "
              "current recipe in scripts/train_pretrained.py (noise-level channel, unshuffle, background patches) "
              "was trained on 2026-11-25 but scored lower on the held-out abdominal CT (37.0 vs 39.1 dB at 25% dose), "
-             "so it was not shipped. On held-out data this model is close to identity: for CT prefer BM3D or NLM "
-             "(`denoise.models.ClassicalDenoiser`).",
+             "so it was not shipped. On held-out data this model is close to identity: for CT prefer `denoise run -m bm3d` "
+             "(or `-m nlm`).",
     "mr-3d": "Blind 3D denoising of magnitude MR volumes (Rician 1-9%), sliding-window inference.",
     "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
     "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
