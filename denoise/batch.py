@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 MANIFEST_FIELDS = ["input", "output", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
                    "input_hash", "seconds", "sigma_before", "sigma_after", "psnr_fg", "ssim_fg"]
 DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
-CLASSICAL_METHODS = ("gaussian", "median", "nlm", "tv", "wavelet", "bm3d")  # also accepted as --model
 _MODEL_CACHE: dict[tuple, Any] = {}
 
 
@@ -226,18 +225,20 @@ def _run(todo: list[ScanSource], opts: BatchOptions, workers: int | None, schedu
 
 
 def _get_model(name: str, opts: BatchOptions):
+    """A shipped model, checkpoint, or classical method (sigma estimated per slice; no Rician
+    correction, since the noise type of real data is unknown), cached per worker."""
     from denoise.infer import load_model
+    from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser
 
     key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size)
-    if key not in _MODEL_CACHE and name in CLASSICAL_METHODS:  # sigma estimated per slice, no Rician correction
-        from denoise.models import ClassicalDenoiser
-
-        _MODEL_CACHE[key] = ClassicalDenoiser(name)
     if key not in _MODEL_CACHE:
-        kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size}
-        if opts.tile:
-            kwargs["tile"] = tuple(opts.tile)
-        _MODEL_CACHE[key] = load_model(name, device=opts.device, **kwargs)
+        if name in CLASSICAL_METHODS:
+            _MODEL_CACHE[key] = ClassicalDenoiser(name)
+        else:
+            kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size}
+            if opts.tile:
+                kwargs["tile"] = tuple(opts.tile)
+            _MODEL_CACHE[key] = load_model(name, device=opts.device, **kwargs)
     return _MODEL_CACHE[key]
 
 

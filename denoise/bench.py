@@ -83,6 +83,10 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
         m = foreground_mask(clean.array) if mask == "auto" else None
         _, scale = (normalization_for(clean.modality)).params(noisy.array)
         oracle = float(np.std((noisy.array - clean.array)[m if m is not None else slice(None)])) / scale
+        ref_a, noisy_a, orig_a = clean.array, noisy.array, original
+        if clean.modality == "CT":  # score inside the declared HU window (reference, input and output)
+            ref_a, noisy_a, orig_a = (np.clip(a, -1000.0, 1000.0) for a in (ref_a, noisy_a, orig_a))
+        edges = _EdgeProbe(ref_a, float(np.mean(clean.spacing[-2:])))
         for method in methods:
             bar.update(1)
             den_fn = _method(method, clean.modality, spec.kind, oracle, cache)
@@ -94,12 +98,10 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
             secs = time.perf_counter() - t0
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
-            ref_a, noisy_a = clean.array, noisy.array
-            if clean.modality == "CT":  # score inside the declared HU window (reference, input and output)
-                ref_a, noisy_a, result = (np.clip(a, -1000.0, 1000.0) for a in (ref_a, noisy_a, result))
+            if clean.modality == "CT":
+                result = np.clip(result, -1000.0, 1000.0)
             row = _score(ref_a, noisy_a, result, rng, m)
-            row.update(_fidelity(np.clip(original, -1000, 1000) if clean.modality == "CT" else original,
-                                 ref_a, noisy_a, result, lesion, LESION_CONTRAST * rng, m, float(np.mean(clean.spacing[-2:]))))
+            row.update(_fidelity(orig_a, ref_a, noisy_a, result, lesion, LESION_CONTRAST * rng, m, edges))
             row.update(scan=source.relpath, noise=str(spec), method=method, seconds=f"{secs:.3f}",
                        voxels_per_s=f"{clean.array.size / max(secs, 1e-9):.4g}", peak_mb=f"{peak:.1f}",
                        data_range=f"{rng:.4g}")
@@ -182,15 +184,30 @@ def _score(clean, noisy, den, rng, mask) -> dict[str, str]:
     }
 
 
-def _fidelity(original, clean, noisy, den, lesion, contrast: float, mask, pixel_mm: float) -> dict[str, str]:
+class _EdgeProbe:
+    """The clean middle slice's strongest edge points and its own 10-90% rise, found once per case
+    so every method is measured at the same places."""
+
+    def __init__(self, clean: np.ndarray, pixel_mm: float) -> None:
+        self.pixel_mm = pixel_mm
+        self.points, self.directions = fidelity.edge_points(self.middle(clean))
+        self.clean_rise = self.rise(clean)
+
+    @staticmethod
+    def middle(a: np.ndarray) -> np.ndarray:
+        return a[a.shape[0] // 2] if a.ndim == 3 else a
+
+    def rise(self, image: np.ndarray) -> float:
+        return fidelity.edge_rise_distance(self.middle(image), self.points, self.directions, self.pixel_mm)
+
+
+def _fidelity(original, clean, noisy, den, lesion, contrast: float, mask, edges: _EdgeProbe) -> dict[str, str]:
     """Residual correlation, lesion contrast kept, 10-90% edge rise (middle slice) and gradient ratio."""
-    mid = (lambda a: a[a.shape[0] // 2]) if clean.ndim == 3 else (lambda a: a)
-    pts, dirs = fidelity.edge_points(mid(clean))
     return {
         "residual_corr": f"{fidelity.residual_correlation(clean, noisy, den, mask):.4f}",
         "lesion_contrast_kept": f"{fidelity.lesion_contrast_kept(original, den, lesion, contrast):.3f}",
-        "edge_rise_mm": f"{fidelity.edge_rise_distance(mid(den), pts, dirs, pixel_mm):.3f}",
-        "edge_rise_clean_mm": f"{fidelity.edge_rise_distance(mid(clean), pts, dirs, pixel_mm):.3f}",
+        "edge_rise_mm": f"{edges.rise(den):.3f}",
+        "edge_rise_clean_mm": f"{edges.clean_rise:.3f}",
         "edge_gradient_ratio": f"{fidelity.edge_gradient_ratio(clean, den):.3f}",
     }
 

@@ -42,7 +42,7 @@ def noise_level(image: np.ndarray, patch: int | None = None, max_tiles: int = 16
 
     if patch is None or all(s <= patch for s in image.shape):
         return float(estimate_sigma(image))
-    thr = 0.1 * float(np.percentile(image, 99.5)) + 0.9 * float(np.percentile(image, 0.5))
+    thr = foreground_threshold(image)
     sizes = [min(patch, s) for s in image.shape]
     grids = [np.arange(0, s - p + 1, max(1, p // 2)) for s, p in zip(image.shape, sizes)]
     starts = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1).reshape(-1, image.ndim)
@@ -52,6 +52,12 @@ def noise_level(image: np.ndarray, patch: int | None = None, max_tiles: int = 16
         return float(estimate_sigma(image))
     starts = starts[np.linspace(0, len(starts) - 1, min(max_tiles, len(starts))).astype(int)]
     return float(np.mean([estimate_sigma(image[tuple(slice(a, a + p) for a, p in zip(st, sizes))]) for st in starts]))
+
+
+def foreground_threshold(image: np.ndarray) -> float:
+    """Intensity above which a voxel counts as foreground for patch sampling: 10% of the way from
+    the 0.5th to the 99.5th percentile."""
+    return 0.1 * float(np.percentile(image, 99.5)) + 0.9 * float(np.percentile(image, 0.5))
 
 
 def precompute_lowdose_noise(volume_hu: np.ndarray, *, pixel_mm: float, seed: int, window: float = 2000.0) -> np.ndarray:
@@ -158,8 +164,7 @@ class PatchSampler:
         return tuple(sl)
 
     def _foreground(self, vol: np.ndarray) -> np.ndarray:
-        thr = 0.1 * float(np.percentile(vol, 99.5)) + 0.9 * float(np.percentile(vol, 0.5))
-        idx = np.argwhere(vol > thr)
+        idx = np.argwhere(vol > foreground_threshold(vol))
         if len(idx) == 0:
             idx = np.argwhere(np.ones_like(vol, dtype=bool))
         step = max(1, len(idx) // 20000)

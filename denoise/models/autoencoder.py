@@ -60,6 +60,16 @@ class ConvAutoencoder(nn.Module):
     def divisor(self) -> int:
         return self.shuffle * 2 ** (len(self.config.channels) - 1)
 
+    def _enter(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad to the divisor and, with ``shuffle``, rearrange into sub-images."""
+        x = _pad_to(x, self.divisor)
+        return pixelunshuffle(x, self.spatial_dims, self.shuffle) if self.shuffle > 1 else x
+
+    def _exit(self, h: torch.Tensor) -> torch.Tensor:
+        """Output head and, with ``shuffle``, sub-images back to full resolution."""
+        h = self.head(h)
+        return pixelshuffle(h, self.spatial_dims, self.shuffle) if self.shuffle > 1 else h
+
     def _latent_layers(self) -> tuple[nn.Module, nn.Module]:
         if self.skip:
             return nn.Identity(), nn.Identity()
@@ -69,9 +79,7 @@ class ConvAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The bottleneck code of ``x`` (B, 1, *spatial) -> (B, latent_channels, *spatial / 2^(L-1))."""
-        x = _pad_to(x, self.divisor)
-        if self.shuffle > 1:
-            x = pixelunshuffle(x, self.spatial_dims, self.shuffle)
+        x = self._enter(x)
         for level in self.encoder:
             x = level(x)
         return self.to_latent(x)
@@ -81,8 +89,7 @@ class ConvAutoencoder(nn.Module):
         h = self.from_latent(z)
         for up, merge in zip(self.up, self.merge):
             h = merge(up(h))
-        h = self.head(h)
-        return pixelshuffle(h, self.spatial_dims, self.shuffle) if self.shuffle > 1 else h
+        return self._exit(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Denoised image (B, 1, *spatial) from ``x`` (B, 1 + 2 context, *spatial)."""
@@ -91,9 +98,7 @@ class ConvAutoencoder(nn.Module):
     def forward_with_latent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(output, bottleneck code)."""
         shape = x.shape[2:]
-        h = _pad_to(x, self.divisor)
-        if self.shuffle > 1:
-            h = pixelunshuffle(h, self.spatial_dims, self.shuffle)
+        h = self._enter(x)
         feats = []
         for level in self.encoder:
             h = level(h)
@@ -105,10 +110,7 @@ class ConvAutoencoder(nn.Module):
             if self.skip:
                 h = torch.cat([h, feats[-2 - i]], dim=1)
             h = merge(h)
-        out = self.head(h)
-        if self.shuffle > 1:
-            out = pixelshuffle(out, self.spatial_dims, self.shuffle)
-        out = _crop_to(out, shape)
+        out = _crop_to(self._exit(h), shape)
         centre = x[:, self.context : self.context + 1]
         return (centre - out if self.residual else out), z
 
