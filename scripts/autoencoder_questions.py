@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     test = PatchSampler(test_vols, noise="rician:0.05", spatial_dims=2, patch_size=32, seed=99)
     noisy, clean = test.batch(64)
     lines = ["# Autoencoder questions (held-out T1 patches, Rician 5%, foreground-weighted 32x32 patches)", "",
-             f"Command: `python scripts/autoencoder_questions.py --steps {args.steps}`", ""]
+             f"Command: `python scripts/autoencoder_questions.py --steps {args.steps} --threads {args.threads}`", ""]
 
     def train(cfg: ModelConfig, tcfg: TrainConfig):
         with tempfile.TemporaryDirectory() as tmp:
