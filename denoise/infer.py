@@ -140,6 +140,9 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     norm = denoiser.normalization or normalization_for(modality)
     offset, scale = norm.params(array)
     x = (array - offset) / scale
+    bounds = norm.model_range()
+    if bounds is not None:  # the model sees a limited range; its correction goes onto the full input
+        x_full, x = x, np.clip(x, *bounds)
     vols = x.reshape(-1, *x.shape[-3:]) if x.ndim >= 3 else x[None, None]
     out = np.empty_like(vols)
     if isinstance(denoiser, LearnedDenoiser):
@@ -160,7 +163,10 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
         else:
             out[t] = denoiser.denoise_batch(vol[None])[0]
     bar.close()
-    return (out.reshape(array.shape) * scale + offset).astype(np.float32)
+    out = out.reshape(array.shape)
+    if bounds is not None:
+        out = x_full + (out - x)
+    return (out * scale + offset).astype(np.float32)
 
 
 def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progress: bool = False) -> Scan:

@@ -1,7 +1,9 @@
 """Modality-aware intensity scaling; the chosen scaling is saved inside every checkpoint.
 
 CT: a fixed HU window, ``(HU - low) / (high - low)`` with default [-1000, 1000] HU, so air is 0 and
-1000 HU is 1 whatever the scan. MR: divide by a robust maximum, the 99.5th percentile of the
+1000 HU is 1 whatever the scan. Models see window-scaled input limited to ``model_range`` (by default
+[-1200, 3000] HU): out-of-field padding (-2048 or -3024 HU) and metal would otherwise be far outside
+anything the model was trained on. MR: divide by a robust maximum, the 99.5th percentile of the
 foreground (``reference_intensity``), computed per scan (MR units are arbitrary).
 """
 
@@ -51,6 +53,16 @@ class Normalization:
         if self.kind == "window":
             return self.low, self.high - self.low
         return 0.0, reference_intensity(array, percentile=self.percentile)
+
+    def model_range(self) -> tuple[float, float] | None:
+        """Bounds (on the model's scale) of what a model is shown, or None for no limit.
+
+        Window scaling: 0.1 window widths below ``low`` to one width above ``high`` ([-1200, 3000]
+        HU for the default window), room for noise in air and for dense bone. Inference adds the
+        model's correction to the unclipped input, so values outside pass through unchanged."""
+        if self.kind == "window":
+            return -0.1, 2.0
+        return None
 
     def to_dict(self) -> dict:
         return asdict(self)

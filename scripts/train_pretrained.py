@@ -28,6 +28,13 @@ from denoise.train import fit
 MR_TRAIN = ["nifti/mr_t1_stroke_brainextracted_vrd.nii.gz", "nifti/mr_flair_stroke_brainextracted_vrd.nii.gz",
             "nifti/mr_t2_stroke_clinical.nii.gz", "nifti/mr_t1_template_spm152_niivue.nii.gz"]
 CT_TRAIN = ["nifti/ct_template_scct_clinical.nii.gz", "nifti/ct_cta_aorta_stent_imageio.nii.gz"]
+# Anatomy borrowed for CT training: MR volumes mapped to pseudo-HU (air -1000 HU, tissue contrast of
+# some hundred HU), one volume per slope. The two real CTs have no air-tissue boundary (the scct
+# template is smooth at 2 mm, the CTA is clipped at 0 HU), which real low-dose CT is full of. The
+# noise is still physical: sinogram low-dose noise computed from each pseudo-HU volume.
+PSEUDO_CT = [("nifti/mr_t1_template_spm152_niivue.nii.gz", 1300.0), ("nifti/mr_t1_template_spm152_niivue.nii.gz", 1800.0),
+             ("nifti/mr_t1_stroke_brainextracted_vrd.nii.gz", 1300.0), ("nifti/mr_flair_stroke_brainextracted_vrd.nii.gz", 1500.0),
+             ("nifti/mr_t2_stroke_clinical.nii.gz", 1100.0)]
 HELD_OUT = ["nifti/mr_t1_electrodes_seg3d.nii.gz", "dicom/ge_ct_colonography_3slices"]
 
 MR_NORM = Normalization(kind="percentile")
@@ -46,7 +53,7 @@ RECIPES = {
                   # half the patches anywhere: air and air-tissue edges are absent from foreground patches
                   train=dict(noise="lowdose:0.001-0.25", patch_size=64, batch_size=16, normalization=CT_NORM,
                              foreground_fraction=0.5,
-                             val_fraction=0.25), halves=True),
+                             val_fraction=0.25), halves=True, pseudo_ct=PSEUDO_CT),
     "mr-3d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=3, channels=(24, 48, 96), noise_channel=True,
                                                      shuffle=2),
                   train=dict(noise="rician:0.01-0.09", patch_size=48, batch_size=4, normalization=MR_NORM)),
@@ -68,7 +75,21 @@ def cormack_to_hu(c: np.ndarray) -> np.ndarray:
     return (v - 1024).astype(np.float32)
 
 
-def load_training_scans(data: Path, files: list[str], *, halves: bool = False) -> list[Scan]:
+def pseudo_ct(scan: Scan, slope: float) -> Scan:
+    """An MR volume as CT-like anatomy: first cleaned with non-local means (the clinical MR
+    volumes carry 2-3% noise, which would become 25-45 HU of noise in the target), then mapped
+    linearly to HU, 0 -> -1000 HU (air) and the robust maximum -> -1000 + ``slope``."""
+    from denoise.infer import denoise_scan
+    from denoise.models import ClassicalDenoiser
+    from denoise.normalize import reference_intensity
+
+    clean = denoise_scan(scan, ClassicalDenoiser("nlm")).array
+    clean = np.clip(clean, 0.0, None)
+    return Scan(-1000.0 + slope * clean / reference_intensity(clean), scan.spacing, scan.affine, "CT")
+
+
+def load_training_scans(data: Path, files: list[str], *, halves: bool = False,
+                        pseudo: list[tuple[str, float]] = ()) -> list[Scan]:
     """Read the training volumes; with ``halves`` each is split into two slabs along z (so a
     validation slab exists for every subject when there are only two subjects, as for CT)."""
     scans = []
@@ -81,6 +102,8 @@ def load_training_scans(data: Path, files: list[str], *, halves: bool = False) -
             scans += [Scan(s.array[:mid], s.spacing, s.affine, s.modality), Scan(s.array[mid:], s.spacing, s.affine, s.modality)]
         else:
             scans.append(s)
+    for rel, slope in pseudo:
+        scans.append(pseudo_ct(read_scan(data / rel), slope))
     return scans
 
 
@@ -102,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     recipe = RECIPES[args.model]
-    scans = load_training_scans(args.data, recipe["files"], halves=recipe.get("halves", False))
+    scans = load_training_scans(args.data, recipe["files"], halves=recipe.get("halves", False),
+                                pseudo=recipe.get("pseudo_ct", ()))
     if args.steps:
         steps = args.steps
     else:
@@ -115,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path("runs") / (args.run_name or args.model)
     resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
     history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume, init=args.init,
-                  data_summary={"files": recipe["files"], "held_out": HELD_OUT})
+                  data_summary={"files": recipe["files"], "held_out": HELD_OUT,
+                                **({"pseudo_ct": [f"{r} (slope {k:g} HU)" for r, k in recipe["pseudo_ct"]]}
+                                   if "pseudo_ct" in recipe else {})})
     dest = Path(__file__).resolve().parents[1] / "denoise" / "pretrained"
     dest.mkdir(parents=True, exist_ok=True)
     ship(out / f"{args.take}.pt", dest / f"{args.model}.pt")

@@ -32,3 +32,17 @@ def test_foreground_fraction_controls_background_patches():
         return np.mean([c.max() == 0 for c in clean])
     assert empty_share(1.0) == 0
     assert 0.3 < empty_share(0.0) < 1.0
+
+
+def test_wavelet_sigma_equals_skimage_estimate():
+    """The fast per-tile estimate is skimage's estimate_sigma, for slices, volumes and images with
+    zeroed background (zeros are excluded by both)."""
+    from denoise.data import wavelet_sigma
+
+    rng = np.random.default_rng(3)
+    img = np.zeros((40, 64, 48), np.float32)
+    img[:, 10:50, 8:40] = 0.7
+    noisy = add_noise(img, "rician:0.04", seed=1, reference=1.0)
+    noisy[:, :, :4] = 0.0
+    for case in (noisy[5], noisy, noisy[:3], rng.normal(size=(33, 31)), np.zeros((16, 16))):
+        assert np.isclose(wavelet_sigma(case), estimate_sigma(case), rtol=1e-9, atol=1e-12)

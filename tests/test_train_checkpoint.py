@@ -133,3 +133,29 @@ def test_torchrun_ddp_on_cpu(tmp_path, tiny_training_set):
     assert r.returncode == 0, r.stderr[-2000:]
     model = load_model(tmp_path / "ddp" / "best.pt", device="cpu")
     assert model.info["model"]["channels"] == [4, 8]
+
+
+def test_ct_values_outside_the_model_range_pass_through():
+    """Out-of-field padding (-3024 HU) and metal reach the model clipped to its range, and come
+    back unchanged apart from the model's correction (no artefacts from unseen intensities)."""
+    from denoise.infer import denoise_array
+    from denoise.models.base import Denoiser
+    from denoise.normalize import Normalization
+
+    class Shift(Denoiser):  # records what it is shown; "denoises" by a constant correction
+        normalization = Normalization(kind="window", low=-1000, high=1000)
+
+        def denoise_batch(self, batch):
+            self.seen = (float(batch.min()), float(batch.max()))
+            return batch + 0.005
+
+    hu = np.full((1, 32, 32), 40.0, np.float32)
+    hu[:, :4] = -3024.0   # outside the scan field of view
+    hu[:, 10, 10] = 8000.0  # metal
+    den = Shift()
+    out = denoise_array(hu, den, modality="CT")
+    lo, hi = den.normalization.model_range()
+    assert den.seen == pytest.approx((lo, hi))  # clipped to the range, not beyond
+    assert lo < 0 and hi > 1  # air noise and bone still fit
+    np.testing.assert_allclose(out, hu + 0.005 * 2000, atol=1e-2)
+    assert np.array_equal(hu[:, :4], np.full((1, 4, 32), -3024.0))  # the input is not modified
