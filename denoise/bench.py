@@ -23,7 +23,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from denoise import fidelity
-from denoise.infer import PRETRAINED_DIR, denoise_scan, load_model
+from denoise.data import noise_level
+from denoise.infer import PRETRAINED_DIR, LearnedDenoiser, denoise_scan, load_model
 from denoise.io import discover_scans
 from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
 from denoise.models import ClassicalDenoiser, bm3d_available
@@ -52,6 +53,8 @@ def default_methods() -> list[str]:
     for pt in sorted(PRETRAINED_DIR.glob("*.pt")):
         kind = _shipped_kind(pt.stem)
         methods.append(f"{kind}:{pt.stem}")
+        if kind == "dae":  # and with the oracle noise level, like the classical methods' oracle rows
+            methods.append(f"{kind}:{pt.stem}:oracle")
     return methods
 
 
@@ -89,7 +92,7 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
         edges = _EdgeProbe(ref_a, float(np.mean(clean.spacing[-2:])))
         for method in methods:
             bar.update(1)
-            den_fn = _method(method, clean.modality, spec.kind, oracle, cache)
+            den_fn = _method(method, clean.modality, spec.kind, oracle, cache, noisy, clean)
             if den_fn is None:
                 continue
             tracemalloc.start()
@@ -155,7 +158,25 @@ def summarize(rows: list[dict[str, Any]]) -> str:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: dict):
+def model_oracle(model: LearnedDenoiser, noisy: Scan, clean: Scan) -> float:
+    """The noise level a model's estimator would read if the reference carried no noise of its
+    own: `noise_level` on the tiles it would pick, read from the true added noise (noisy - clean),
+    on the model's scale; 2D models average over slices. The learned counterpart of the classical
+    methods' oracle sigma (the std of the added noise)."""
+    norm = model.normalization or normalization_for(clean.modality)
+    offset, scale = norm.params(noisy.array)
+    x = (noisy.array - offset) / scale
+    if norm.model_range() is not None:  # the model's estimator sees the clipped input
+        x = np.clip(x, *norm.model_range())
+    n = (noisy.array - clean.array) / scale
+    if model.spatial_dims == 3:
+        vols = zip(x.reshape(-1, *x.shape[-3:]), n.reshape(-1, *n.shape[-3:]))
+    else:
+        vols = zip(x.reshape(-1, *x.shape[-2:]), n.reshape(-1, *n.shape[-2:]))
+    return float(np.mean([noise_level(a, model.noise_patch, noise=b) for a, b in vols]))
+
+
+def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: dict, noisy: Scan, clean: Scan):
     if method == "noisy":
         return "noisy"
     family, _, arg = method.partition(":")
@@ -166,13 +187,22 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
         return ClassicalDenoiser("bm3d" if three_d else family, sigma=oracle if arg == "oracle" else None,
                                  rician=noise_kind == "rician", spatial_dims=3 if three_d else 2)
     if family in ("dae", "vae", "sparse", "linear"):
-        if arg not in cache:
-            cache[arg] = load_model(arg, device="cpu")
-        model = cache[arg]
+        name, _, option = arg.partition(":")
+        if name not in cache:
+            cache[name] = load_model(name, device="cpu")
+        model = cache[name]
         norm = model.normalization
         model_ct = norm is not None and norm.kind == "window"
-        return model if model_ct == (modality == "CT") else None
-    raise ValueError(f"unknown method {method!r}; examples: noisy, nlm, nlm:oracle, bm3d, bm4d:oracle, dae:mr-2d")
+        if model_ct != (modality == "CT"):
+            return None
+        if option == "oracle":  # the noise-level channel reads the true added noise
+            if not model.noise_channel:
+                return None
+            return LearnedDenoiser(model.net, model.info, name=f"{model.name}:oracle", device="cpu",
+                                   sigma=model_oracle(model, noisy, clean))
+        return model
+    raise ValueError(f"unknown method {method!r}; examples: noisy, nlm, nlm:oracle, bm3d, bm4d:oracle, dae:mr-2d, "
+                     "dae:mr-2d:oracle")
 
 
 def _score(clean, noisy, den, rng, mask) -> dict[str, str]:

@@ -86,6 +86,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     val_patches: int = 32
     foreground_fraction: float = 1.0
+    all_axes: bool = False
     early_stop_patience: int = 8
     seed: int = 0
     device: str = "auto"

@@ -21,25 +21,32 @@ __all__ = ["PatchSampler", "precompute_lowdose_noise", "with_noise_channel", "no
 SINGLE_SLICE_PROB = 0.1
 
 
-def with_noise_channel(batch: np.ndarray, patch: int | None = None) -> np.ndarray:
+def with_noise_channel(batch: np.ndarray, patch: int | None = None, sigma: float | None = None) -> np.ndarray:
     """Append a constant channel holding each sample's estimated noise sigma (wavelet MAD of its
     centre channel): ``(n, c, *spatial) -> (n, c + 1, *spatial)``.
 
     Training estimates on each training patch. At inference, pass the training ``patch`` size:
     images larger than that are estimated like training patches were, as the mean over
     foreground-centred tiles of that size (a whole slice with much background would otherwise
-    read lower than the patches the model learnt from)."""
+    read lower than the patches the model learnt from). A given ``sigma`` (same convention) is
+    used for every sample instead of the estimate."""
     k = batch.shape[1] // 2
-    sig = np.array([noise_level(b[k], patch) for b in batch], dtype=np.float32)
+    sig = np.array([noise_level(b[k], patch) if sigma is None else sigma for b in batch], dtype=np.float32)
     maps = np.broadcast_to(sig.reshape(-1, 1, *([1] * (batch.ndim - 2))), (batch.shape[0], 1, *batch.shape[2:]))
     return np.concatenate([batch, maps], axis=1)
 
 
-def noise_level(image: np.ndarray, patch: int | None = None, max_tiles: int = 16) -> float:
+def noise_level(image: np.ndarray, patch: int | None = None, max_tiles: int = 16, *,
+                noise: np.ndarray | None = None) -> float:
     """Wavelet-MAD noise sigma of ``image``; with ``patch``, the mean over up to ``max_tiles``
-    foreground-centred tiles of edge ``patch`` (the `PatchSampler` foreground rule)."""
+    foreground-centred tiles of edge ``patch`` (the `PatchSampler` foreground rule).
+
+    With ``noise`` (an array like ``image``: the true added noise, in benchmarks), the tiles are
+    still chosen on ``image`` but the estimate is read from ``noise``: what the estimator would
+    say if the image carried no noise of its own (the oracle in the model's own convention)."""
+    src = image if noise is None else noise
     if patch is None or all(s <= patch for s in image.shape):
-        return wavelet_sigma(image)
+        return wavelet_sigma(src)
     thr = foreground_threshold(image)
     sizes = [min(patch, s) for s in image.shape]
     grids = [np.arange(0, s - p + 1, max(1, p // 2)) for s, p in zip(image.shape, sizes)]
@@ -47,9 +54,9 @@ def noise_level(image: np.ndarray, patch: int | None = None, max_tiles: int = 16
     centres = starts + np.array(sizes) // 2
     starts = starts[image[tuple(centres.T)] > thr]
     if len(starts) == 0:
-        return wavelet_sigma(image)
+        return wavelet_sigma(src)
     starts = starts[np.linspace(0, len(starts) - 1, min(max_tiles, len(starts))).astype(int)]
-    return float(np.mean([wavelet_sigma(image[tuple(slice(a, a + p) for a, p in zip(st, sizes))]) for st in starts]))
+    return float(np.mean([wavelet_sigma(src[tuple(slice(a, a + p) for a, p in zip(st, sizes))]) for st in starts]))
 
 
 def wavelet_sigma(image: np.ndarray) -> float:
@@ -94,11 +101,13 @@ class PatchSampler:
         seed: seeds everything (patch positions, augmentation, noise).
         foreground_fraction: share of patches centred on foreground voxels; the rest are centred
             anywhere in the volume.
+        all_axes: 2D only: slice each patch along a random one of the three volume axes, not
+            only the first (three times the anatomy seen edge-on; for isotropic volumes).
     """
 
     def __init__(self, volumes: list[np.ndarray], *, noise: str | NoiseSpec, spatial_dims: int, patch_size: int,
                  seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
-                 noise_channel: bool = False, foreground_fraction: float = 1.0) -> None:
+                 noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -111,6 +120,7 @@ class PatchSampler:
         self.context = context if spatial_dims == 2 else 0
         self.noise_channel = noise_channel
         self.foreground_fraction = foreground_fraction
+        self.all_axes = all_axes and spatial_dims == 2
         self.rng = np.random.default_rng(seed)
         axes = [(0, 1)] if spatial_dims == 2 else [(0, 1), (1, 2), (0, 2)]
         keys = ["clean", "field"]
@@ -144,12 +154,17 @@ class PatchSampler:
             c = self._centers[i][self.rng.integers(len(self._centers[i]))]
         else:  # anywhere (air, edges of the body, table: what a foreground-only sampler never shows)
             c = np.array([self.rng.integers(s) for s in vol.shape])
+        field_vol = self.noise_fields[i] if self.noise_fields is not None else None
+        if self.all_axes:  # slice along a random axis: move it first (a view, no copy)
+            a = int(self.rng.integers(3))
+            vol, c = np.moveaxis(vol, a, 0), np.concatenate([c[a:a + 1], np.delete(c, a)])
+            field_vol = np.moveaxis(field_vol, a, 0) if field_vol is not None else None
         sl = self._window(vol.shape, c)
         if self.context:
             zs = np.clip(np.arange(sl[0].start - self.context, sl[0].start + self.context + 1), 0, vol.shape[0] - 1)
             sl = (zs, *sl[1:])
         clean = vol[sl]
-        field = self.noise_fields[i][sl] if self.noise_fields is not None else np.zeros_like(clean)
+        field = field_vol[sl] if field_vol is not None else np.zeros_like(clean)
         if self.spatial_dims == 3:
             clean, field = clean[None], field[None]
         clean, field = self._pad(clean), self._pad(field)

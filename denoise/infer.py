@@ -53,13 +53,18 @@ class LearnedDenoiser(Denoiser):
         tile: 3D sliding-window ROI edge (voxels); batch_size: tiles or slices per forward pass
             (default: 2 on CPU, where bigger batches only spill the caches, 8 on a GPU).
         overlap: sliding-window overlap fraction.
+        sigma: models with a noise-level channel: use this level (normalised scale, the
+            estimator's convention, see `denoise.data.noise_level`) instead of estimating it per
+            slice/volume. Lower keeps more texture, higher smooths more (FFDNet's control).
     """
 
     def __init__(self, net: torch.nn.Module, info: dict[str, Any], *, name: str = "model", device: str = "auto",
                  tile: int | tuple[int, ...] = 96, overlap: float = 0.25, batch_size: int | None = None,
-                 checkpoint_hash: str = "") -> None:
+                 checkpoint_hash: str = "", sigma: float | None = None) -> None:
         self.device = resolve_device(device)
-        self.net = net.to(self.device).eval()
+        # 2D convolutions on CPU run ~13% faster in channels-last layout (oneDNN; measured on mr-2d)
+        self.channels_last = int(info["model"]["spatial_dims"]) == 2 and self.device.type == "cpu"
+        self.net = net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format).eval()
         self.info = info
         self.kind = info["model"]["kind"]
         self.name = name
@@ -73,6 +78,7 @@ class LearnedDenoiser(Denoiser):
         self.overlap = overlap
         self.batch_size = batch_size or (2 if self.device.type == "cpu" else 8)
         self.checkpoint_hash = checkpoint_hash
+        self.sigma = sigma
         self.progress = False
 
     @torch.no_grad()
@@ -83,9 +89,10 @@ class LearnedDenoiser(Denoiser):
         if self.noise_channel:
             from denoise.data import with_noise_channel
 
-            x = torch.from_numpy(with_noise_channel(x.numpy(), patch=self.noise_patch))
+            x = torch.from_numpy(with_noise_channel(x.numpy(), patch=self.noise_patch, sigma=self.sigma))
         if self.spatial_dims == 2:
-            outs = [self.net.predict(x[i : i + self.batch_size].to(self.device)).float().cpu()
+            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+            outs = [self.net.predict(x[i : i + self.batch_size].to(self.device).contiguous(memory_format=fmt)).float().cpu()
                     for i in range(0, len(x), self.batch_size)]
             return torch.cat(outs)[:, 0].numpy()
         return np.stack([self._volume(v[None]) for v in x])

@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-name", help="folder under runs/ (default: the model name)")
     p.add_argument("--take", choices=["best", "last"], default="best",
                    help="ship the best-validation checkpoint or the last one (end of the schedule; no early stop)")
+    p.add_argument("--all-axes", action="store_true", help="2D: slice training patches along all three axes")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 25
     train_cfg = TrainConfig(**recipe["train"], epochs=epochs, steps_per_epoch=max(4, steps // epochs),
                             early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=0,
-                            **({"lr": args.lr} if args.lr else {}))
+                            **({"lr": args.lr} if args.lr else {}), **({"all_axes": True} if args.all_axes else {}))
     out = Path("runs") / (args.run_name or args.model)
     resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
     history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume, init=args.init,

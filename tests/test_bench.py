@@ -39,3 +39,31 @@ def test_bench_cli_and_ct_skips_mr_noise(tmp_path, phantom_3d, capsys):
     with open(tmp_path / "o" / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["noise"] for r in rows} == {"lowdose:0.25"}  # Rician is MR-only
+
+
+def test_model_oracle_reads_only_the_added_noise(phantom_3d):
+    """The learned models' oracle: the model's own noise estimator read on the true added noise,
+    so a reference with noise of its own does not inflate it (as the blind estimate is)."""
+    from denoise.bench import _method, model_oracle
+    from denoise.data import noise_level
+    from denoise.infer import LearnedDenoiser
+    from denoise.models import build_model
+    from denoise.config import ModelConfig
+    from denoise.noise import add_noise
+    from denoise.normalize import reference_intensity
+    from denoise.scan import Scan
+
+    ref = reference_intensity(phantom_3d)
+    own = add_noise(phantom_3d, "gaussian:0.03", seed=1)  # a reference with its own 3% noise
+    clean = Scan(own, (1, 1, 1), modality="MR")
+    noisy = add_noise(clean, "gaussian:0.05", seed=2)
+    net = build_model(ModelConfig(channels=(4, 8), noise_channel=True))
+    model = LearnedDenoiser(net, {"model": {"kind": "dae", "spatial_dims": 2, "noise_channel": True},
+                                  "train": {"patch_size": 32}}, name="tiny", device="cpu")
+    oracle = model_oracle(model, noisy, clean) * reference_intensity(noisy.array) / ref
+    blind = np.mean([noise_level(s, 32) for s in noisy.array / ref])
+    assert abs(oracle - 0.05) < 0.005 and blind > oracle + 0.005
+    cache = {"tiny": model}
+    den = _method("dae:tiny:oracle", "MR", "gaussian", 0.0, cache, noisy, clean)
+    assert den.sigma == model_oracle(model, noisy, clean) and den.net is net
+    assert _method("dae:tiny", "MR", "gaussian", 0.0, cache, noisy, clean) is model
