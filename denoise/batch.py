@@ -54,6 +54,7 @@ class BatchOptions:
     noise_map: bool = False
     reference: str | None = None
     threads: int | None = None
+    tta: bool = False
 
 
 def default_model_for(modality: str, array: np.ndarray | None = None) -> str:
@@ -78,6 +79,7 @@ def denoise_folder(
     overlap: float = 0.25,
     batch_size: int | None = None,
     noise_map: bool = False,
+    tta: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
     num_parts: int = 1,
@@ -97,6 +99,8 @@ def denoise_folder(
         tile, overlap, batch_size: 3D sliding-window tile (z, y, x), overlap, tiles/slices per pass
             (None: 2 on CPU, 8 on GPU).
         noise_map: also write the removed noise (input - output) beside each output.
+        tta: learned models: average over the 8 in-plane flips/rotations (8x slower; the
+            manifest's model reads ``NAME+tta``).
         workers: run scans in parallel on a local Dask cluster with this many worker processes.
         scheduler: address of an existing Dask scheduler (``tcp://host:port``).
         num_parts, part_id: process only every ``num_parts``-th scan starting at ``part_id``.
@@ -111,6 +115,10 @@ def denoise_folder(
     t0 = time.perf_counter()
     src, out = Path(input).resolve(), Path(output).resolve()
     _check_usage(src, out, fmt, num_parts, part_id, workers, scheduler, reference)
+    from denoise.models import CLASSICAL_METHODS
+
+    if tta and model in CLASSICAL_METHODS:
+        raise UsageError(f"--tta is for learned models; {model!r} is a classical method")
     sources, skipped = discover_scans(src)
     sources = [s for i, s in enumerate(sources) if i % num_parts == part_id]
     out.mkdir(parents=True, exist_ok=True)
@@ -121,13 +129,13 @@ def denoise_folder(
         if part_id == 0:
             rows[sk.relpath] = _skip_row(sk)
     opts = BatchOptions(output=str(out), model=model, device=device, fmt=fmt, tile=tile, overlap=overlap,
-                        batch_size=batch_size, noise_map=noise_map,
+                        batch_size=batch_size, noise_map=noise_map, tta=tta,
                         reference=str(Path(reference).resolve()) if reference else None,
                         threads=max(1, (os.cpu_count() or 1) // workers) if workers else None)
     todo = []
     for s in sources:
         old = previous.get(s.relpath)
-        if old and old["status"] == "ok" and _still_done(old, s, out, model):
+        if old and old["status"] == "ok" and _still_done(old, s, out, model, tta):
             continue
         todo.append(s)
     _write_manifest(manifest_path, rows)
@@ -230,12 +238,12 @@ def _get_model(name: str, opts: BatchOptions):
     from denoise.infer import load_model
     from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser
 
-    key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size)
+    key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size, opts.tta)
     if key not in _MODEL_CACHE:
         if name in CLASSICAL_METHODS:
             _MODEL_CACHE[key] = ClassicalDenoiser(name)
         else:
-            kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size}
+            kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size, "tta": opts.tta}
             if opts.tile:
                 kwargs["tile"] = tuple(opts.tile)
             _MODEL_CACHE[key] = load_model(name, device=opts.device, **kwargs)
@@ -298,10 +306,12 @@ def _reference_metrics(source: ScanSource, den, ref_root: Path) -> dict[str, str
             "ssim_fg": f"{ssim(ref.array, den.array, data_range=rng, mask=mask):.4f}"}
 
 
-def _still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None) -> bool:
+def _still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool) -> bool:
     if old.get("input_hash") != input_hash(source):
         return False
-    if model is not None and old.get("model") != _model_label(model):
+    if str(old.get("model", "")).endswith("+tta") != tta:
+        return False
+    if model is not None and old.get("model") != _model_label(model) + ("+tta" if tta else ""):
         return False
     return bool(old.get("output")) and (out / old["output"]).exists()
 

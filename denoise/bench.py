@@ -195,14 +195,19 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
         model_ct = norm is not None and norm.kind == "window"
         if model_ct != (modality == "CT"):
             return None
-        if option == "oracle":  # the noise-level channel reads the true added noise
-            if not model.noise_channel:
-                return None
-            return LearnedDenoiser(model.net, model.info, name=f"{model.name}:oracle", device="cpu",
-                                   sigma=model_oracle(model, noisy, clean))
-        return model
+        if not option:
+            return model
+        options = set(option.split("+"))
+        if not options <= {"oracle", "tta"}:
+            raise ValueError(f"unknown model option in {method!r}: use :oracle, :tta or :oracle+tta")
+        if "oracle" in options and not model.noise_channel:
+            return None
+        # oracle: the noise-level channel reads the true added noise; tta: 8-fold self-ensemble
+        return LearnedDenoiser(model.net, model.info, name=f"{model.name}:{option}", device="cpu",
+                               sigma=model_oracle(model, noisy, clean) if "oracle" in options else None,
+                               tta="tta" in options)
     raise ValueError(f"unknown method {method!r}; examples: noisy, nlm, nlm:oracle, bm3d, bm4d:oracle, dae:mr-2d, "
-                     "dae:mr-2d:oracle")
+                     "dae:mr-2d:oracle, dae:mr-2d:tta, dae:mr-2d:oracle+tta")
 
 
 def _score(clean, noisy, den, rng, mask) -> dict[str, str]:

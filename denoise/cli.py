@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--num-parts", type=int, default=1)
     r.add_argument("--part-id", type=int, default=0)
     r.add_argument("--noise-map", action="store_true", help="also write the removed noise")
+    r.add_argument("--tta", action="store_true",
+                   help="learned models: average over the 8 in-plane flips/rotations (8x slower, slightly better)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(handler=_run)
 
@@ -126,7 +128,7 @@ def _run(args) -> int:
 
     s = denoise_folder(args.input, args.output, model=args.model, device=args.device, resume=args.resume,
                        reference=args.reference, fmt=args.fmt, tile=tuple(args.tile) if args.tile else None,
-                       overlap=args.overlap, batch_size=args.batch_size, noise_map=args.noise_map,
+                       overlap=args.overlap, batch_size=args.batch_size, noise_map=args.noise_map, tta=args.tta,
                        workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
                        part_id=args.part_id, progress=not args.quiet)
     print(f"{s['ok']} ok, {s['failed']} failed, {s['skipped']} skipped -> {s['manifest']}")

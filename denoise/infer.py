@@ -56,11 +56,13 @@ class LearnedDenoiser(Denoiser):
         sigma: models with a noise-level channel: use this level (normalised scale, the
             estimator's convention, see `denoise.data.noise_level`) instead of estimating it per
             slice/volume. Lower keeps more texture, higher smooths more (FFDNet's control).
+        tta: geometric self-ensemble: average the outputs for the 8 in-plane flips and 90-degree
+            rotations of the input (8x the compute; a few tenths of a dB on held-out data).
     """
 
     def __init__(self, net: torch.nn.Module, info: dict[str, Any], *, name: str = "model", device: str = "auto",
                  tile: int | tuple[int, ...] = 96, overlap: float = 0.25, batch_size: int | None = None,
-                 checkpoint_hash: str = "", sigma: float | None = None) -> None:
+                 checkpoint_hash: str = "", sigma: float | None = None, tta: bool = False) -> None:
         self.device = resolve_device(device)
         # 2D convolutions on CPU run ~13% faster in channels-last layout (oneDNN; measured on mr-2d)
         self.channels_last = int(info["model"]["spatial_dims"]) == 2 and self.device.type == "cpu"
@@ -79,6 +81,7 @@ class LearnedDenoiser(Denoiser):
         self.batch_size = batch_size or (2 if self.device.type == "cpu" else 8)
         self.checkpoint_hash = checkpoint_hash
         self.sigma = sigma
+        self.tta = tta
         self.progress = False
 
     @torch.no_grad()
@@ -90,6 +93,18 @@ class LearnedDenoiser(Denoiser):
             from denoise.data import with_noise_channel
 
             x = torch.from_numpy(with_noise_channel(x.numpy(), patch=self.noise_patch, sigma=self.sigma))
+        if not self.tta:
+            return self._forward(x)
+        total = np.zeros((x.shape[0], *x.shape[2:]), np.float32)
+        for k in range(4):  # the dihedral group of the image plane, each transform undone on the output
+            for flip in (False, True):
+                xt = torch.rot90(x, k, dims=(-2, -1))
+                y = self._forward(xt.flip(-1) if flip else xt)
+                total += np.rot90(y[..., ::-1] if flip else y, -k, axes=(-2, -1))
+        return total / 8
+
+    def _forward(self, x: torch.Tensor) -> np.ndarray:
+        """Network output for ``x`` (n, channels, *spatial) without the channel axis."""
         if self.spatial_dims == 2:
             fmt = torch.channels_last if self.channels_last else torch.contiguous_format
             outs = [self.net.predict(x[i : i + self.batch_size].to(self.device).contiguous(memory_format=fmt)).float().cpu()
@@ -129,7 +144,7 @@ def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any)
             raise ValueError(f"no shipped model named {str(name_or_path)!r}; shipped: {names}")
         path = candidate
     net, info, _ = load_checkpoint(path)
-    name = info.get("name") or path.stem
+    name = (info.get("name") or path.stem) + ("+tta" if kwargs.get("tta") else "")
     return LearnedDenoiser(net, info, name=name, device=device, checkpoint_hash=file_hash(path), **kwargs)
 
 

@@ -3,7 +3,8 @@
     python scripts/benchmark.py [--data ../shared/data] [--quick]
 
 MR: three 16-slice axial slabs of the held-out Seg3D T1 (nifti/mr_t1_electrodes_seg3d), Rician
-1/3/5/7/9% (and BM3D vs BM4D vs mr-3d at 5/9% in docs/benchmarks/mr3d). CT: the held-out GE colonography slices (dicom/ge_ct_colonography_3slices; real noise
+1/3/5/7/9% (and BM3D vs BM4D vs mr-3d at 5/9% in docs/benchmarks/mr3d). Blind rows (noise level
+estimated, as `denoise run` does) and oracle rows (the true added noise level given) side by side. CT: the held-out GE colonography slices (dicom/ge_ct_colonography_3slices; real noise
 ~18 HU, so an approximate reference), low dose 50/25/10%. Writes docs/benchmarks/{mr,ct}/.
 """
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="one slab, two levels (smoke run)")
     p.add_argument("--only", choices=["mr", "mr3d", "ct"], help="run one part (they can run side by side)")
     args = p.parse_args(argv)
-    bm3d = ["bm3d:oracle"] if bm3d_available() else []
+    bm3d = ["bm3d", "bm3d:oracle"] if bm3d_available() else []
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "mr", "mr3d"):
             _mr(args, tmp, bm3d)
@@ -51,8 +52,10 @@ def _mr(args, tmp: str, bm3d: list[str]) -> None:
         aff[:3, 3] = aff[:3, :3] @ np.array([0, 0, s]) + aff[:3, 3]
         write_scan(Scan(t1.array[s : s + 16], t1.spacing, aff, "MR", {}), mr_dir / f"t1_slab{s:03d}_mr.nii.gz")
     levels = ["rician:0.03", "rician:0.09"] if args.quick else [f"rician:0.0{i}" for i in (1, 3, 5, 7, 9)]
+    # blind rows (what `denoise run` does) and oracle rows (true noise level given) for BM3D and
+    # mr-2d; mr-2d:tta is the 8-fold self-ensemble (`denoise run --tta`)
     mr_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
-                  "dae:mr-2d", "dae:mr-3d", "vae:vae-mr-2d", "sparse:sparse-mr-2d"]
+                  "dae:mr-2d", "dae:mr-2d:oracle", "dae:mr-2d:tta", "dae:mr-3d", "vae:vae-mr-2d", "sparse:sparse-mr-2d"]
     if args.only != "mr3d":
         run_benchmark(mr_dir, levels, args.out / "mr", methods=mr_methods, seed=0)
     if bm3d and not args.quick and args.only != "mr":
@@ -66,7 +69,8 @@ def _ct(args, tmp: str, bm3d: list[str]) -> None:
     ct_dir = Path(tmp) / "ct"
     shutil.copytree(args.data / "dicom" / "ge_ct_colonography_3slices", ct_dir / "ge_ct")
     doses = ["lowdose:0.25"] if args.quick else ["lowdose:0.5", "lowdose:0.25", "lowdose:0.1"]
-    ct_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d, "dae:ct-2d"]
+    ct_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
+                  "dae:ct-2d", "dae:ct-2d:oracle", "dae:ct-2d:tta", "dae:ct-2d:oracle+tta"]
     run_benchmark(ct_dir, doses, args.out / "ct", methods=ct_methods, seed=0)
 
 

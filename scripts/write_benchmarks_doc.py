@@ -26,7 +26,11 @@ def main() -> int:
         "",
         "Method names: `noisy` = the input; `X:oracle` = classical method X given the true noise sigma "
         "(measured from noisy - clean in the foreground); `X` alone = sigma estimated from the noisy image; "
-        "classical methods get Rician bias correction under Rician noise; `dae:mr-2d` etc. = shipped models.",
+        "classical methods get Rician bias correction under Rician noise; `dae:mr-2d` etc. = shipped models, blind "
+        "(noise level estimated, what `denoise run` does); `dae:NAME:oracle` = the model's noise-level channel "
+        "set from the true added noise (its own estimator read on noisy - clean, `denoise.bench.model_oracle`), "
+        "the learned counterpart of `X:oracle`; `:tta` = the 8-fold flip/rotation self-ensemble "
+        "(`denoise run --tta`, 8x the compute).",
         "",
         "## MR: Rician noise (held-out clinical T1, three 16-slice slabs of one subject)",
         "",

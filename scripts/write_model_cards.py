@@ -21,12 +21,11 @@ BENCH = ROOT / "docs" / "benchmarks"
 PURPOSE = {
     "mr-2d": "Blind 2.5D denoising of magnitude MR slices (Rician noise 1-9% of the robust maximum): each slice is "
              "denoised with one neighbouring slice on each side; a lone 2D image works too (neighbours repeated).",
-    "ct-2d": "2D denoising of CT slices in HU, trained on sinogram-domain low-dose noise. These weights come from the "
-             "first recipe (commit 481361e: no noise-level channel, no pixel-unshuffle, dose 0.5-50% uniform). The "
-             "current recipe in scripts/train_pretrained.py (noise-level channel, unshuffle, background patches) "
-             "was trained on 2026-11-25 but scored lower on the held-out abdominal CT (37.0 vs 39.1 dB at 25% dose), "
-             "so it was not shipped. On held-out data this model is close to identity: for CT prefer `denoise run -m bm3d` "
-             "(or `-m nlm`).",
+    "ct-2d": "Blind 2D denoising of CT slices in HU (low-dose noise; noise-level input channel). Trained on "
+             "sinogram-domain low-dose noise over two real CT volumes and five MR volumes mapped to pseudo-HU (air at "
+             "-1000 HU): the real training CTs have no air-tissue boundaries (a smooth 2 mm head template and a CTA "
+             "clipped at 0 HU), and without borrowed anatomy the model blurred them on real CT. Input outside "
+             "[-1200, 3000] HU (out-of-field padding, metal) passes through unchanged.",
     "mr-3d": "Blind 3D denoising of magnitude MR volumes (Rician 1-9%), sliding-window inference.",
     "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
     "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
@@ -69,14 +68,17 @@ def main() -> int:
             f"- intensity scaling: {info['normalization']}",
             "",
             "## Training",
-            f"- data: {', '.join(info['data'].get('files', []))} (../shared/data; see its SOURCES.md for origin and licences)",
+            f"- data: {', '.join(info['data'].get('files', []))} (../shared/data; see its SOURCES.md for origin and licences)"
+            + (f"; MR anatomy as pseudo-CT (NLM-cleaned, mapped linearly to HU): {', '.join(info['data']['pseudo_ct'])}"
+               if info["data"].get("pseudo_ct") else ""),
             f"- validation split by scan: train indices {info['data'].get('train_scans')}, validation {info['data'].get('val_scans')}",
             f"- held out from all training (benchmark data): {', '.join(info['data'].get('held_out', []))}",
             f"- noise: `{info['noise']}` added on the fly; patches {t['patch_size']}, batch {t['batch_size']}, "
-            f"{t['epochs']} epochs x {t['steps_per_epoch']} steps max, AdamW lr {t['lr']}, cosine schedule, seed {t['seed']}",
+            f"{t['epochs']} epochs x {t['steps_per_epoch']} steps max, AdamW lr {t['lr']}, cosine schedule, seed {t['seed']}"
+            + (", 2D patches sliced along all three volume axes" if t.get("all_axes") else ""),
             (f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
              "(CPU; scripts/train_all.sh has the exact commands and thread counts)"
-             + (f"; fine-tuned from `{info['init']}` (phase 1 of the same recipe), shipping the final weights"
+             + (f"; fine-tuned from `{info['init']}` (an earlier phase of the same recipe; scripts/train_all.sh runs every phase), shipping the final weights"
                 if info.get("init") else "")) if "shuffle" in m else
             "- recipe: the first version of scripts/train_pretrained.py (git commit 481361e, `bash scripts/train_all.sh` "
             "of that commit)",

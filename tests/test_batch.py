@@ -185,3 +185,16 @@ def test_classical_method_as_model_denoises_the_folder(tmp_path, phantom_3d):
     assert rows["v_mr.nii.gz"]["model"] == "nlm" and rows["v_mr.nii.gz"]["status"] == "ok"
     den = read_scan(out / "v_mr.nii.gz").array
     assert np.abs(den - phantom_3d).mean() < np.abs(noisy - phantom_3d).mean()
+
+
+def test_tta_is_recorded_and_continue_redoes_a_run_without_it(study, tmp_path, tiny_model):
+    out = tmp_path / "out"
+    denoise_folder(study, out, model=str(tiny_model), device="cpu", progress=False)
+    s = denoise_folder(study, out, model=str(tiny_model), device="cpu", resume=True, tta=True, progress=False)
+    assert s["processed"] == 3  # different output: not reused
+    rows = list(csv.DictReader(open(out / "manifest.csv")))
+    assert all(r["model"].endswith("+tta") for r in rows if r["status"] == "ok")
+    s = denoise_folder(study, out, model=str(tiny_model), device="cpu", resume=True, tta=True, progress=False)
+    assert s["processed"] == 0
+    with pytest.raises(UsageError):
+        denoise_folder(study, tmp_path / "o2", model="nlm", tta=True, progress=False)

@@ -159,3 +159,21 @@ def test_ct_values_outside_the_model_range_pass_through():
     assert lo < 0 and hi > 1  # air noise and bone still fit
     np.testing.assert_allclose(out, hu + 0.005 * 2000, atol=1e-2)
     assert np.array_equal(hu[:, :4], np.full((1, 4, 32), -3024.0))  # the input is not modified
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_tta_output_is_flip_and_rotation_equivariant(dims):
+    """The 8-fold self-ensemble commutes with in-plane flips and rotations (a single untrained
+    network does not), in 2D and 3D."""
+    from denoise.infer import LearnedDenoiser
+    from denoise.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(spatial_dims=dims, channels=(4, 8)))
+    info = {"model": {"kind": "dae", "spatial_dims": dims}}
+    x = np.random.default_rng(0).random((2, *([12] * (dims - 2)), 16, 16)).astype(np.float32)
+    turn = lambda a: np.ascontiguousarray(np.rot90(a, 1, axes=(-2, -1))[..., ::-1])  # noqa: E731
+    for tta, equal in [(True, True), (False, False)]:
+        den = LearnedDenoiser(net, info, device="cpu", tta=tta, tile=32)
+        a, b = turn(den.denoise_batch(x)), den.denoise_batch(turn(x))
+        assert np.allclose(a, b, atol=1e-5) == equal
