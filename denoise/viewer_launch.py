@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,9 @@ VIEWER = Path(__file__).resolve().parents[1] / "apps" / "viewer.py"
 
 
 def launch(*, data_root: Path | None = None, port: int = 8501, host: str = "127.0.0.1") -> int:
-    """Run ``streamlit run apps/viewer.py`` (blocks until it exits); returns its exit code."""
+    """Become ``streamlit run apps/viewer.py``: the process is replaced (exec), so signals sent to
+    ``denoise view`` (SIGTERM from a service manager or a test) reach streamlit itself instead of
+    leaving it running as an orphaned child. Does not return."""
     try:
         import streamlit  # noqa: F401
     except ImportError:
@@ -28,4 +29,7 @@ def launch(*, data_root: Path | None = None, port: int = 8501, host: str = "127.
     env = {**os.environ}
     if data_root is not None:
         env["DENOISE_DATA_ROOT"] = str(Path(data_root).resolve())
-    return subprocess.call(cmd, env=env)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, cmd, env)
+    return 1  # not reached

@@ -44,7 +44,7 @@ def conv_flops_per_voxel(net: torch.nn.Module, shape: tuple[int, ...]) -> float:
     return total / float(np.prod(shape))
 
 
-def time_it(fn, repeats: int = 5) -> float:
+def time_it(fn, repeats: int = 20) -> float:
     fn()
     times = []
     for _ in range(repeats):

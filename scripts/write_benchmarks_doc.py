@@ -71,7 +71,7 @@ def main() -> int:
         "",
         "## Speed and memory",
         "",
-        "Command: `python scripts/bench_speed.py --out docs/speed.json` (per-slice timings: median of 5 runs after a warm-up; "
+        "Command: `python scripts/bench_speed.py --out docs/speed.json` (per-slice timings: median of 20 runs after a warm-up, BM3D one run; "
         "the 256^3 volume: one run after a 64^3 warm-up).",
         "",
         _speed(DOCS / "speed.json"),

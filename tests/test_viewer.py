@@ -149,3 +149,6 @@ def test_end_to_end_in_chromium(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    time.sleep(1)
+    with socket.socket() as sock:  # `denoise view` is the server: stopping it leaves nothing listening
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
