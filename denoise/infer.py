@@ -154,6 +154,9 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
 
     The array is scaled with the denoiser's normalisation (or the modality default), denoised
     (2D: slices in batches; 3D: whole volumes), and scaled back. The input is not modified.
+    With a bounded `Normalization.model_range` (CT windows) the denoiser sees the clipped input and
+    its correction (output - clipped input) is added to the unclipped values, so out-of-field
+    padding and metal pass through unchanged.
     ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models).
     """
     array = np.asarray(array, dtype=np.float32)

@@ -48,9 +48,11 @@ RECIPES = {
                   train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM)),
     "ct-2d": dict(files=CT_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), noise_channel=True,
                                                      shuffle=2),
-                  # dose is relative to each training volume; these small volumes have ~2.5 HU of
-                  # full-dose noise, so 0.1-25% dose gives ~5-80 HU, the range of clinical low-dose CT
-                  # half the patches anywhere: air and air-tissue edges are absent from foreground patches
+                  # dose is relative to each training volume; these small volumes have ~2-8 HU of
+                  # full-dose noise, so 0.1-25% dose gives ~4-250 HU (a 1% floor, tried, left the model
+                  # unable to denoise the held-out abdomen at 10% dose, ~35 HU added: a 35-cm body is
+                  # far noisier per dose than a head-sized volume). Half the patches anywhere: air and
+                  # air-tissue edges are absent from foreground patches
                   train=dict(noise="lowdose:0.001-0.25", patch_size=64, batch_size=16, normalization=CT_NORM,
                              foreground_fraction=0.5,
                              val_fraction=0.25), halves=True, pseudo_ct=PSEUDO_CT),
