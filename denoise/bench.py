@@ -203,7 +203,7 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
         if "oracle" in options and not model.noise_channel:
             return None
         # oracle: the noise-level channel reads the true added noise; tta: 8-fold self-ensemble
-        return LearnedDenoiser(model.net, model.info, name=f"{model.name}:{option}", device="cpu",
+        return LearnedDenoiser(model.net, model.info, name=model.name, device="cpu",
                                sigma=model_oracle(model, noisy, clean) if "oracle" in options else None,
                                tta="tta" in options)
     raise ValueError(f"unknown method {method!r}; examples: noisy, nlm, nlm:oracle, bm3d, bm4d:oracle, dae:mr-2d, "

@@ -57,7 +57,8 @@ class LearnedDenoiser(Denoiser):
             estimator's convention, see `denoise.data.noise_level`) instead of estimating it per
             slice/volume. Lower keeps more texture, higher smooths more (FFDNet's control).
         tta: geometric self-ensemble: average the outputs for the 8 in-plane flips and 90-degree
-            rotations of the input (8x the compute; a few tenths of a dB on held-out data).
+            rotations of the input (8x the compute; a few tenths of a dB on held-out data); the
+            name gains ``+tta`` (manifests record it).
     """
 
     def __init__(self, net: torch.nn.Module, info: dict[str, Any], *, name: str = "model", device: str = "auto",
@@ -69,7 +70,7 @@ class LearnedDenoiser(Denoiser):
         self.net = net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format).eval()
         self.info = info
         self.kind = info["model"]["kind"]
-        self.name = name
+        self.name = name + ("+tta" if tta else "")
         self.spatial_dims = int(info["model"]["spatial_dims"])
         self.context = int(info["model"].get("context", 0))
         self.noise_channel = bool(info["model"].get("noise_channel", False))
@@ -144,7 +145,7 @@ def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any)
             raise ValueError(f"no shipped model named {str(name_or_path)!r}; shipped: {names}")
         path = candidate
     net, info, _ = load_checkpoint(path)
-    name = (info.get("name") or path.stem) + ("+tta" if kwargs.get("tta") else "")
+    name = info.get("name") or path.stem
     return LearnedDenoiser(net, info, name=name, device=device, checkpoint_hash=file_hash(path), **kwargs)
 
 

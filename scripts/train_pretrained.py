@@ -77,17 +77,17 @@ def cormack_to_hu(c: np.ndarray) -> np.ndarray:
     return (v - 1024).astype(np.float32)
 
 
-def pseudo_ct(scan: Scan, slope: float) -> Scan:
-    """An MR volume as CT-like anatomy: first cleaned with non-local means (the clinical MR
-    volumes carry 2-3% noise, which would become 25-45 HU of noise in the target), then mapped
-    linearly to HU, 0 -> -1000 HU (air) and the robust maximum -> -1000 + ``slope``."""
+def pseudo_ct(scan: Scan, slopes: list[float]) -> list[Scan]:
+    """An MR volume as CT-like anatomy, one Scan per slope: first cleaned with non-local means
+    (the clinical MR volumes carry 2-3% noise, which would become 25-45 HU of noise in the target),
+    then mapped linearly to HU, 0 -> -1000 HU (air) and the robust maximum -> -1000 + ``slope``."""
     from denoise.infer import denoise_scan
     from denoise.models import ClassicalDenoiser
     from denoise.normalize import reference_intensity
 
-    clean = denoise_scan(scan, ClassicalDenoiser("nlm")).array
-    clean = np.clip(clean, 0.0, None)
-    return Scan(-1000.0 + slope * clean / reference_intensity(clean), scan.spacing, scan.affine, "CT")
+    clean = np.clip(denoise_scan(scan, ClassicalDenoiser("nlm")).array, 0.0, None)
+    ref = reference_intensity(clean)
+    return [Scan(-1000.0 + slope * clean / ref, scan.spacing, scan.affine, "CT") for slope in slopes]
 
 
 def load_training_scans(data: Path, files: list[str], *, halves: bool = False,
@@ -104,8 +104,12 @@ def load_training_scans(data: Path, files: list[str], *, halves: bool = False,
             scans += [Scan(s.array[:mid], s.spacing, s.affine, s.modality), Scan(s.array[mid:], s.spacing, s.affine, s.modality)]
         else:
             scans.append(s)
+    by_file: dict[str, list[float]] = {}  # each MR volume is read and cleaned once, in recipe order
     for rel, slope in pseudo:
-        scans.append(pseudo_ct(read_scan(data / rel), slope))
+        by_file.setdefault(rel, []).append(slope)
+    made = {rel: pseudo_ct(read_scan(data / rel), slopes) for rel, slopes in by_file.items()}
+    for rel, slope in pseudo:
+        scans.append(made[rel][by_file[rel].index(slope)])
     return scans
 
 

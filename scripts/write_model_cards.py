@@ -82,12 +82,10 @@ def main() -> int:
             f"- noise: `{info['noise']}` added on the fly; patches {t['patch_size']}, batch {t['batch_size']}, "
             f"{t['epochs']} epochs x {t['steps_per_epoch']} steps max, AdamW lr {t['lr']}, cosine schedule, seed {t['seed']}"
             + (", 2D patches sliced along all three volume axes" if t.get("all_axes") else ""),
-            (f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
-             "(CPU; scripts/train_all.sh has the exact commands and thread counts)"
-             + (f"; fine-tuned from `{info['init']}` (an earlier phase of the same recipe; scripts/train_all.sh runs every phase), shipping the final weights"
-                if info.get("init") else "")) if "shuffle" in m else
-            "- recipe: the first version of scripts/train_pretrained.py (git commit 481361e, `bash scripts/train_all.sh` "
-            "of that commit)",
+            f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
+            "(CPU; scripts/train_all.sh has the exact commands and thread counts)"
+            + (f"; fine-tuned from `{info['init']}` (an earlier phase of the same recipe; scripts/train_all.sh runs every phase), shipping the final weights"
+               if info.get("init") else ""),
             "",
             "## Validation (patches of the validation scan, normalised scale, data range 1)",
             f"- PSNR {v.get('val_psnr', float('nan')):.2f} dB (noisy input {v.get('val_psnr_noisy', float('nan')):.2f} dB), "
