@@ -10,7 +10,7 @@ field per slice once (the real sinogram simulation) and patches scale it by ``1/
 from __future__ import annotations
 
 import numpy as np
-from monai.transforms import Compose, RandFlipd, RandRotate90d
+from monai.transforms import Compose, RandFlipd, RandHistogramShift, RandRotate90d, RandScaleIntensity
 
 from denoise.noise import NoiseSpec, add_noise, parse_noise
 
@@ -103,11 +103,19 @@ class PatchSampler:
             anywhere in the volume.
         all_axes: 2D only: slice each patch along a random one of the three volume axes, not
             only the first (three times the anatomy seen edge-on; for isotropic volumes).
+        contrast_augment: probability of each of two MONAI intensity transforms on the clean
+            patch before the noise is added: a random monotone piecewise-linear remapping of its
+            intensities between its own minimum and maximum (`RandHistogramShift`, new tissue
+            contrasts from few subjects) and a darkening by a factor 0.5-1 (`RandScaleIntensity`:
+            anatomy dimmer than the scan's robust maximum, as brain beside bright scalp fat).
+            The noise level stays relative to the unscaled maximum. Not for ``lowdose`` noise,
+            whose precomputed fields belong to the unaltered attenuation.
     """
 
     def __init__(self, volumes: list[np.ndarray], *, noise: str | NoiseSpec, spatial_dims: int, patch_size: int,
                  seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
-                 noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False) -> None:
+                 noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False,
+                 contrast_augment: float = 0.0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -127,6 +135,13 @@ class PatchSampler:
         self.augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(spatial_dims)]
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
         self.augment.set_random_state(seed=seed)
+        if contrast_augment and self.noise.kind == "lowdose":
+            raise ValueError("contrast_augment would change the attenuation that lowdose noise fields were computed from")
+        self.contrast = (Compose([RandHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
+                                  RandScaleIntensity(factors=(-0.5, 0.0), prob=contrast_augment)])
+                         if contrast_augment else None)
+        if self.contrast is not None:
+            self.contrast.set_random_state(seed=seed + 1)
         self._centers = [self._foreground(v) for v in self.volumes]
         weights = np.array([len(c) for c in self._centers], dtype=float)
         self._vol_p = weights / weights.sum()
@@ -171,6 +186,8 @@ class PatchSampler:
         out = self.augment({"clean": clean.copy(), "field": field.copy()})
         clean = np.asarray(out["clean"])
         field = np.asarray(out["field"])
+        if self.contrast is not None and clean.max() > clean.min():
+            clean = np.asarray(self.contrast(clean), dtype=np.float32)
         if not self.context:
             clean, field = clean[0], field[0]
         if self.noise.kind == "lowdose":

@@ -164,11 +164,7 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     if denoiser.spatial_dims == 3 and array.ndim == 2:
         raise ValueError("a 3D model needs a volume; this scan is a single 2D slice (use a 2D model)")
     norm = denoiser.normalization or normalization_for(modality)
-    offset, scale = norm.params(array)
-    x = (array - offset) / scale
-    bounds = norm.model_range()
-    if bounds is not None:  # the model sees a limited range; its correction goes onto the full input
-        x_full, x = x, np.clip(x, *bounds)
+    x, x_full, offset, scale = norm.to_model(array)  # x: limited to the model's range
     vols = x.reshape(-1, *x.shape[-3:]) if x.ndim >= 3 else x[None, None]
     out = np.empty_like(vols)
     if isinstance(denoiser, LearnedDenoiser):
@@ -190,7 +186,7 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
             out[t] = denoiser.denoise_batch(vol[None])[0]
     bar.close()
     out = out.reshape(array.shape)
-    if bounds is not None:
+    if x is not x_full:  # the model saw a limited range: its correction goes onto the full input
         out = x_full + (out - x)
     return (out * scale + offset).astype(np.float32)
 

@@ -64,6 +64,14 @@ class Normalization:
             return -0.1, 2.0
         return None
 
+    def to_model(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """``(x, x_full, offset, scale)``: ``x_full = (array - offset) / scale`` and ``x`` the same
+        limited to `model_range` (what a model is shown; ``x is x_full`` when unbounded)."""
+        offset, scale = self.params(array)
+        x_full = (np.asarray(array, dtype=np.float32) - offset) / scale
+        bounds = self.model_range()
+        return (x_full if bounds is None else np.clip(x_full, *bounds)), x_full, offset, scale
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -1,6 +1,6 @@
 """Regenerate the quality benchmark (docs/benchmarks/) on scans no shipped model was trained on.
 
-    python scripts/benchmark.py [--data ../shared/data] [--quick]
+    python scripts/benchmark.py [--data ../shared/data] [--quick] [--only mr|mr3d|ct] [--reuse-classical]
 
 MR: three 16-slice axial slabs of the held-out Seg3D T1 (nifti/mr_t1_electrodes_seg3d), Rician
 1/3/5/7/9% (and BM3D vs BM4D vs mr-3d at 5/9% in docs/benchmarks/mr3d). Blind rows (noise level
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     p.add_argument("--quick", action="store_true", help="one slab, two levels (smoke run)")
     p.add_argument("--only", choices=["mr", "mr3d", "ct"], help="run one part (they can run side by side)")
+    p.add_argument("--reuse-classical", action="store_true",
+                   help="copy classical rows from the existing results.csv where the noisy input is identical "
+                        "(after retraining a model: only the learned rows and the figures' cases are recomputed)")
     args = p.parse_args(argv)
     bm3d = ["bm3d", "bm3d:oracle"] if bm3d_available() else []
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,12 +60,12 @@ def _mr(args, tmp: str, bm3d: list[str]) -> None:
     mr_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
                   "dae:mr-2d", "dae:mr-2d:oracle", "dae:mr-2d:tta", "dae:mr-3d", "vae:vae-mr-2d", "sparse:sparse-mr-2d"]
     if args.only != "mr3d":
-        run_benchmark(mr_dir, levels, args.out / "mr", methods=mr_methods, seed=0)
+        run_benchmark(mr_dir, levels, args.out / "mr", methods=mr_methods, seed=0, reuse=_reuse(args, "mr"))
     if bm3d and not args.quick and args.only != "mr":
         # BM4D takes 1-2 min per slab: the 3D methods at the target levels only (same cases and
         # noise realisations as the main table, where mr-2d is)
         run_benchmark(mr_dir, ["rician:0.05", "rician:0.09"], args.out / "mr3d", seed=0,
-                      methods=["noisy", "bm3d:oracle", "bm4d:oracle", "dae:mr-3d"])
+                      methods=["noisy", "bm3d:oracle", "bm4d:oracle", "dae:mr-3d"], reuse=_reuse(args, "mr3d"))
 
 
 def _ct(args, tmp: str, bm3d: list[str]) -> None:
@@ -71,7 +74,11 @@ def _ct(args, tmp: str, bm3d: list[str]) -> None:
     doses = ["lowdose:0.25"] if args.quick else ["lowdose:0.5", "lowdose:0.25", "lowdose:0.1"]
     ct_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
                   "dae:ct-2d", "dae:ct-2d:oracle", "dae:ct-2d:tta", "dae:ct-2d:oracle+tta"]
-    run_benchmark(ct_dir, doses, args.out / "ct", methods=ct_methods, seed=0)
+    run_benchmark(ct_dir, doses, args.out / "ct", methods=ct_methods, seed=0, reuse=_reuse(args, "ct"))
+
+
+def _reuse(args, part: str) -> Path | None:
+    return args.out / part / "results.csv" if args.reuse_classical else None
 
 
 if __name__ == "__main__":

@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--take", choices=["best", "last"], default="best",
                    help="ship the best-validation checkpoint or the last one (end of the schedule; no early stop)")
     p.add_argument("--all-axes", action="store_true", help="2D: slice training patches along all three axes")
+    p.add_argument("--contrast-augment", type=float, default=None,
+                   help="probability of MONAI intensity remapping/darkening of clean patches (TrainConfig.contrast_augment)")
+    p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -142,17 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 25
     train_cfg = TrainConfig(**recipe["train"], epochs=epochs, steps_per_epoch=max(4, steps // epochs),
                             early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=0,
-                            **({"lr": args.lr} if args.lr else {}), **({"all_axes": True} if args.all_axes else {}))
+                            **({"lr": args.lr} if args.lr else {}), **({"all_axes": True} if args.all_axes else {}),
+                            **({"contrast_augment": args.contrast_augment} if args.contrast_augment is not None else {}))
     out = Path("runs") / (args.run_name or args.model)
     resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
     history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume, init=args.init,
                   data_summary={"files": recipe["files"], "held_out": HELD_OUT,
                                 **({"pseudo_ct": [f"{r} (slope {k:g} HU)" for r, k in recipe["pseudo_ct"]]}
                                    if "pseudo_ct" in recipe else {})})
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    if args.no_ship:
+        logging.info("done: %s (not shipped)", out / f"{args.take}.pt")
+        return 0
     dest = Path(__file__).resolve().parents[1] / "denoise" / "pretrained"
     dest.mkdir(parents=True, exist_ok=True)
     ship(out / f"{args.take}.pt", dest / f"{args.model}.pt")
-    (out / "history.json").write_text(json.dumps(history, indent=1))
     logging.info("done: %s", dest / f"{args.model}.pt")
     return 0
 

@@ -34,7 +34,10 @@ def main() -> int:
         "",
         "## MR: Rician noise (held-out clinical T1, three 16-slice slabs of one subject)",
         "",
-        "Command: `python scripts/benchmark.py` (writes docs/benchmarks/mr and docs/benchmarks/ct).",
+        "Command: `python scripts/benchmark.py` (writes docs/benchmarks/mr and docs/benchmarks/ct). After "
+        "retraining a model, `--reuse-classical` recomputes only the learned rows (and every row of the four "
+        "cases the example figures show): classical rows are copied from the previous results.csv where the "
+        "case's noisy input is identical, with the seconds measured then.",
         "Data range: the clean slab's 99.5th foreground percentile. The slabs come from one subject, so "
         "the CIs describe slab-to-slab spread, not population spread.",
         "",

@@ -67,3 +67,36 @@ def test_model_oracle_reads_only_the_added_noise(phantom_3d):
     den = _method("dae:tiny:oracle", "MR", "gaussian", 0.0, cache, noisy, clean)
     assert den.sigma == model_oracle(model, noisy, clean) and den.net is net
     assert _method("dae:tiny", "MR", "gaussian", 0.0, cache, noisy, clean) is model
+
+
+def test_reuse_carries_classical_rows_only_for_identical_noisy_cases(tmp_path, phantom_3d):
+    """``reuse`` copies a classical row from an earlier results.csv when the case's noisy input has
+    the same fingerprint; a case whose noisy input differs, and the four example cases, are
+    recomputed."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        nib.save(nib.Nifti1Image((phantom_3d * (1 + 0.2 * i)).T.copy(), np.eye(4)), str(data / f"p{i}_mr.nii.gz"))
+    kw = dict(methods=["noisy", "gaussian"], progress=False)
+    first = tmp_path / "first"
+    run_benchmark(data, ["rician:0.05", "rician:0.09"], first, **kw)
+    with open(first / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    marked = []
+    for r in rows:  # mark every stored gaussian row; spoil the fingerprint of one late case
+        if r["method"] == "gaussian":
+            r["psnr_fg"] = "99.999"
+            marked.append((r["scan"], r["noise"]))
+        if (r["scan"], r["noise"], r["method"]) == ("p2_mr.nii.gz", "rician:0.09", "noisy"):
+            r["psnr_fg"] = "1.000"
+    with open(first / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    second = tmp_path / "second"
+    run_benchmark(data, ["rician:0.05", "rician:0.09"], second, reuse=first / "results.csv", **kw)
+    with open(second / "results.csv", newline="") as fh:
+        got = {(r["scan"], r["noise"]): r["psnr_fg"] for r in csv.DictReader(fh) if r["method"] == "gaussian"}
+    assert set(got) == set(marked) and len(got) == 6
+    reused = {k for k, v in got.items() if v == "99.999"}
+    assert reused == {("p2_mr.nii.gz", "rician:0.05")}  # cases 1-4 make the figures; the last has a changed input

@@ -64,3 +64,34 @@ def test_all_axes_slices_along_every_axis():
 
     assert striped_share(False) == 0
     assert 0.4 < striped_share(True) < 0.9  # two axes of three
+
+
+def test_contrast_augment_remaps_clean_patches_monotonically_before_the_noise():
+    """contrast_augment changes the clean target's contrast (a monotone remapping, possibly
+    darkened), never its ordering of intensities; the noise is added afterwards at the spec's level
+    (relative to the unscaled maximum); lowdose noise, tied to the unaltered attenuation, refuses it."""
+    import pytest
+
+    from denoise.config import TrainConfig
+    from denoise.data import PatchSampler
+
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.mgrid[:8, :48, :48]
+    vol = (0.2 + 0.6 * (np.sin(yy / 5.0) * np.cos(xx / 7.0) + 1) / 2 + 0.01 * zz).astype(np.float32)
+    vol += rng.uniform(0, 1e-3, vol.shape).astype(np.float32)  # distinct values: ranks are well defined
+    kw = dict(noise="gaussian:0.05", spatial_dims=2, patch_size=24, seed=5)
+    noisy_p, plain = PatchSampler([vol], **kw).batch(40)
+    noisy_a, aug = PatchSampler([vol], contrast_augment=1.0, **kw).batch(40)
+    changed = 0
+    for p, a in zip(plain[:, 0], aug[:, 0]):
+        order = np.argsort(p, axis=None)
+        assert np.all(np.diff(a.ravel()[order]) >= -1e-6)  # monotone in the original intensities
+        assert a.max() <= p.max() + 1e-6 and a.min() >= 0
+        changed += not np.allclose(a, p, atol=1e-3)
+    assert changed >= 35
+    assert abs(np.std(noisy_a - aug) - 0.05) < 0.005 and abs(np.std(noisy_p - plain) - 0.05) < 0.005
+    with pytest.raises(ValueError, match="lowdose"):
+        PatchSampler([vol], noise="lowdose:0.25", noise_fields=[vol * 0], spatial_dims=2, patch_size=24,
+                     contrast_augment=0.5)
+    with pytest.raises(ValueError, match="probability"):
+        TrainConfig(contrast_augment=1.5)
