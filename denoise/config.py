@@ -88,6 +88,7 @@ class TrainConfig:
     foreground_fraction: float = 1.0
     all_axes: bool = False
     contrast_augment: float = 0.0
+    coarse_augment: float = 0.0
     early_stop_patience: int = 8
     seed: int = 0
     device: str = "auto"
@@ -101,8 +102,9 @@ class TrainConfig:
             raise ValueError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
         if not 0 <= self.foreground_fraction <= 1:
             raise ValueError("foreground_fraction must be in [0, 1]")
-        if not 0 <= self.contrast_augment <= 1:
-            raise ValueError("contrast_augment is a probability, in [0, 1]")
+        for name in ("contrast_augment", "coarse_augment"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a probability, in [0, 1]")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must be in (0, 1)")
         for name in ("patch_size", "batch_size", "steps_per_epoch", "epochs"):

@@ -110,12 +110,16 @@ class PatchSampler:
             anatomy dimmer than the scan's robust maximum, as brain beside bright scalp fat).
             The noise level stays relative to the unscaled maximum. Not for ``lowdose`` noise,
             whose precomputed fields belong to the unaltered attenuation.
+        coarse_augment: probability that a patch is cut at twice the size in-plane and
+            block-averaged 2x2 before the noise: anatomy at twice the pixel size (EPI, DWI and
+            clinical 2D scans have 2-4 mm pixels; the training volumes have 1 mm). Not for
+            ``lowdose`` noise either.
     """
 
     def __init__(self, volumes: list[np.ndarray], *, noise: str | NoiseSpec, spatial_dims: int, patch_size: int,
                  seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
                  noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False,
-                 contrast_augment: float = 0.0) -> None:
+                 contrast_augment: float = 0.0, coarse_augment: float = 0.0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -135,8 +139,10 @@ class PatchSampler:
         self.augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(spatial_dims)]
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
         self.augment.set_random_state(seed=seed)
-        if contrast_augment and self.noise.kind == "lowdose":
-            raise ValueError("contrast_augment would change the attenuation that lowdose noise fields were computed from")
+        if (contrast_augment or coarse_augment) and self.noise.kind == "lowdose":
+            raise ValueError("contrast_augment and coarse_augment would change the attenuation that lowdose noise "
+                             "fields were computed from")
+        self.coarse_augment = coarse_augment
         self.contrast = (Compose([RandHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
                                   RandScaleIntensity(factors=(-0.5, 0.0), prob=contrast_augment)])
                          if contrast_augment else None)
@@ -174,7 +180,8 @@ class PatchSampler:
             a = int(self.rng.integers(3))
             vol, c = np.moveaxis(vol, a, 0), np.concatenate([c[a:a + 1], np.delete(c, a)])
             field_vol = np.moveaxis(field_vol, a, 0) if field_vol is not None else None
-        sl = self._window(vol.shape, c)
+        coarse = 2 if self.coarse_augment and self.rng.random() < self.coarse_augment else 1
+        sl = self._window(vol.shape, c, coarse)
         if self.context:
             zs = np.clip(np.arange(sl[0].start - self.context, sl[0].start + self.context + 1), 0, vol.shape[0] - 1)
             sl = (zs, *sl[1:])
@@ -182,7 +189,10 @@ class PatchSampler:
         field = field_vol[sl] if field_vol is not None else np.zeros_like(clean)
         if self.spatial_dims == 3:
             clean, field = clean[None], field[None]
-        clean, field = self._pad(clean), self._pad(field)
+        clean, field = self._pad(clean, coarse), self._pad(field, coarse)
+        if coarse > 1:  # block-average in-plane: the same anatomy at twice the pixel size
+            clean = clean.reshape(*clean.shape[:-2], clean.shape[-2] // 2, 2, clean.shape[-1] // 2, 2).mean(axis=(-3, -1))
+            field = field[..., ::2, ::2]
         out = self.augment({"clean": clean.copy(), "field": field.copy()})
         clean = np.asarray(out["clean"])
         field = np.asarray(out["field"])
@@ -199,13 +209,14 @@ class PatchSampler:
             noisy = np.repeat(noisy[self.context : self.context + 1], len(noisy), axis=0)
         return noisy, (clean[self.context] if self.context else clean)
 
-    def _pad(self, a: np.ndarray) -> np.ndarray:
-        pads = [(0, 0)] + [(0, max(0, self.patch_size - s)) for s in a.shape[1:]]
+    def _pad(self, a: np.ndarray, coarse: int = 1) -> np.ndarray:
+        target = [self.patch_size] * (a.ndim - 3) + [self.patch_size * coarse] * 2  # (c, [z,] y, x)
+        pads = [(0, 0)] + [(0, max(0, t - s)) for t, s in zip(target, a.shape[1:])]
         return np.pad(a, pads, mode="reflect" if all(s > 1 for s in a.shape[1:]) else "edge") if any(p[1] for p in pads) else a
 
-    def _window(self, shape: tuple[int, ...], center: np.ndarray) -> tuple[slice, ...]:
+    def _window(self, shape: tuple[int, ...], center: np.ndarray, coarse: int = 1) -> tuple[slice, ...]:
         p = self.patch_size
-        sizes = [1 if self.spatial_dims == 2 else min(p, shape[0]), min(p, shape[1]), min(p, shape[2])]
+        sizes = [1 if self.spatial_dims == 2 else min(p, shape[0]), min(p * coarse, shape[1]), min(p * coarse, shape[2])]
         sl = []
         for c, s, dim in zip(center, sizes, shape):
             start = int(np.clip(c - s // 2, 0, dim - s))

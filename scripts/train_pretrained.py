@@ -32,9 +32,14 @@ CT_TRAIN = ["nifti/ct_template_scct_clinical.nii.gz", "nifti/ct_cta_aorta_stent_
 # some hundred HU), one volume per slope. The two real CTs have no air-tissue boundary (the scct
 # template is smooth at 2 mm, the CTA is clipped at 0 HU), which real low-dose CT is full of. The
 # noise is still physical: sinogram low-dose noise computed from each pseudo-HU volume.
+# An optional third item remaps the MR intensities first with a seeded random monotone
+# piecewise-linear curve (MONAI RandHistogramShift): tissue levels other than the MR contrast's
+# (fat-like, soft-tissue-like plateaus); the noise is computed afterwards on the remapped HU volume.
 PSEUDO_CT = [("nifti/mr_t1_template_spm152_niivue.nii.gz", 1300.0), ("nifti/mr_t1_template_spm152_niivue.nii.gz", 1800.0),
              ("nifti/mr_t1_stroke_brainextracted_vrd.nii.gz", 1300.0), ("nifti/mr_flair_stroke_brainextracted_vrd.nii.gz", 1500.0),
              ("nifti/mr_t2_stroke_clinical.nii.gz", 1100.0)]
+PSEUDO_CT_REMAPPED = [("nifti/mr_t1_template_spm152_niivue.nii.gz", 1500.0, 1), ("nifti/mr_t2_stroke_clinical.nii.gz", 1300.0, 2),
+                      ("nifti/mr_flair_stroke_brainextracted_vrd.nii.gz", 1200.0, 3), ("nifti/mr_t1_stroke_brainextracted_vrd.nii.gz", 1600.0, 4)]
 HELD_OUT = ["nifti/mr_t1_electrodes_seg3d.nii.gz", "dicom/ge_ct_colonography_3slices"]
 
 MR_NORM = Normalization(kind="percentile")
@@ -77,17 +82,28 @@ def cormack_to_hu(c: np.ndarray) -> np.ndarray:
     return (v - 1024).astype(np.float32)
 
 
-def pseudo_ct(scan: Scan, slopes: list[float]) -> list[Scan]:
-    """An MR volume as CT-like anatomy, one Scan per slope: first cleaned with non-local means
-    (the clinical MR volumes carry 2-3% noise, which would become 25-45 HU of noise in the target),
-    then mapped linearly to HU, 0 -> -1000 HU (air) and the robust maximum -> -1000 + ``slope``."""
+def pseudo_ct(scan: Scan, variants: list[tuple]) -> list[Scan]:
+    """An MR volume as CT-like anatomy, one Scan per variant ``(slope,)`` or ``(slope, remap_seed)``:
+    first cleaned with non-local means (the clinical MR volumes carry 2-3% noise, which would become
+    25-45 HU of noise in the target), optionally remapped by a seeded random monotone curve, then
+    mapped linearly to HU, 0 -> -1000 HU (air) and the robust maximum -> -1000 + ``slope``."""
+    from monai.transforms import RandHistogramShift
+
     from denoise.infer import denoise_scan
     from denoise.models import ClassicalDenoiser
     from denoise.normalize import reference_intensity
 
     clean = np.clip(denoise_scan(scan, ClassicalDenoiser("nlm")).array, 0.0, None)
-    ref = reference_intensity(clean)
-    return [Scan(-1000.0 + slope * clean / ref, scan.spacing, scan.affine, "CT") for slope in slopes]
+    unit = clean / reference_intensity(clean)
+    out = []
+    for slope, *remap in variants:
+        v = unit
+        if remap:
+            curve = RandHistogramShift(num_control_points=(4, 8), prob=1.0)
+            curve.set_random_state(seed=int(remap[0]))
+            v = np.asarray(curve(unit), dtype=np.float32)
+        out.append(Scan(-1000.0 + slope * v, scan.spacing, scan.affine, "CT"))
+    return out
 
 
 def load_training_scans(data: Path, files: list[str], *, halves: bool = False,
@@ -104,12 +120,12 @@ def load_training_scans(data: Path, files: list[str], *, halves: bool = False,
             scans += [Scan(s.array[:mid], s.spacing, s.affine, s.modality), Scan(s.array[mid:], s.spacing, s.affine, s.modality)]
         else:
             scans.append(s)
-    by_file: dict[str, list[float]] = {}  # each MR volume is read and cleaned once, in recipe order
-    for rel, slope in pseudo:
-        by_file.setdefault(rel, []).append(slope)
-    made = {rel: pseudo_ct(read_scan(data / rel), slopes) for rel, slopes in by_file.items()}
-    for rel, slope in pseudo:
-        scans.append(made[rel][by_file[rel].index(slope)])
+    by_file: dict[str, list[tuple]] = {}  # each MR volume is read and cleaned once, in recipe order
+    for rel, *variant in pseudo:
+        by_file.setdefault(rel, []).append(tuple(variant))
+    made = {rel: pseudo_ct(read_scan(data / rel), variants) for rel, variants in by_file.items()}
+    for rel, *variant in pseudo:
+        scans.append(made[rel][by_file[rel].index(tuple(variant))])
     return scans
 
 
@@ -129,12 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all-axes", action="store_true", help="2D: slice training patches along all three axes")
     p.add_argument("--contrast-augment", type=float, default=None,
                    help="probability of MONAI intensity remapping/darkening of clean patches (TrainConfig.contrast_augment)")
+    p.add_argument("--coarse-augment", type=float, default=None,
+                   help="probability of 2x in-plane block-averaged patches (TrainConfig.coarse_augment)")
     p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
+    p.add_argument("--extra-pseudo-ct", action="store_true",
+                   help="ct-2d: add the remapped pseudo-CT variants (PSEUDO_CT_REMAPPED) to the recipe's")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    recipe = RECIPES[args.model]
+    recipe = dict(RECIPES[args.model])
+    if args.extra_pseudo_ct:
+        recipe["pseudo_ct"] = [*recipe.get("pseudo_ct", ()), *PSEUDO_CT_REMAPPED]
     scans = load_training_scans(args.data, recipe["files"], halves=recipe.get("halves", False),
                                 pseudo=recipe.get("pseudo_ct", ()))
     if args.steps:
@@ -146,12 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     train_cfg = TrainConfig(**recipe["train"], epochs=epochs, steps_per_epoch=max(4, steps // epochs),
                             early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=0,
                             **({"lr": args.lr} if args.lr else {}), **({"all_axes": True} if args.all_axes else {}),
-                            **({"contrast_augment": args.contrast_augment} if args.contrast_augment is not None else {}))
+                            **({"contrast_augment": args.contrast_augment} if args.contrast_augment is not None else {}),
+                            **({"coarse_augment": args.coarse_augment} if args.coarse_augment is not None else {}))
     out = Path("runs") / (args.run_name or args.model)
     resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
     history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume, init=args.init,
                   data_summary={"files": recipe["files"], "held_out": HELD_OUT,
-                                **({"pseudo_ct": [f"{r} (slope {k:g} HU)" for r, k in recipe["pseudo_ct"]]}
+                                **({"pseudo_ct": [f"{r} (slope {k:g} HU{f', remapped, seed {x[0]}' if x else ''})" for r, k, *x in recipe["pseudo_ct"]]}
                                    if "pseudo_ct" in recipe else {})})
     (out / "history.json").write_text(json.dumps(history, indent=1))
     if args.no_ship:

@@ -83,7 +83,9 @@ def main() -> int:
             f"{t['epochs']} epochs x {t['steps_per_epoch']} steps max, AdamW lr {t['lr']}, cosine schedule, seed {t['seed']}"
             + (", 2D patches sliced along all three volume axes" if t.get("all_axes") else "")
             + (f", contrast augmentation (MONAI RandHistogramShift and darkening 0.5-1, each with p = {t['contrast_augment']:g})"
-               if t.get("contrast_augment") else ""),
+               if t.get("contrast_augment") else "")
+            + (f", coarse-pixel augmentation (2x in-plane block averaging, p = {t['coarse_augment']:g})"
+               if t.get("coarse_augment") else ""),
             f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
             "(CPU; scripts/train_all.sh has the exact commands and thread counts)"
             + (f"; fine-tuned from `{info['init']}` (an earlier phase of the same recipe; scripts/train_all.sh runs every phase), shipping the final weights"

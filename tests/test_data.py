@@ -95,3 +95,22 @@ def test_contrast_augment_remaps_clean_patches_monotonically_before_the_noise():
                      contrast_augment=0.5)
     with pytest.raises(ValueError, match="probability"):
         TrainConfig(contrast_augment=1.5)
+
+
+def test_coarse_augment_shows_the_anatomy_at_twice_the_pixel_size():
+    """With coarse_augment, a patch is the block average of a region twice its size in-plane: a
+    2-pixel checkerboard averages to a flat patch; the patch size and the noise level are
+    unchanged, in 2D and 3D."""
+    from denoise.data import PatchSampler
+
+    zz, yy, xx = np.mgrid[:12, :64, :64]
+    fine = (0.5 + 0.3 * ((yy + xx) % 2 * 2 - 1)).astype(np.float32)
+    kw = dict(noise="gaussian:0", spatial_dims=2, patch_size=16, seed=1)
+    _, plain = PatchSampler([fine], **kw).batch(20)
+    _, coarse = PatchSampler([fine], coarse_augment=1.0, **kw).batch(20)
+    assert plain.shape == coarse.shape == (20, 1, 16, 16)
+    assert np.all(plain.std(axis=(-2, -1)) > 0.29) and np.allclose(coarse, 0.5, atol=1e-6)
+    noisy, c3 = PatchSampler([fine], coarse_augment=1.0, **{**kw, "spatial_dims": 3, "patch_size": 8,
+                                                             "noise": "gaussian:0.05"}).batch(6)
+    assert c3.shape == (6, 1, 8, 8, 8) and np.allclose(c3, 0.5, atol=1e-6)  # in-plane averaging in 3D too
+    assert abs(np.std(noisy - c3) - 0.05) < 0.005
