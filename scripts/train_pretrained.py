@@ -168,11 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         step = args.seconds_per_step or _measure_step(recipe)
         steps = max(100, int(args.minutes * 60 / step * 0.85))
     epochs = 25
+    overrides = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
+                                   ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment)]
+                 if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**recipe["train"], epochs=epochs, steps_per_epoch=max(4, steps // epochs),
                             early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=0,
-                            **({"lr": args.lr} if args.lr else {}), **({"all_axes": True} if args.all_axes else {}),
-                            **({"contrast_augment": args.contrast_augment} if args.contrast_augment is not None else {}),
-                            **({"coarse_augment": args.coarse_augment} if args.coarse_augment is not None else {}))
+                            **overrides)
     out = Path("runs") / (args.run_name or args.model)
     resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
     history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume, init=args.init,
