@@ -136,9 +136,15 @@ def test_end_to_end_in_chromium(tmp_path):
                 page.keyboard.press("ArrowRight")
             page.wait_for_timeout(1500)
             page.get_by_text("Running").wait_for(state="hidden", timeout=240_000)
-            imgs = page.locator("[data-testid='stImage'] img")
-            assert imgs.count() >= 4
-            assert all(imgs.nth(i).evaluate("e => e.naturalWidth") > 0 for i in range(imgs.count()))
+            # after the rerun Streamlit swaps each image's src; wait until every image has decoded
+            # (a fixed check right after "Running" hides races the browser's image loading)
+            page.wait_for_function(
+                """() => {
+                    const imgs = [...document.querySelectorAll("[data-testid='stImage'] img")];
+                    return imgs.length >= 4 && imgs.every(e => e.complete && e.naturalWidth > 0);
+                }""",
+                timeout=120_000,
+            )
             table_text = page.locator("[data-testid='stTable']").first.inner_text()
             page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
             assert (tmp_path / "viewer.png").stat().st_size > 10_000
