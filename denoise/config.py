@@ -89,6 +89,7 @@ class TrainConfig:
     all_axes: bool = False
     contrast_augment: float = 0.0
     coarse_augment: float = 0.0
+    shift_consistency: float = 0.0
     early_stop_patience: int = 8
     seed: int = 0
     device: str = "auto"
@@ -105,6 +106,8 @@ class TrainConfig:
         for name in ("contrast_augment", "coarse_augment"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a probability, in [0, 1]")
+        if self.shift_consistency < 0:
+            raise ValueError("shift_consistency is a loss weight, >= 0")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must be in (0, 1)")
         for name in ("patch_size", "batch_size", "steps_per_epoch", "epochs"):

@@ -28,7 +28,7 @@ from denoise.checkpoint import load_checkpoint, save_checkpoint
 from denoise.config import ModelConfig, TrainConfig
 from denoise.data import PatchSampler, precompute_lowdose_noise
 from denoise.infer import resolve_device
-from denoise.losses import beta_schedule, kl_divergence, reconstruction, sparsity
+from denoise.losses import beta_schedule, kl_divergence, reconstruction, shift_consistency, sparsity
 from denoise.metrics import psnr, ssim
 from denoise.models import VAEOutput, build_model, sparsity_fraction
 from denoise.noise import parse_noise
@@ -196,6 +196,8 @@ def _loss(model, noisy, clean, kind: str, cfg: TrainConfig, beta: float) -> torc
     if kind == "sparse":
         recon, z = _unwrap(model).forward_with_latent(noisy)
         return reconstruction(recon, clean, kind=cfg.loss) + cfg.sparsity_weight * sparsity(z)
+    if cfg.shift_consistency > 0:
+        return shift_consistency(model, noisy, clean, kind=cfg.loss, weight=cfg.shift_consistency)
     return reconstruction(model(noisy), clean, kind=cfg.loss)
 
 

@@ -37,7 +37,8 @@ cp denoise/pretrained/mr-2d.pt runs/mr-2d-phase4.pt
 $T --model mr-2d --steps 4000 --init runs/mr-2d-phase4.pt --lr 2e-4 --contrast-augment 0.5 --coarse-augment 0.3 --take last --run-name mr-2d-coarse > runs/mr-2d-coarse.log 2>&1 &
 # (the recipe has saturated on this data: a further mr-2d phase, 4000 steps at lr 1e-4, gave
 # +0.01-0.07 dB, and an mr-3d phase 4 with coarse patches, 1500 steps at lr 1.5e-4, +0.03-0.2 dB;
-# neither shipped)
+# neither shipped; nor a shift-consistency phase, --shift-consistency 1 from mr-2d phase 5, 3000
+# steps: +0.01/+0.02 dB at 5/9%, +0.25 at 1%; mr-3d from phase 3, 1200 steps: +0.02 / -0.22 dB)
 $T --model vae-mr-2d --steps 3000 > runs/vae-mr-2d.log 2>&1
 wait
 $T --model sparse-mr-2d --steps 3000 > runs/sparse-mr-2d.log 2>&1

@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability of MONAI intensity remapping/darkening of clean patches (TrainConfig.contrast_augment)")
     p.add_argument("--coarse-augment", type=float, default=None,
                    help="probability of 2x in-plane block-averaged patches (TrainConfig.coarse_augment)")
+    p.add_argument("--shift-consistency", type=float, default=None,
+                   help="weight of the one-pixel shift-consistency term (TrainConfig.shift_consistency)")
     p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
     p.add_argument("--extra-pseudo-ct", action="store_true",
                    help="ct-2d: add the remapped pseudo-CT variants (PSEUDO_CT_REMAPPED) to the recipe's")
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = max(100, int(args.minutes * 60 / step * 0.85))
     epochs = 25
     overrides = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
-                                   ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment)]
+                                   ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
+                                   ("shift_consistency", args.shift_consistency)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**recipe["train"], epochs=epochs, steps_per_epoch=max(4, steps // epochs),
                             early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=0,
