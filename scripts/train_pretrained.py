@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability of 2x in-plane block-averaged patches (TrainConfig.coarse_augment)")
     p.add_argument("--shift-consistency", type=float, default=None,
                    help="weight of the one-pixel shift-consistency term (TrainConfig.shift_consistency)")
+    p.add_argument("--noise", help="noise spec replacing the recipe's, e.g. rician:0.002-0.09")
     p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
     p.add_argument("--extra-pseudo-ct", action="store_true",
                    help="ct-2d: add the remapped pseudo-CT variants (PSEUDO_CT_REMAPPED) to the recipe's")
@@ -172,11 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 25
     overrides = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
                                    ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
-                                   ("shift_consistency", args.shift_consistency)]
+                                   ("shift_consistency", args.shift_consistency), ("noise", args.noise)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
-    train_cfg = TrainConfig(**recipe["train"], epochs=epochs, steps_per_epoch=max(4, steps // epochs),
-                            early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=0,
-                            **overrides)
+    train_cfg = TrainConfig(**{**recipe["train"], **overrides}, epochs=epochs, steps_per_epoch=max(4, steps // epochs),
+                            early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=0)
     out = Path("runs") / (args.run_name or args.model)
     resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
     history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume, init=args.init,
