@@ -36,7 +36,7 @@ cp denoise/pretrained/mr-2d.pt runs/mr-2d-phase4.pt
 # mr-2d phase 5: lower learning rate, plus coarse-pixel (2x block-averaged) patches
 $T --model mr-2d --steps 4000 --init runs/mr-2d-phase4.pt --lr 2e-4 --contrast-augment 0.5 --coarse-augment 0.3 --take last --run-name mr-2d-coarse > runs/mr-2d-coarse.log 2>&1 &
 # (the recipe has saturated on this data: a further mr-2d phase, 4000 steps at lr 1e-4, gave
-# +0.01-0.07 dB, and an mr-3d phase 4 with coarse patches, 1500 steps at lr 1.5e-4, +0.03-0.2 dB;
+# +0.01-0.07 dB, and an mr-3d phase with coarse patches, 1500 steps at lr 1.5e-4, +0.03-0.2 dB;
 # neither shipped; nor a shift-consistency phase, --shift-consistency 1 from mr-2d phase 5, 3000
 # steps: +0.01/+0.02 dB at 5/9%, +0.25 at 1%; mr-3d from phase 3, 1200 steps: +0.02 / -0.22 dB)
 $T --model vae-mr-2d --steps 3000 > runs/vae-mr-2d.log 2>&1
@@ -46,7 +46,7 @@ cp denoise/pretrained/mr-3d.pt runs/mr-3d-phase3.pt
 # mr-2d phase 6 / mr-3d phase 4: the noise range down to 0.2% (real high-SNR scans read 0.1-0.3%,
 # below the 1% the earlier phases saw, and the models added a 2-pixel pattern there). Held-out T1:
 # mr-2d +0.04/+0.01 dB at 5/9%, +0.47 at 1%; mr-3d +0.03/+0.09, +0.88 at 1%; the RMS change made
-# to nearly noise-free real scans fell by a quarter to a third (model cards)
+# to nearly noise-free real scans fell by a quarter to a third (scripts/clean_input_check.py)
 $T --model mr-2d --steps 3000 --init runs/mr-2d-phase5.pt --lr 2e-4 --contrast-augment 0.5 --coarse-augment 0.3 --noise rician:0.002-0.09 --take last --run-name mr-2d-low > runs/mr-2d-low.log 2>&1 &
 $T --model mr-3d --steps 1500 --init runs/mr-3d-phase3.pt --lr 2e-4 --contrast-augment 0.5 --noise rician:0.002-0.09 --take last --run-name mr-3d-low > runs/mr-3d-low.log 2>&1
 wait
