@@ -84,9 +84,13 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on a folder of clean scans")
     t.add_argument("--data", required=True, type=Path)
-    t.add_argument("--model", default="dae", choices=["dae", "vae", "sparse", "linear"])
-    t.add_argument("--dims", type=int, default=2, choices=[2, 3])
-    t.add_argument("--noise", default="rician:0.01-0.09")
+    t.add_argument("--model", choices=["dae", "vae", "sparse", "linear"], help="model family (default: dae)")
+    t.add_argument("--dims", type=int, choices=[2, 3], help="spatial dims (default: 2)")
+    t.add_argument("--noise", help="noise SPEC added on the fly (default: rician:0.01-0.09, or the --init model's)")
+    t.add_argument("--init", metavar="NAME|PATH",
+                   help="fine-tune a shipped model or checkpoint on these scans (its architecture, intensity "
+                        "scaling and patch size; learning rate 1e-4 unless set)")
+    t.add_argument("--lr", type=float, help="learning rate (default: the config's, 1e-3; 1e-4 with --init)")
     t.add_argument("--out", required=True, type=Path)
     t.add_argument("--config", type=Path, help="YAML with model: and train: sections")
     t.add_argument("--epochs", type=int)
@@ -158,7 +162,7 @@ def _train(args) -> int:
 
     best = train_folder(args.data, args.out, kind=args.model, dims=args.dims, noise=args.noise, config=args.config,
                         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, modality=args.modality,
-                        resume=args.resume, device=args.device, progress=not args.quiet)
+                        lr=args.lr, init=args.init, resume=args.resume, device=args.device, progress=not args.quiet)
     print(f"best checkpoint: {best}")
     return 0
 

@@ -21,7 +21,7 @@ from denoise.models.base import Denoiser
 from denoise.normalize import Normalization, normalization_for
 from denoise.scan import Scan
 
-__all__ = ["LearnedDenoiser", "load_model", "denoise_scan", "denoise_array", "resolve_device", "PRETRAINED_DIR"]
+__all__ = ["LearnedDenoiser", "load_model", "resolve_checkpoint", "denoise_scan", "denoise_array", "resolve_device", "PRETRAINED_DIR"]
 
 log = logging.getLogger(__name__)
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -135,8 +135,8 @@ class LearnedDenoiser(Denoiser):
                     torch.cuda.empty_cache()
 
 
-def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any) -> LearnedDenoiser:
-    """Load a shipped pretrained model by name (``denoise models`` lists them) or a checkpoint file."""
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """The checkpoint file of a shipped model's name (``denoise models`` lists them), or the path itself."""
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
         candidate = PRETRAINED_DIR / f"{name_or_path}.pt"
@@ -144,6 +144,12 @@ def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any)
             names = ", ".join(sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))) or "none"
             raise ValueError(f"no shipped model named {str(name_or_path)!r}; shipped: {names}")
         path = candidate
+    return path
+
+
+def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any) -> LearnedDenoiser:
+    """Load a shipped pretrained model by name (``denoise models`` lists them) or a checkpoint file."""
+    path = resolve_checkpoint(name_or_path)
     net, info, _ = load_checkpoint(path)
     name = info.get("name") or path.stem
     return LearnedDenoiser(net, info, name=name, device=device, checkpoint_hash=file_hash(path), **kwargs)

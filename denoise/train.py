@@ -31,6 +31,7 @@ from denoise.infer import resolve_device
 from denoise.losses import beta_schedule, kl_divergence, reconstruction, shift_consistency, sparsity
 from denoise.metrics import psnr, ssim
 from denoise.models import VAEOutput, build_model, sparsity_fraction
+from denoise.models.grow import grow_state
 from denoise.noise import parse_noise
 from denoise.scan import Scan
 
@@ -76,7 +77,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         name: model name stored in the checkpoint.
         resume: a ``last.pt`` to continue from (weights, optimiser, epoch, history).
         init: a checkpoint of the same architecture whose weights start a new run (fine-tuning:
-            fresh optimiser, schedule and history).
+            fresh optimiser, schedule and history); a DAE may start from a smaller one (fewer
+            neighbouring slices, narrower levels: `denoise.models.grow.grow_state`, same output).
         progress: show a progress bar.
         data_summary: recorded in the checkpoint (e.g. file names of the training data).
     """
@@ -111,9 +113,13 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     model = build_model(model_cfg).to(device)
     if init and not resume:
         start_net, start_info, _ = load_checkpoint(init)
+        state = start_net.state_dict()
         if start_info["model"] != json.loads(json.dumps(asdict(model_cfg))):
-            raise ValueError(f"{init}: its architecture differs from the configured model; cannot fine-tune from it")
-        model.load_state_dict(start_net.state_dict())
+            try:  # a DAE may start from a smaller one (fewer neighbouring slices, narrower levels)
+                state = grow_state(state, start_net.config, model_cfg, seed=train_cfg.seed)
+            except (ValueError, AttributeError) as exc:
+                raise ValueError(f"{init}: its architecture differs from the configured model; cannot fine-tune from it") from exc
+        model.load_state_dict(state)
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     total = train_cfg.epochs * train_cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))

@@ -78,18 +78,41 @@ def evaluate_folder(denoised: str | Path, reference: str | Path, *, mask: str = 
     return rows, path
 
 
-def train_folder(data: str | Path, out: str | Path, *, kind: str = "dae", dims: int = 2,
-                 noise: str = "rician:0.01-0.09", config: str | Path | None = None, epochs: int | None = None,
-                 steps_per_epoch: int | None = None, modality: str | None = None,
-                 resume: str | Path | None = None, device: str = "auto", progress: bool = True) -> Path:
-    """Train on every scan under ``data`` (via `discover_scans`); return the best checkpoint path."""
+def train_folder(data: str | Path, out: str | Path, *, kind: str | None = None, dims: int | None = None,
+                 noise: str | None = None, config: str | Path | None = None, epochs: int | None = None,
+                 steps_per_epoch: int | None = None, modality: str | None = None, lr: float | None = None,
+                 init: str | Path | None = None, resume: str | Path | None = None, device: str = "auto",
+                 progress: bool = True) -> Path:
+    """Train on every scan under ``data`` (via `discover_scans`); return the best checkpoint path.
+
+    Defaults: a 2D ``dae`` on ``rician:0.01-0.09``. With ``init`` (a shipped model's name or a
+    checkpoint) the run fine-tunes it on these scans: architecture, intensity scaling, patch size
+    and noise come from the checkpoint unless given here or in ``config`` (a larger DAE in the
+    config is grown from it, `denoise.models.grow`), and the learning rate defaults to 1e-4.
+    """
     import dataclasses
 
     from denoise.config import ModelConfig, TrainConfig, load_config
-    from denoise.normalize import normalization_for
+    from denoise.normalize import Normalization, normalization_for
     from denoise.train import fit
 
     model_cfg, train_cfg = load_config(config) if config else (ModelConfig(), TrainConfig())
+    yaml_model, yaml_train = _yaml_section(config, "model"), _yaml_section(config, "train")
+    start: dict[str, Any] = {}
+    if init is not None:
+        from denoise.checkpoint import load_checkpoint
+        from denoise.infer import resolve_checkpoint
+
+        init = resolve_checkpoint(init)
+        start_net, start, _ = load_checkpoint(init)
+        # the checkpoint's architecture, with what the config's model section changes (growing it)
+        model_cfg = dataclasses.replace(start_net.config, **yaml_model)
+        kind, dims = kind or model_cfg.kind, dims or model_cfg.spatial_dims
+        if (kind, dims) != (model_cfg.kind, model_cfg.spatial_dims):
+            raise ValueError(f"{init}: a {model_cfg.spatial_dims}D {model_cfg.kind} model; cannot fine-tune it as a {dims}D {kind}")
+        inherited = {"normalization": Normalization(**start["normalization"]), "patch_size": start["train"]["patch_size"],
+                     "lr": 1e-4, "noise": start["noise"]}
+        train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in inherited.items() if k not in yaml_train})
     sources, _ = discover_scans(data)
     scans = []
     for s in sources:
@@ -100,25 +123,35 @@ def train_folder(data: str | Path, out: str | Path, *, kind: str = "dae", dims: 
     if not scans:
         raise ValueError(f"{data}: no readable scans to train on")
     mod = modality or max({s.modality for s in scans}, key=lambda m: sum(x.modality == m for x in scans))
-    model_cfg = dataclasses.replace(model_cfg, kind=kind, spatial_dims=dims)
-    updates: dict[str, Any] = {"noise": noise, "device": device}
-    if not config or "normalization" not in (_yaml_train_keys(config)):
+    model_cfg = dataclasses.replace(model_cfg, kind=kind or "dae", spatial_dims=dims or 2)
+    updates: dict[str, Any] = {"device": device}
+    if noise or not init:
+        updates["noise"] = noise or "rician:0.01-0.09"
+    if lr:
+        updates["lr"] = lr
+    if not init and "normalization" not in yaml_train:
         updates["normalization"] = normalization_for(mod)
+    if init and "normalization" not in yaml_train and train_cfg.normalization.kind != normalization_for(mod).kind:
+        raise ValueError(f"{init}: trained with {train_cfg.normalization.kind} intensity scaling, which does not suit "
+                         f"these {mod} scans; fine-tune a model of the same modality")
     if epochs:
         updates["epochs"] = epochs
     if steps_per_epoch:
         updates["steps_per_epoch"] = steps_per_epoch
     train_cfg = dataclasses.replace(train_cfg, **updates)
-    fit(model_cfg, train_cfg, scans, out, name=Path(out).name, resume=resume, progress=progress,
-        data_summary={"files": [s.relpath for s in sources]})
+    fit(model_cfg, train_cfg, scans, out, name=Path(out).name, resume=resume, init=init, progress=progress,
+        data_summary={"files": [s.relpath for s in sources], **({"fine_tuned_from": start.get("name")} if init else {})})
     return Path(out) / "best.pt"
 
 
-def _yaml_train_keys(path: str | Path) -> set[str]:
+def _yaml_section(path: str | Path | None, section: str) -> dict[str, Any]:
+    """A config YAML's ``section`` (``model`` or ``train``) as written; empty without a file."""
     import yaml
 
+    if not path:
+        return {}
     data = yaml.safe_load(Path(path).read_text()) or {}
-    return set((data.get("train") or {}).keys())
+    return dict(data.get(section) or {})
 
 
 def _match_dicom(relpath: str, refs: dict) -> str | None:

@@ -10,6 +10,7 @@ CT dicom/ge_ct_colonography_3slices.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -152,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability of 2x in-plane block-averaged patches (TrainConfig.coarse_augment)")
     p.add_argument("--shift-consistency", type=float, default=None,
                    help="weight of the one-pixel shift-consistency term (TrainConfig.shift_consistency)")
+    p.add_argument("--context", type=int, default=None,
+                   help="2D: neighbouring slices per side, replacing the recipe's (with --init from a model with fewer: "
+                        "its first convolution is widened with zero weights; denoise.models.grow)")
+    p.add_argument("--channels", help="DAE level widths replacing the recipe's, e.g. 32,64,128 (with --init from a "
+                                      "narrower model: Net2WiderNet start with the same output; denoise.models.grow)")
+    p.add_argument("--patch-size", type=int, help="training patch edge replacing the recipe's")
+    p.add_argument("--batch-size", type=int, help="patches per step replacing the recipe's")
     p.add_argument("--noise", help="noise spec replacing the recipe's, e.g. rician:0.002-0.09")
     p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
     p.add_argument("--extra-pseudo-ct", action="store_true",
@@ -161,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     recipe = dict(RECIPES[args.model])
+    if args.context is not None:
+        recipe["model"] = dataclasses.replace(recipe["model"], context=args.context)
+    if args.channels:
+        recipe["model"] = dataclasses.replace(recipe["model"], channels=tuple(int(c) for c in args.channels.split(",")))
     if args.extra_pseudo_ct:
         recipe["pseudo_ct"] = [*recipe.get("pseudo_ct", ()), *PSEUDO_CT_REMAPPED]
     scans = load_training_scans(args.data, recipe["files"], halves=recipe.get("halves", False),
@@ -173,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 25
     overrides = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
                                    ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
-                                   ("shift_consistency", args.shift_consistency), ("noise", args.noise)]
+                                   ("shift_consistency", args.shift_consistency), ("noise", args.noise),
+                                   ("patch_size", args.patch_size), ("batch_size", args.batch_size)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**{**recipe["train"], **overrides}, epochs=epochs, steps_per_epoch=max(4, steps // epochs),
                             early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=0)

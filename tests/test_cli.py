@@ -4,8 +4,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from conftest import SAMPLE, tree_hash, write_dicom_slices
 
+from denoise.checkpoint import load_checkpoint
 from denoise.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,3 +75,33 @@ def test_train_cli_with_yaml_config(tmp_path, tiny_training_set):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  learning_rate: 1\n")
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--config", str(bad)]) == 2
+
+
+def test_train_cli_fine_tunes_a_checkpoint(tmp_path, tiny_training_set):
+    data, cfg = tiny_training_set
+    first = tmp_path / "first"
+    assert main(["train", "--data", str(data), "--out", str(first), "--config", str(cfg), "--noise", "gaussian:0.05",
+                 "--epochs", "1", "--steps-per-epoch", "2", "--quiet", "--device", "cpu"]) == 0
+    start, start_info, _ = load_checkpoint(first / "last.pt")
+    out = tmp_path / "tuned"
+    assert main(["train", "--data", str(data), "--init", str(first / "last.pt"), "--out", str(out),
+                 "--epochs", "1", "--steps-per-epoch", "2", "--quiet", "--device", "cpu"]) == 0
+    tuned, info, _ = load_checkpoint(out / "last.pt")
+    # architecture, scaling, patch size and noise come from the checkpoint; fine-tuning learning rate
+    assert info["model"] == start_info["model"] and info["normalization"] == start_info["normalization"]
+    assert info["train"]["patch_size"] == 16 and info["noise"] == "gaussian:0.05" and info["train"]["lr"] == 1e-4
+    assert info["init"] == "last.pt" and info["data"]["fine_tuned_from"] == "first"
+    moved = [not torch.equal(a, b) for a, b in zip(start.state_dict().values(), tuned.state_dict().values())]
+    assert any(moved)
+    # a config's model section changes the checkpoint's architecture: here a wider DAE grown from it
+    grow = tmp_path / "grow.yaml"
+    grow.write_text("model:\n  channels: [6, 8]\n")
+    assert main(["train", "--data", str(data), "--init", str(first / "last.pt"), "--config", str(grow),
+                 "--out", str(tmp_path / "wide"), "--epochs", "1", "--steps-per-epoch", "1", "--quiet", "--device", "cpu"]) == 0
+    _, wide, _ = load_checkpoint(tmp_path / "wide" / "last.pt")
+    assert wide["model"] == {**start_info["model"], "channels": [6, 8]}
+    # a CT model cannot be fine-tuned on MR scans (its intensity scaling would be wrong), nor a 2D model as 3D
+    assert main(["train", "--data", str(data), "--init", "ct-2d", "--out", str(tmp_path / "x"), "--quiet",
+                 "--device", "cpu"]) == 2
+    assert main(["train", "--data", str(data), "--init", str(first / "last.pt"), "--dims", "3",
+                 "--out", str(tmp_path / "y"), "--quiet", "--device", "cpu"]) == 2
