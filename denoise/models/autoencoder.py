@@ -134,4 +134,3 @@ def _pad_to(x: torch.Tensor, divisor: int) -> torch.Tensor:
 
 def _crop_to(x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return x[(..., *[slice(0, s) for s in shape])]
-
