@@ -25,13 +25,13 @@ from tqdm.auto import tqdm
 
 from denoise.io import ScanReadError, ScanSource, Skipped, discover_scans, write_scan
 from denoise.metrics import CT_DATA_RANGE, estimate_sigma, foreground_mask, psnr, ssim
-from denoise.normalize import reference_intensity
+from denoise.normalize import hu_warning, reference_intensity
 
 __all__ = ["denoise_folder", "process_scan", "BatchOptions", "UsageError", "MANIFEST_FIELDS", "default_model_for"]
 
 log = logging.getLogger(__name__)
 MANIFEST_FIELDS = ["input", "output", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
-                   "input_hash", "seconds", "sigma_before", "sigma_after", "psnr_fg", "ssim_fg"]
+                   "input_hash", "seconds", "sigma_before", "sigma_after", "psnr_fg", "ssim_fg", "warning"]
 DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
 _MODEL_CACHE: dict[tuple, Any] = {}
 
@@ -176,6 +176,9 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         if denoiser.spatial_dims == 3 and scan.array.ndim == 2:
             raise ValueError("a 3D model cannot denoise a single 2D slice; choose a 2D model")
         row.update(model=denoiser.name, model_hash=getattr(denoiser, "checkpoint_hash", ""))
+        if scan.modality == "CT" and (warning := hu_warning(scan.array)):
+            row["warning"] = warning
+            log.warning("%s: %s", source.relpath, warning)
         den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16)
         row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
         row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"

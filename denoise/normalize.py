@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Normalization", "reference_intensity", "normalization_for"]
+__all__ = ["Normalization", "reference_intensity", "normalization_for", "hu_warning"]
 
 
 def reference_intensity(array: np.ndarray, *, percentile: float = 99.5) -> float:
@@ -79,3 +79,17 @@ class Normalization:
 def normalization_for(modality: str) -> Normalization:
     """The default scaling for a modality: CT window [-1000, 1000] HU, otherwise percentile."""
     return Normalization(kind="window") if modality.upper() == "CT" else Normalization()
+
+
+def hu_warning(array: np.ndarray) -> str | None:
+    """Why a CT array may not be in Hounsfield units, or None when it looks like HU.
+
+    Every CT in HU holds air (-1000 HU), fat (about -100 HU) or out-of-field padding below -500 HU
+    somewhere (its noise alone reaches below 0 HU in soft tissue); an array whose darkest 0.1% lies
+    above -500 has most likely not been rescaled (raw stored values, an offset such as +1024) or was
+    clipped. The CT models' HU window then does not fit the data."""
+    low = float(np.percentile(np.asarray(array, dtype=np.float32), 0.1))
+    if low <= -500.0:
+        return None
+    return (f"values may not be Hounsfield units: the darkest 0.1% lie at {low:.0f} (air is -1000 HU, fat about "
+            f"-100 HU); check the rescale slope/intercept, or whether the volume was clipped")

@@ -187,6 +187,21 @@ def test_classical_method_as_model_denoises_the_folder(tmp_path, phantom_3d):
     assert np.abs(den - phantom_3d).mean() < np.abs(noisy - phantom_3d).mean()
 
 
+def test_ct_not_in_hounsfield_units_is_flagged(tmp_path, phantom_3d):
+    """A CT series stored without its rescale intercept (air at 0 instead of -1000 HU) is denoised
+    but flagged in the manifest; the same pixels with the right intercept are not."""
+    stored = (phantom_3d[:4] / phantom_3d.max() * 1100).astype(np.int16)  # air 0, tissue ~1000-1100
+    # (the helper takes physical values: stored = (value - intercept) / slope)
+    write_dicom_slices(tmp_path / "in" / "hu", stored - 1024.0, modality="CT", intercept=-1024.0, signed=True)
+    write_dicom_slices(tmp_path / "in" / "raw", stored, modality="CT", intercept=0.0, signed=True)
+    out = tmp_path / "out"
+    assert main(["run", "-i", str(tmp_path / "in"), "-o", str(out), "-m", "gaussian", "--quiet"]) == 0
+    rows = {Path(k).parts[0]: r for k, r in _manifest(out).items()}
+    assert rows["hu"]["status"] == rows["raw"]["status"] == "ok"
+    assert rows["hu"]["warning"] == ""
+    assert "Hounsfield" in rows["raw"]["warning"] and "intercept" in rows["raw"]["warning"]
+
+
 def test_tta_is_recorded_and_continue_redoes_a_run_without_it(study, tmp_path, tiny_model):
     out = tmp_path / "out"
     denoise_folder(study, out, model=str(tiny_model), device="cpu", progress=False)
