@@ -1,11 +1,14 @@
 """Regenerate the quality benchmark (docs/benchmarks/) on scans no shipped model was trained on.
 
-    python scripts/benchmark.py [--data ../shared/data] [--quick] [--only mr|mr3d|ct] [--reuse-classical]
+    python scripts/benchmark.py [--data ../shared/data] [--quick] [--only mr|mr3d|ct|other] [--reuse-classical]
 
 MR: three 16-slice axial slabs of the held-out Seg3D T1 (nifti/mr_t1_electrodes_seg3d), Rician
 1/3/5/7/9% (and BM3D vs BM4D vs mr-3d at 5/9% in docs/benchmarks/mr3d). Blind rows (noise level
 estimated, as `denoise run` does) and oracle rows (the true added noise level given) side by side. CT: the held-out GE colonography slices (dicom/ge_ct_colonography_3slices; real noise
-~18 HU, so an approximate reference), low dose 50/25/10%. Writes docs/benchmarks/{mr,ct}/.
+~18 HU, so an approximate reference), low dose 50/25/10%. Other scanners (docs/benchmarks/other):
+the MR models on real series from vendors, anatomy and pixel sizes unlike their training data
+(Siemens cardiac 3D slab, Canon DWI b0, GE EPI: nearly noise-free, 0.1-0.8% by the wavelet
+estimate), Rician 5/9%. Writes docs/benchmarks/{mr,mr3d,ct,other}/.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     p.add_argument("--quick", action="store_true", help="one slab, two levels (smoke run)")
-    p.add_argument("--only", choices=["mr", "mr3d", "ct"], help="run one part (they can run side by side)")
+    p.add_argument("--only", choices=["mr", "mr3d", "ct", "other"], help="run one part (they can run side by side)")
     p.add_argument("--reuse-classical", action="store_true",
                    help="copy classical rows from the existing results.csv where the noisy input is identical "
                         "(after retraining a model: only the learned rows and the figures' cases are recomputed)")
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             _mr(args, tmp, bm3d)
         if args.only in (None, "ct"):
             _ct(args, tmp, bm3d)
+        if args.only in (None, "other"):
+            _other(args, tmp, bm3d)
     return 0
 
 
@@ -75,6 +80,19 @@ def _ct(args, tmp: str, bm3d: list[str]) -> None:
     ct_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
                   "dae:ct-2d", "dae:ct-2d:oracle", "dae:ct-2d:tta", "dae:ct-2d:oracle+tta"]
     run_benchmark(ct_dir, doses, args.out / "ct", methods=ct_methods, seed=0, reuse=_reuse(args, "ct"))
+
+
+# real MR series from other vendors, anatomy and pixel sizes, none used for training
+OTHER_MR = ["siemens_mr_cardiac_3d_ir_tfl_slab12", "canon_mr_dwi_b0", "ge_mr_epi_fmri"]
+
+
+def _other(args, tmp: str, bm3d: list[str]) -> None:
+    other = Path(tmp) / "other"
+    for name in OTHER_MR[: 1 if args.quick else None]:
+        shutil.copytree(args.data / "dicom" / name, other / name)
+    methods = ["noisy", "nlm", *bm3d, "dae:mr-2d", "dae:mr-2d:tta", "dae:mr-3d"]
+    run_benchmark(other, ["rician:0.05", "rician:0.09"], args.out / "other", methods=methods, seed=0,
+                  reuse=_reuse(args, "other"))
 
 
 def _reuse(args, part: str) -> Path | None:
