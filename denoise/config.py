@@ -89,6 +89,7 @@ class TrainConfig:
     all_axes: bool = False
     contrast_augment: float = 0.0
     coarse_augment: float = 0.0
+    fine_augment: float = 0.0
     shift_consistency: float = 0.0
     early_stop_patience: int = 8
     seed: int = 0
@@ -103,7 +104,7 @@ class TrainConfig:
             raise ValueError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
         if not 0 <= self.foreground_fraction <= 1:
             raise ValueError("foreground_fraction must be in [0, 1]")
-        for name in ("contrast_augment", "coarse_augment"):
+        for name in ("contrast_augment", "coarse_augment", "fine_augment"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a probability, in [0, 1]")
         if self.shift_consistency < 0:

@@ -114,12 +114,17 @@ class PatchSampler:
             block-averaged 2x2 before the noise: anatomy at twice the pixel size (EPI, DWI and
             clinical 2D scans have 2-4 mm pixels; the training volumes have 1 mm). Not for
             ``lowdose`` noise either.
+        fine_augment: probability that a patch is cut at half the size in-plane and upsampled
+            2x (bicubic, clipped to the cut's range) before the noise: anatomy that is smooth over
+            several pixels, as in finely sampled or zero-fill interpolated series (e.g. a 640
+            matrix at 0.625 mm). Not for ``lowdose`` noise.
     """
 
     def __init__(self, volumes: list[np.ndarray], *, noise: str | NoiseSpec, spatial_dims: int, patch_size: int,
                  seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
                  noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False,
-                 contrast_augment: float = 0.0, coarse_augment: float = 0.0) -> None:
+                 contrast_augment: float = 0.0, coarse_augment: float = 0.0,
+                 fine_augment: float = 0.0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -139,10 +144,11 @@ class PatchSampler:
         self.augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(spatial_dims)]
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
         self.augment.set_random_state(seed=seed)
-        if (contrast_augment or coarse_augment) and self.noise.kind == "lowdose":
-            raise ValueError("contrast_augment and coarse_augment would change the attenuation that lowdose noise "
+        if (contrast_augment or coarse_augment or fine_augment) and self.noise.kind == "lowdose":
+            raise ValueError("contrast/coarse/fine augmentation would change the attenuation that lowdose noise "
                              "fields were computed from")
         self.coarse_augment = coarse_augment
+        self.fine_augment = fine_augment
         self.contrast = (Compose([RandHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
                                   RandScaleIntensity(factors=(-0.5, 0.0), prob=contrast_augment)])
                          if contrast_augment else None)
@@ -181,7 +187,9 @@ class PatchSampler:
             vol, c = np.moveaxis(vol, a, 0), np.concatenate([c[a:a + 1], np.delete(c, a)])
             field_vol = np.moveaxis(field_vol, a, 0) if field_vol is not None else None
         coarse = 2 if self.coarse_augment and self.rng.random() < self.coarse_augment else 1
-        sl = self._window(vol.shape, c, coarse)
+        # (no random draw when an option is off: existing recipes keep their sample stream)
+        scale = 0.5 if coarse == 1 and self.fine_augment and self.rng.random() < self.fine_augment else float(coarse)
+        sl = self._window(vol.shape, c, scale)
         if self.context:
             zs = np.clip(np.arange(sl[0].start - self.context, sl[0].start + self.context + 1), 0, vol.shape[0] - 1)
             sl = (zs, *sl[1:])
@@ -189,10 +197,13 @@ class PatchSampler:
         field = field_vol[sl] if field_vol is not None else np.zeros_like(clean)
         if self.spatial_dims == 3:
             clean, field = clean[None], field[None]
-        clean, field = self._pad(clean, coarse), self._pad(field, coarse)
+        clean, field = self._pad(clean, scale), self._pad(field, scale)
         if coarse > 1:  # block-average in-plane: the same anatomy at twice the pixel size
             clean = clean.reshape(*clean.shape[:-2], clean.shape[-2] // 2, 2, clean.shape[-1] // 2, 2).mean(axis=(-3, -1))
             field = field[..., ::2, ::2]
+        elif scale < 1:  # upsample in-plane: the same anatomy at half the pixel size
+            clean = _upsample2(clean)
+            field = np.zeros_like(clean)
         out = self.augment({"clean": clean.copy(), "field": field.copy()})
         clean = np.asarray(out["clean"])
         field = np.asarray(out["field"])
@@ -209,14 +220,14 @@ class PatchSampler:
             noisy = np.repeat(noisy[self.context : self.context + 1], len(noisy), axis=0)
         return noisy, (clean[self.context] if self.context else clean)
 
-    def _pad(self, a: np.ndarray, coarse: int = 1) -> np.ndarray:
-        target = [self.patch_size] * (a.ndim - 3) + [self.patch_size * coarse] * 2  # (c, [z,] y, x)
+    def _pad(self, a: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        target = [self.patch_size] * (a.ndim - 3) + [int(self.patch_size * scale)] * 2  # (c, [z,] y, x)
         pads = [(0, 0)] + [(0, max(0, t - s)) for t, s in zip(target, a.shape[1:])]
         return np.pad(a, pads, mode="reflect" if all(s > 1 for s in a.shape[1:]) else "edge") if any(p[1] for p in pads) else a
 
-    def _window(self, shape: tuple[int, ...], center: np.ndarray, coarse: int = 1) -> tuple[slice, ...]:
-        p = self.patch_size
-        sizes = [1 if self.spatial_dims == 2 else min(p, shape[0]), min(p * coarse, shape[1]), min(p * coarse, shape[2])]
+    def _window(self, shape: tuple[int, ...], center: np.ndarray, scale: float = 1.0) -> tuple[slice, ...]:
+        p, q = self.patch_size, int(self.patch_size * scale)
+        sizes = [1 if self.spatial_dims == 2 else min(p, shape[0]), min(q, shape[1]), min(q, shape[2])]
         sl = []
         for c, s, dim in zip(center, sizes, shape):
             start = int(np.clip(c - s // 2, 0, dim - s))
@@ -229,3 +240,16 @@ class PatchSampler:
             idx = np.argwhere(np.ones_like(vol, dtype=bool))
         step = max(1, len(idx) // 20000)
         return idx[:: step]
+
+
+def _upsample2(a: np.ndarray) -> np.ndarray:
+    """2x bicubic upsampling of the last two axes, clipped to the input's range (no overshoot
+    below zero magnitude)."""
+    import torch
+    from torch.nn import functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    flat = t.reshape(-1, 1, *t.shape[-2:])
+    up = F.interpolate(flat, scale_factor=2, mode="bicubic", align_corners=False)
+    up = up.reshape(*t.shape[:-2], t.shape[-2] * 2, t.shape[-1] * 2)
+    return np.clip(up.numpy(), float(a.min()), float(a.max()))

@@ -104,7 +104,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
                            seed=train_cfg.seed + 31 * rank, noise_fields=train_fields, context=model_cfg.context,
                            noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction,
                            all_axes=train_cfg.all_axes, contrast_augment=train_cfg.contrast_augment,
-                           coarse_augment=train_cfg.coarse_augment)
+                           coarse_augment=train_cfg.coarse_augment, fine_augment=train_cfg.fine_augment)
     val_sampler = PatchSampler(val_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
                                seed=train_cfg.seed + 12345, noise_fields=val_fields, context=model_cfg.context,
                                noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction)

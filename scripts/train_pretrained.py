@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability of MONAI intensity remapping/darkening of clean patches (TrainConfig.contrast_augment)")
     p.add_argument("--coarse-augment", type=float, default=None,
                    help="probability of 2x in-plane block-averaged patches (TrainConfig.coarse_augment)")
+    p.add_argument("--fine-augment", type=float, default=None,
+                   help="probability of 2x in-plane upsampled patches (TrainConfig.fine_augment)")
     p.add_argument("--shift-consistency", type=float, default=None,
                    help="weight of the one-pixel shift-consistency term (TrainConfig.shift_consistency)")
     p.add_argument("--context", type=int, default=None,
@@ -185,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 25
     overrides = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
                                    ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
+                                   ("fine_augment", args.fine_augment),
                                    ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                    ("patch_size", args.patch_size), ("batch_size", args.batch_size)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
