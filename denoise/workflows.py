@@ -85,7 +85,7 @@ def train_folder(data: str | Path, out: str | Path, *, kind: str | None = None, 
                  progress: bool = True) -> Path:
     """Train on every scan under ``data`` (via `discover_scans`); return the best checkpoint path.
 
-    Defaults: a 2D ``dae`` on ``rician:0.01-0.09``. With ``init`` (a shipped model's name or a
+    Defaults: the config's model (a 2D ``dae`` without one) on ``rician:0.01-0.09``. With ``init`` (a shipped model's name or a
     checkpoint) the run fine-tunes it on these scans: architecture, intensity scaling, patch size
     and noise come from the checkpoint unless given here or in ``config`` (a larger DAE in the
     config is grown from it, `denoise.models.grow`), and the learning rate defaults to 1e-4.
@@ -123,7 +123,7 @@ def train_folder(data: str | Path, out: str | Path, *, kind: str | None = None, 
     if not scans:
         raise ValueError(f"{data}: no readable scans to train on")
     mod = modality or max({s.modality for s in scans}, key=lambda m: sum(x.modality == m for x in scans))
-    model_cfg = dataclasses.replace(model_cfg, kind=kind or "dae", spatial_dims=dims or 2)
+    model_cfg = dataclasses.replace(model_cfg, kind=kind or model_cfg.kind, spatial_dims=dims or model_cfg.spatial_dims)
     updates: dict[str, Any] = {"device": device}
     if noise or not init:
         updates["noise"] = noise or "rician:0.01-0.09"
