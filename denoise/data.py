@@ -186,9 +186,13 @@ class PatchSampler:
             a = int(self.rng.integers(3))
             vol, c = np.moveaxis(vol, a, 0), np.concatenate([c[a:a + 1], np.delete(c, a)])
             field_vol = np.moveaxis(field_vol, a, 0) if field_vol is not None else None
-        coarse = 2 if self.coarse_augment and self.rng.random() < self.coarse_augment else 1
-        # (no random draw when an option is off: existing recipes keep their sample stream)
-        scale = 0.5 if coarse == 1 and self.fine_augment and self.rng.random() < self.fine_augment else float(coarse)
+        # in-plane size of the cut relative to the patch: 2 (coarse), 0.5 (fine) or 1; no random draw
+        # when an option is off, so existing recipes keep their sample stream
+        scale = 1.0
+        if self.coarse_augment and self.rng.random() < self.coarse_augment:
+            scale = 2.0
+        elif self.fine_augment and self.rng.random() < self.fine_augment:
+            scale = 0.5
         sl = self._window(vol.shape, c, scale)
         if self.context:
             zs = np.clip(np.arange(sl[0].start - self.context, sl[0].start + self.context + 1), 0, vol.shape[0] - 1)
@@ -198,7 +202,7 @@ class PatchSampler:
         if self.spatial_dims == 3:
             clean, field = clean[None], field[None]
         clean, field = self._pad(clean, scale), self._pad(field, scale)
-        if coarse > 1:  # block-average in-plane: the same anatomy at twice the pixel size
+        if scale > 1:  # block-average in-plane: the same anatomy at twice the pixel size
             clean = clean.reshape(*clean.shape[:-2], clean.shape[-2] // 2, 2, clean.shape[-1] // 2, 2).mean(axis=(-3, -1))
             field = field[..., ::2, ::2]
         elif scale < 1:  # upsample in-plane: the same anatomy at half the pixel size

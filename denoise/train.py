@@ -117,7 +117,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         if start_info["model"] != json.loads(json.dumps(asdict(model_cfg))):
             try:  # a DAE may start from a smaller one (fewer neighbouring slices, narrower levels)
                 state = grow_state(state, start_net.config, model_cfg, seed=train_cfg.seed)
-            except (ValueError, AttributeError) as exc:
+            except ValueError as exc:
                 raise ValueError(f"{init}: its architecture differs from the configured model; cannot fine-tune from it") from exc
         model.load_state_dict(state)
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)

@@ -3,7 +3,7 @@
     python scripts/clean_input_check.py [MODEL_OR_CHECKPOINT ...]   # default: mr-2d mr-3d
 
 For each real high-SNR series in ../shared/data and the noise-free sample phantoms: the wavelet
-noise estimate (mean over up to 12 slices) before -> after, and the RMS change, both in % of the
+noise estimate (`denoise.data.wavelet_sigma`: mean over up to 16 slices) before -> after, and the RMS change, both in % of the
 scan's robust maximum (99.5th percentile). 3D models skip 2D inputs.
 """
 
@@ -33,16 +33,11 @@ CASES = {
 }
 
 
-def _sigma(a: np.ndarray) -> float:
-    a = a.reshape(-1, *a.shape[-2:])
-    return float(np.mean([wavelet_sigma(s) for s in a[:: max(1, len(a) // 12)]]))
-
-
 def change(model: LearnedDenoiser, scan: Scan) -> tuple[float, float, float]:
     """(noise estimate before, noise estimate after, RMS change), each in % of the scan's robust maximum."""
     out = denoise_scan(scan, model).array
     ref = reference_intensity(scan.array) / 100
-    return _sigma(scan.array) / ref, _sigma(out) / ref, float(np.sqrt(np.mean((out - scan.array) ** 2)) / ref)
+    return wavelet_sigma(scan.array) / ref, wavelet_sigma(out) / ref, float(np.sqrt(np.mean((out - scan.array) ** 2)) / ref)
 
 
 def main(models: list[str]) -> int:

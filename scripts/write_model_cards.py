@@ -53,29 +53,34 @@ def clean_input_change(name: str) -> tuple[str, float]:
     return path.relative_to(ROOT).as_posix(), change(model, read_scan(path))[2]
 
 
+def _results(sub: str) -> list[dict[str, str]]:
+    """Rows of docs/benchmarks/<sub>/results.csv (none when that part was not run)."""
+    f = BENCH / sub / "results.csv"
+    if not f.exists():
+        return []
+    with open(f, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _is(method: str, name: str) -> bool:
+    """Whether a results row's method is ``name`` itself or a shipped model ``FAMILY:name``."""
+    return method == name or method.endswith(":" + name)
+
+
 def bench_rows(name: str) -> dict[str, list[float]]:
     """Held-out foreground PSNR per noise level of a shipped model (suffix ``:name``) or a method."""
     out = defaultdict(list)
-    for sub in ("mr", "ct"):
-        f = BENCH / sub / "results.csv"
-        if not f.exists():
-            continue
-        with open(f, newline="") as fh:
-            for r in csv.DictReader(fh):
-                if r["method"] == name or r["method"].endswith(":" + name):
-                    out[r["noise"]].append(float(r["psnr_fg"]))
+    for r in _results("mr") + _results("ct"):
+        if _is(r["method"], name):
+            out[r["noise"]].append(float(r["psnr_fg"]))
     return out
 
 
 def other_scanner_lines(name: str) -> list[str]:
     """Card lines for the real series from other scanners (docs/benchmarks/other): the model's
     foreground PSNR per scan and level beside BM3D with oracle sigma, when both were run."""
-    f = BENCH / "other" / "results.csv"
-    if not f.exists():
-        return []
-    with open(f, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    mine = {(r["scan"], r["noise"]): float(r["psnr_fg"]) for r in rows if r["method"].endswith(":" + name)}
+    rows = _results("other")
+    mine = {(r["scan"], r["noise"]): float(r["psnr_fg"]) for r in rows if _is(r["method"], name)}
     base = {(r["scan"], r["noise"]): float(r["psnr_fg"]) for r in rows if r["method"] == "bm3d:oracle"}
     if not mine:
         return []
