@@ -30,14 +30,22 @@ class ModelConfig:
         latent_channels: channels of the bottleneck code (vae, sparse, plain AE without skips).
         patch_size: linear AE patch edge (its conv kernel and stride), also the VAE's sampling size.
         n_components: linear AE code size (the PCA rank).
-        context: 2D models only: neighbouring slices on each side given as extra input channels
-            (2.5D); the output is the centre slice. 0 = a plain 2D model.
+        context: neighbouring slices on each side seen by the first layer. 2D models get them as
+            extra input channels (2.5D; the output is the centre slice); 3D ``slab`` models as the
+            first convolution's depth. 0 = a plain 2D model; not for other 3D models.
         noise_channel: feed a noise-level map as an extra input channel (FFDNet-style): the
             wavelet-MAD noise estimate of the input, so one blind model adapts to the noise level.
         shuffle: pixel-unshuffle factor (FFDNet-style): the input is rearranged into
             ``shuffle ** spatial_dims`` sub-images at 1/shuffle resolution before the first
             convolution and shuffled back at the end, cutting FLOPs per voxel by about that factor
             at the same width. 1 = off.
+        slab: 3D dae only: a slice-preserving 3D network. Pixel-unshuffle and strides act in-plane
+            only, so the slice axis (the scan's first axis) keeps full resolution at every level,
+            as thick-slice clinical series need; the first convolution spans ``context`` slices
+            on each side. It is the 3D form of a 2.5D model: `denoise.models.grow.grow_state`
+            turns a trained 2.5D DAE into one with the same output.
+        depth_levels: slab only: the number of deepest levels whose convolutions span 3 slices
+            (the others span 1): through-plane context at coarse scale, for +2x FLOPs per level.
     """
 
     kind: str = "dae"
@@ -51,6 +59,8 @@ class ModelConfig:
     context: int = 0
     noise_channel: bool = False
     shuffle: int = 1
+    slab: bool = False
+    depth_levels: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -58,8 +68,12 @@ class ModelConfig:
         if self.spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if self.context < 0 or (self.context and self.spatial_dims != 2):
-            raise ValueError("context (neighbouring slices) must be >= 0 and is only for 2D models")
+        if self.slab and (self.spatial_dims != 3 or self.kind != "dae"):
+            raise ValueError("slab (slice-preserving 3D) is only for 3D dae models")
+        if self.context < 0 or (self.context and self.spatial_dims != 2 and not self.slab):
+            raise ValueError("context (neighbouring slices) must be >= 0 and is only for 2D or 3D slab models")
+        if not 0 <= self.depth_levels <= (len(self.channels) if self.slab else 0):
+            raise ValueError("depth_levels must be between 0 and the number of levels, and needs slab")
         if self.shuffle not in (1, 2, 4):
             raise ValueError(f"shuffle must be 1, 2 or 4, got {self.shuffle}")
         if self.shuffle > 1 and self.kind != "dae":
@@ -70,10 +84,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training. Noise is a spec (``rician:0.01-0.09`` trains a blind model)."""
+    """Training. Noise is a spec (``rician:0.01-0.09`` trains a blind model).
+
+    ``patch_depth`` (3D): slices per training patch; 0 = ``patch_size`` (cubes). Shallower patches
+    suit slab models; patches that are not cubes are rotated in-plane only."""
 
     noise: str = "rician:0.01-0.09"
     patch_size: int = 64
+    patch_depth: int = 0
     batch_size: int = 16
     steps_per_epoch: int = 100
     epochs: int = 20
@@ -111,6 +129,8 @@ class TrainConfig:
             raise ValueError("shift_consistency is a loss weight, >= 0")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must be in (0, 1)")
+        if self.patch_depth < 0:
+            raise ValueError("patch_depth must be >= 0 (0: cubic 3D patches)")
         for name in ("patch_size", "batch_size", "steps_per_epoch", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

@@ -96,7 +96,8 @@ class PatchSampler:
     Args:
         volumes: normalised clean arrays, each ``(z, y, x)`` (2D images as ``(1, y, x)``).
         noise: spec; ``lowdose`` needs ``noise_fields`` (same shapes as volumes).
-        spatial_dims: 2 samples ``patch_size^2`` slices, 3 samples ``patch_size^3`` blocks.
+        spatial_dims: 2 samples ``patch_size^2`` slices, 3 samples ``patch_size^3`` blocks
+            (``patch_depth x patch_size^2`` with ``patch_depth``; such blocks rotate in-plane only).
         patch_size: edge length (clipped to the volume size).
         seed: seeds everything (patch positions, augmentation, noise).
         foreground_fraction: share of patches centred on foreground voxels; the rest are centred
@@ -124,7 +125,7 @@ class PatchSampler:
                  seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
                  noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False,
                  contrast_augment: float = 0.0, coarse_augment: float = 0.0,
-                 fine_augment: float = 0.0) -> None:
+                 fine_augment: float = 0.0, patch_depth: int = 0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -134,12 +135,14 @@ class PatchSampler:
         self.noise_fields = noise_fields
         self.spatial_dims = spatial_dims
         self.patch_size = patch_size
+        self.patch_depth = patch_depth or patch_size
         self.context = context if spatial_dims == 2 else 0
         self.noise_channel = noise_channel
         self.foreground_fraction = foreground_fraction
         self.all_axes = all_axes and spatial_dims == 2
         self.rng = np.random.default_rng(seed)
-        axes = [(0, 1)] if spatial_dims == 2 else [(0, 1), (1, 2), (0, 2)]
+        # 3D patches that are not cubes (patch_depth) rotate in-plane only
+        axes = [(0, 1)] if spatial_dims == 2 else [(1, 2)] if self.patch_depth != patch_size else [(0, 1), (1, 2), (0, 2)]
         keys = ["clean", "field"]
         self.augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(spatial_dims)]
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
@@ -225,13 +228,13 @@ class PatchSampler:
         return noisy, (clean[self.context] if self.context else clean)
 
     def _pad(self, a: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        target = [self.patch_size] * (a.ndim - 3) + [int(self.patch_size * scale)] * 2  # (c, [z,] y, x)
+        target = [self.patch_depth] * (a.ndim - 3) + [int(self.patch_size * scale)] * 2  # (c, [z,] y, x)
         pads = [(0, 0)] + [(0, max(0, t - s)) for t, s in zip(target, a.shape[1:])]
         return np.pad(a, pads, mode="reflect" if all(s > 1 for s in a.shape[1:]) else "edge") if any(p[1] for p in pads) else a
 
     def _window(self, shape: tuple[int, ...], center: np.ndarray, scale: float = 1.0) -> tuple[slice, ...]:
         p, q = self.patch_size, int(self.patch_size * scale)
-        sizes = [1 if self.spatial_dims == 2 else min(p, shape[0]), min(q, shape[1]), min(q, shape[2])]
+        sizes = [1 if self.spatial_dims == 2 else min(self.patch_depth, shape[0]), min(q, shape[1]), min(q, shape[2])]
         sl = []
         for c, s, dim in zip(center, sizes, shape):
             start = int(np.clip(c - s // 2, 0, dim - s))

@@ -104,10 +104,12 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
                            seed=train_cfg.seed + 31 * rank, noise_fields=train_fields, context=model_cfg.context,
                            noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction,
                            all_axes=train_cfg.all_axes, contrast_augment=train_cfg.contrast_augment,
-                           coarse_augment=train_cfg.coarse_augment, fine_augment=train_cfg.fine_augment)
+                           coarse_augment=train_cfg.coarse_augment, fine_augment=train_cfg.fine_augment,
+                           patch_depth=train_cfg.patch_depth)
     val_sampler = PatchSampler(val_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
                                seed=train_cfg.seed + 12345, noise_fields=val_fields, context=model_cfg.context,
-                               noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction)
+                               noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction,
+                               patch_depth=train_cfg.patch_depth)
     val_noisy, val_clean = val_sampler.batch(train_cfg.val_patches)
 
     model = build_model(model_cfg).to(device)
@@ -213,7 +215,8 @@ def _validate(model, noisy: np.ndarray, clean: np.ndarray, device: torch.device)
     out = model.predict(torch.from_numpy(noisy).to(device)).float().cpu().numpy()
     ps = [psnr(c[0], o[0], data_range=1.0) for c, o in zip(clean, out)]
     ss = [ssim(c[0], o[0], data_range=1.0) for c, o in zip(clean, out)]
-    k = model.config.context if hasattr(model, "config") else 0  # centre channel (2.5D context)
+    cfg = getattr(model, "config", None)
+    k = cfg.context if cfg is not None and not cfg.slab else 0  # centre channel (2.5D context)
     noisy_ps = [psnr(c[0], n[k], data_range=1.0) for c, n in zip(clean, noisy)]
     row = {"val_psnr": float(np.mean(ps)), "val_ssim": float(np.mean(ss)), "val_psnr_noisy": float(np.mean(noisy_ps))}
     if hasattr(model, "forward_with_latent") and model.config.kind == "sparse":

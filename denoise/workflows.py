@@ -109,7 +109,9 @@ def train_folder(data: str | Path, out: str | Path, *, kind: str | None = None, 
         model_cfg = dataclasses.replace(start_net.config, **yaml_model)
         kind, dims = kind or model_cfg.kind, dims or model_cfg.spatial_dims
         if (kind, dims) != (model_cfg.kind, model_cfg.spatial_dims):
-            raise ValueError(f"{init}: a {model_cfg.spatial_dims}D {model_cfg.kind} model; cannot fine-tune it as a {dims}D {kind}")
+            hint = (" (a config whose model section sets spatial_dims: 3 and slab: true grows a 2.5D DAE into a slab 3D one)"
+                    if (kind, dims, model_cfg.spatial_dims) == ("dae", 3, 2) else "")
+            raise ValueError(f"{init}: a {model_cfg.spatial_dims}D {model_cfg.kind} model; cannot fine-tune it as a {dims}D {kind}{hint}")
         inherited = {"normalization": Normalization(**start["normalization"]), "patch_size": start["train"]["patch_size"],
                      "lr": 1e-4, "noise": start["noise"]}
         train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in inherited.items() if k not in yaml_train})
@@ -125,8 +127,8 @@ def train_folder(data: str | Path, out: str | Path, *, kind: str | None = None, 
     mod = modality or max({s.modality for s in scans}, key=lambda m: sum(x.modality == m for x in scans))
     model_cfg = dataclasses.replace(model_cfg, kind=kind or model_cfg.kind, spatial_dims=dims or model_cfg.spatial_dims)
     updates: dict[str, Any] = {"device": device}
-    if noise or not init:
-        updates["noise"] = noise or "rician:0.01-0.09"
+    if noise:  # otherwise the config's, the init checkpoint's, or TrainConfig's rician:0.01-0.09
+        updates["noise"] = noise
     if lr:
         updates["lr"] = lr
     if not init and "normalization" not in yaml_train:

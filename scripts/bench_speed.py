@@ -36,7 +36,8 @@ def conv_flops_per_voxel(net: torch.nn.Module, shape: tuple[int, ...]) -> float:
     hooks = [m.register_forward_hook(hook) for m in net.modules()
              if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d))]
     cfg = getattr(net, "config", None)
-    channels = 1 + 2 * getattr(cfg, "context", 0) + int(getattr(cfg, "noise_channel", False))
+    context = 0 if getattr(cfg, "slab", False) else getattr(cfg, "context", 0)  # slab: slices are the depth axis
+    channels = 1 + 2 * context + int(getattr(cfg, "noise_channel", False))
     with torch.no_grad():
         net.predict(torch.zeros(1, channels, *shape))
     for h in hooks:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         res["bm3d_ms_per_256_slice"] = round(1000 * time_it(lambda: denoise_scan(slice_, ClassicalDenoiser("bm3d")), 1), 1)
     try:
         m3 = load_model("mr-3d", device="cpu")
-        res["mr-3d_kflop_per_voxel"] = round(conv_flops_per_voxel(m3.net, (32, 32, 32)) / 1e3, 1)
+        res["mr-3d_kflop_per_voxel"] = round(conv_flops_per_voxel(m3.net, (32, 64, 64)) / 1e3, 1)
         if not args.skip_volume:
             vol = Scan(rng.random((256, 256, 256)).astype(np.float32) * 1000, (1, 1, 1), modality="MR")
             denoise_scan(Scan(vol.array[:64, :64, :64], (1, 1, 1), modality="MR"), m3)  # warm-up

@@ -27,8 +27,12 @@ PURPOSE = {
              "-1000 HU): the real training CTs have no air-tissue boundaries (a smooth 2 mm head template and a CTA "
              "clipped at 0 HU), and without borrowed anatomy the model blurred them on real CT. Input outside "
              "[-1200, 3000] HU (out-of-field padding, metal) passes through unchanged.",
-    "mr-3d": "Blind 3D denoising of magnitude MR volumes (Rician 1-9%; the last phase trained down to 0.2%), "
-             "sliding-window inference.",
+    "mr-3d": "Blind 3D denoising of magnitude MR volumes (Rician noise 1-9% of the robust maximum, trained down "
+             "to 0.2%). A slice-preserving ('slab') 3D DAE: the slice axis keeps full resolution at every level "
+             "(pixel-unshuffle and strides act in-plane), so thick-slice series are handled as they are; it is "
+             "mr-2d grown into 3D with the same output (denoise.models.grow) and fine-tuned on 16-slice patches "
+             "with every level's convolutions spanning 3 slices. Inference: sliding windows of 32 slices by whole "
+             "slices (up to 320 x 320) with Gaussian blending; a single 2D image needs mr-2d.",
     "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
     "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
 }
@@ -110,7 +114,9 @@ def main() -> int:
             f"- family `{m['kind']}`, {m['spatial_dims']}D, channels {m['channels']}, skip connections "
             f"{m['skip'] and m['kind'] == 'dae'}, residual output {m['residual']}, neighbouring-slice context "
             f"{m.get('context', 0)}, noise-level input channel {m.get('noise_channel', False)}, pixel-unshuffle "
-            f"{m.get('shuffle', 1)}, {n_params:,} parameters",
+            f"{m.get('shuffle', 1)}"
+            + (f", slice-preserving 3D (slab; the {m['depth_levels']} deepest levels' convolutions span 3 slices)"
+               if m.get("slab") else "") + f", {n_params:,} parameters",
             f"- intensity scaling: {info['normalization']}",
             "",
             "## Training",
@@ -119,7 +125,9 @@ def main() -> int:
                if info["data"].get("pseudo_ct") else ""),
             f"- validation split by scan: train indices {info['data'].get('train_scans')}, validation {info['data'].get('val_scans')}",
             f"- held out from all training (benchmark data): {', '.join(info['data'].get('held_out', []))}",
-            f"- noise: `{info['noise']}` added on the fly; patches {t['patch_size']}, batch {t['batch_size']}, "
+            f"- noise: `{info['noise']}` added on the fly; patches "
+            + (f"{t['patch_depth']} slices x {t['patch_size']}^2" if t.get("patch_depth") else f"{t['patch_size']}")
+            + f", batch {t['batch_size']}, "
             f"{t['epochs']} epochs x {t['steps_per_epoch']} steps max, AdamW lr {t['lr']}, cosine schedule, seed {t['seed']}"
             + (", 2D patches sliced along all three volume axes" if t.get("all_axes") else "")
             + (f", contrast augmentation (MONAI RandHistogramShift and darkening 0.5-1, each with p = {t['contrast_augment']:g})"
@@ -128,7 +136,7 @@ def main() -> int:
                if t.get("coarse_augment") else ""),
             f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
             "(CPU; scripts/train_all.sh has the exact commands and thread counts)"
-            + (f"; fine-tuned from `{info['init']}` (an earlier phase of the same recipe; scripts/train_all.sh runs every phase), shipping the final weights"
+            + (f"; fine-tuned from `{info['init']}` (an earlier training phase; scripts/train_all.sh runs every phase), shipping the final weights"
                if info.get("init") else ""),
             "",
             "## Validation (patches of the validation scan, normalised scale, data range 1)",

@@ -72,6 +72,13 @@ def test_train_cli_with_yaml_config(tmp_path, tiny_training_set):
                  "--out", str(out), "--config", str(cfg), "--epochs", "2", "--steps-per-epoch", "3", "--quiet",
                  "--device", "cpu"]) == 0
     assert (out / "best.pt").exists() and (out / "last.pt").exists()
+    assert load_checkpoint(out / "last.pt")[1]["noise"] == "rician:0.05"  # the option beats the config
+    # without --noise the config's noise applies, not the CLI's default
+    noisy_cfg = tmp_path / "noise.yaml"
+    noisy_cfg.write_text(cfg.read_text().replace("train:\n", "train:\n  noise: gaussian:0.07\n"))
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "n"), "--config", str(noisy_cfg),
+                 "--epochs", "1", "--steps-per-epoch", "1", "--quiet", "--device", "cpu"]) == 0
+    assert load_checkpoint(tmp_path / "n" / "last.pt")[1]["noise"] == "gaussian:0.07"
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  learning_rate: 1\n")
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--config", str(bad)]) == 2

@@ -22,7 +22,10 @@ class ConvAutoencoder(nn.Module):
     predicts the noise and the output is ``input - noise``. With ``shuffle`` > 1 the network
     works on pixel-unshuffled sub-images (FFDNet) and shuffles its output back to full
     resolution. Inputs of any size are padded to a multiple of ``shuffle * 2 ** (levels - 1)``
-    and cropped back.
+    and cropped back. A 3D ``slab`` model keeps the slice axis (the first spatial axis) at full
+    resolution: unshuffle and strides act in-plane, the first convolution spans ``context``
+    slices each side (edge slices repeated, as 2.5D inference does) and the convolutions of the
+    ``depth_levels`` deepest levels span 3 slices, the others 1.
 
     Args:
         config: the architecture (`ModelConfig`).
@@ -42,18 +45,29 @@ class ConvAutoencoder(nn.Module):
         self.residual = config.residual
         self.context = config.context
         self.shuffle = config.shuffle
-        r = config.shuffle ** d
+        self.slab = config.slab
+        r = config.shuffle ** (2 if self.slab else d)
+        # slab: (depth, in-plane) kernel depth per level and in-plane-only strides
+        deep = [self.slab and i >= len(ch) - config.depth_levels for i in range(len(ch))]
+        k = (lambda i: (3 if deep[i] else 1, 3, 3)) if self.slab else (lambda i: 3)
+        s2 = (1, 2, 2) if self.slab else 2
         self.encoder = nn.ModuleList()
-        prev = (1 + 2 * config.context + int(config.noise_channel)) * r
+        if self.slab:  # the first convolution spans the context slices (padded by replication in _enter)
+            prev = (1 + int(config.noise_channel)) * r
+            first = _conv(d, prev, ch[0], kernel=(1 + 2 * self.context, 3, 3), padding=(0, 1, 1))
+        else:
+            prev = (1 + 2 * config.context + int(config.noise_channel)) * r
+            first = _conv(d, prev, ch[0])
         for i, c in enumerate(ch):
-            self.encoder.append(nn.Sequential(_conv(d, prev, c, stride=1 if i == 0 else 2), _conv(d, c, c)))
+            self.encoder.append(nn.Sequential(first if i == 0 else _conv(d, prev, c, stride=s2, kernel=k(i)),
+                                              _conv(d, c, c, kernel=k(i))))
             prev = c
         self.to_latent, self.from_latent = self._latent_layers()
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for i in range(len(ch) - 2, -1, -1):
-            self.up.append(_conv(d, ch[i + 1], ch[i], stride=2, transposed=True))
-            self.merge.append(_conv(d, ch[i] * (2 if self.skip else 1), ch[i]))
+            self.up.append(_conv(d, ch[i + 1], ch[i], stride=s2, transposed=True, kernel=(1, 3, 3) if self.slab else 3))
+            self.merge.append(_conv(d, ch[i] * (2 if self.skip else 1), ch[i], kernel=k(i)))
         self.head = Convolution(d, ch[0], r, kernel_size=1, conv_only=True)
 
     @property
@@ -62,13 +76,20 @@ class ConvAutoencoder(nn.Module):
 
     def _enter(self, x: torch.Tensor) -> torch.Tensor:
         """Pad to the divisor and, with ``shuffle``, rearrange into sub-images."""
+        if self.slab:
+            x = _pad_to(x, self.divisor, first_axis=False)
+            if self.context:
+                x = F.pad(x, (0, 0, 0, 0, self.context, self.context), mode="replicate")
+            return _inplane_unshuffle(x, self.shuffle) if self.shuffle > 1 else x
         x = _pad_to(x, self.divisor)
         return pixelunshuffle(x, self.spatial_dims, self.shuffle) if self.shuffle > 1 else x
 
     def _exit(self, h: torch.Tensor) -> torch.Tensor:
         """Output head and, with ``shuffle``, sub-images back to full resolution."""
         h = self.head(h)
-        return pixelshuffle(h, self.spatial_dims, self.shuffle) if self.shuffle > 1 else h
+        if self.shuffle == 1:
+            return h
+        return _inplane_shuffle(h, self.shuffle) if self.slab else pixelshuffle(h, self.spatial_dims, self.shuffle)
 
     def _latent_layers(self) -> tuple[nn.Module, nn.Module]:
         if self.skip:
@@ -111,7 +132,7 @@ class ConvAutoencoder(nn.Module):
                 h = torch.cat([h, feats[-2 - i]], dim=1)
             h = merge(h)
         out = _crop_to(self._exit(h), shape)
-        centre = x[:, self.context : self.context + 1]
+        centre = x[:, :1] if self.slab else x[:, self.context : self.context + 1]
         return (centre - out if self.residual else out), z
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,17 +140,38 @@ class ConvAutoencoder(nn.Module):
         return self.forward(x)
 
 
-def _conv(d: int, cin: int, cout: int, *, stride: int = 1, transposed: bool = False) -> Convolution:
-    return Convolution(d, cin, cout, strides=stride, kernel_size=3, act="PRELU", norm=None,
-                       is_transposed=transposed, padding=1, output_padding=stride - 1 if transposed else None)
+def _conv(d: int, cin: int, cout: int, *, stride: int | tuple[int, ...] = 1, transposed: bool = False,
+          kernel: int | tuple[int, ...] = 3, padding: int | tuple[int, ...] | None = None) -> Convolution:
+    """3x3(x3) convolution + PReLU; tuples give per-axis kernels/strides (padding: half the kernel)."""
+    if padding is None:
+        padding = tuple(q // 2 for q in kernel) if isinstance(kernel, tuple) else kernel // 2
+    out_pad = (tuple(t - 1 for t in stride) if isinstance(stride, tuple) else stride - 1) if transposed else None
+    return Convolution(d, cin, cout, strides=stride, kernel_size=kernel, act="PRELU", norm=None,
+                       is_transposed=transposed, padding=padding, output_padding=out_pad)
 
 
-def _pad_to(x: torch.Tensor, divisor: int) -> torch.Tensor:
+def _pad_to(x: torch.Tensor, divisor: int, *, first_axis: bool = True) -> torch.Tensor:
+    """Replicate-pad the spatial axes (all, or all but the first) up to a multiple of ``divisor``."""
     pads = []
-    for s in reversed(x.shape[2:]):
-        extra = (-s) % divisor
+    for i, s in enumerate(reversed(x.shape[2:])):
+        extra = 0 if (not first_axis and i == x.dim() - 3) else (-s) % divisor
         pads += [0, extra]
     return F.pad(x, pads, mode="replicate") if any(pads) else x
+
+
+def _inplane_unshuffle(x: torch.Tensor, r: int) -> torch.Tensor:
+    """MONAI ``pixelunshuffle`` on the last two axes only: (B, C, D, H, W) -> (B, C r^2, D, H/r, W/r),
+    channels in the same order as the 2D operation (so 2.5D weights map onto slab weights)."""
+    b, c, d, h, w = x.shape
+    x = x.reshape(b, c, d, h // r, r, w // r, r).permute(0, 1, 4, 6, 2, 3, 5)
+    return x.reshape(b, c * r * r, d, h // r, w // r)
+
+
+def _inplane_shuffle(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Inverse of `_inplane_unshuffle`."""
+    b, c, d, h, w = x.shape
+    x = x.reshape(b, c // (r * r), r, r, d, h, w).permute(0, 1, 4, 5, 2, 6, 3)
+    return x.reshape(b, c // (r * r), d, h * r, w * r)
 
 
 def _crop_to(x: torch.Tensor, shape: torch.Size) -> torch.Tensor:

@@ -5,6 +5,10 @@ layout) onto a larger configuration that computes exactly the same output at the
 
 - more neighbouring slices for a 2.5D model (``context``): the first convolution gets zero
   weights for the added outer slices;
+- a 2.5D model into a 3D ``slab`` model: each 2D convolution becomes a 3D one spanning one
+  slice (or the centre of a 3-slice kernel, with zero outer taps), and the first convolution's
+  slice channels become its depth taps. The slab model computes the 2.5D model's output at
+  every slice at once, and fine-tuning it in 3D can then only add through-plane context;
 - wider levels (``channels``): Net2WiderNet (Chen et al., 2016). Each added channel copies an
   existing one (same incoming weights and bias) and the consumers of that feature map split the
   copied channel's outgoing weights between the copies. The split is the original weight divided
@@ -18,6 +22,7 @@ than training the larger model from scratch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict
 
@@ -33,9 +38,12 @@ def grow_state(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfi
     """Weights of ``old`` rearranged for ``new`` (same output); see the module docstring.
 
     Only ``context`` and ``channels`` may differ, each at least as large as in ``old`` (same
-    number of levels). ``jitter`` is the perturbation's size relative to each consumer weight
-    tensor's standard deviation.
+    number of levels), and a 2D ``old`` may become a 3D ``slab`` ``new``. ``jitter`` is the
+    perturbation's size relative to each consumer weight tensor's standard deviation.
     """
+    if new.slab and not old.slab and old.spatial_dims == 2:
+        flat = dataclasses.replace(new, spatial_dims=2, slab=False, depth_levels=0)
+        return _inflate(grow_state(state, old, flat, seed=seed, jitter=jitter), flat, new)
     a, b = _plain(old), _plain(new)
     if {**a, "context": 0, "channels": 0} != {**b, "context": 0, "channels": 0}:
         raise ValueError("grow_state: the architectures differ in more than context and channels")
@@ -55,6 +63,33 @@ def grow_state(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfi
 
 def _plain(cfg: ModelConfig) -> dict:
     return json.loads(json.dumps(asdict(cfg)))
+
+
+def _inflate(state: dict[str, torch.Tensor], flat: ModelConfig, slab: ModelConfig) -> dict[str, torch.Tensor]:
+    """2.5D weights (``flat``) as the same-output weights of the 3D ``slab`` model."""
+    from denoise.models import build_model
+
+    target = build_model(slab).state_dict()
+    out = {}
+    for key, t in target.items():
+        w = state[key]
+        if key == "encoder.0.0.conv.weight":  # [slices -k..k, noise] x sub-pixels -> depth taps
+            r, k = flat.shuffle ** 2, flat.context
+            blocks = w.reshape(w.shape[0], -1, r, *w.shape[2:])
+            new = w.new_zeros(t.shape).reshape(t.shape[0], -1, r, *t.shape[2:])
+            new[:, 0] = blocks[:, : 1 + 2 * k].permute(0, 2, 1, 3, 4)
+            if flat.noise_channel:
+                new[:, 1, :, k] = blocks[:, -1]
+            out[key] = new.reshape(t.shape)
+        elif w.dim() + 1 == t.dim():  # a 2D kernel: the centre slice of a 1- or 3-deep 3D kernel
+            new = w.new_zeros(t.shape)
+            new[:, :, t.shape[2] // 2] = w
+            out[key] = new
+        elif w.shape == t.shape:
+            out[key] = w.clone()
+        else:
+            raise ValueError(f"grow_state: cannot map {key} {tuple(w.shape)} onto {tuple(t.shape)}")
+    return out
 
 
 def _widen_context(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfig) -> dict[str, torch.Tensor]:
