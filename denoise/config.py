@@ -108,6 +108,7 @@ class TrainConfig:
     contrast_augment: float = 0.0
     coarse_augment: float = 0.0
     fine_augment: float = 0.0
+    thick_augment: float = 0.0
     shift_consistency: float = 0.0
     early_stop_patience: int = 8
     seed: int = 0
@@ -122,7 +123,7 @@ class TrainConfig:
             raise ValueError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
         if not 0 <= self.foreground_fraction <= 1:
             raise ValueError("foreground_fraction must be in [0, 1]")
-        for name in ("contrast_augment", "coarse_augment", "fine_augment"):
+        for name in ("contrast_augment", "coarse_augment", "fine_augment", "thick_augment"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a probability, in [0, 1]")
         if self.shift_consistency < 0:

@@ -119,13 +119,16 @@ class PatchSampler:
             2x (bicubic, clipped to the cut's range) before the noise: anatomy that is smooth over
             several pixels, as in finely sampled or zero-fill interpolated series (e.g. a 640
             matrix at 0.625 mm). Not for ``lowdose`` noise.
+        thick_augment: probability that a patch's slices (3D depth, or a 2.5D stack's neighbours)
+            are taken 2 or 3 slices apart: the through-plane spacing of clinical series with
+            thick or gapped slices, which isotropic training volumes never show.
     """
 
     def __init__(self, volumes: list[np.ndarray], *, noise: str | NoiseSpec, spatial_dims: int, patch_size: int,
                  seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
                  noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False,
                  contrast_augment: float = 0.0, coarse_augment: float = 0.0,
-                 fine_augment: float = 0.0, patch_depth: int = 0) -> None:
+                 fine_augment: float = 0.0, patch_depth: int = 0, thick_augment: float = 0.0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -152,6 +155,7 @@ class PatchSampler:
                              "fields were computed from")
         self.coarse_augment = coarse_augment
         self.fine_augment = fine_augment
+        self.thick_augment = thick_augment
         self.contrast = (Compose([RandHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
                                   RandScaleIntensity(factors=(-0.5, 0.0), prob=contrast_augment)])
                          if contrast_augment else None)
@@ -196,9 +200,13 @@ class PatchSampler:
             scale = 2.0
         elif self.fine_augment and self.rng.random() < self.fine_augment:
             scale = 0.5
-        sl = self._window(vol.shape, c, scale)
+        # slices 2 or 3 apart: thick or gapped clinical slices (no random draw when the option is off)
+        step = 1
+        if self.thick_augment and self.rng.random() < self.thick_augment:
+            step = int(self.rng.integers(2, 4))
+        sl = self._window(vol.shape, c, scale, step)
         if self.context:
-            zs = np.clip(np.arange(sl[0].start - self.context, sl[0].start + self.context + 1), 0, vol.shape[0] - 1)
+            zs = np.clip(sl[0].start + step * np.arange(-self.context, self.context + 1), 0, vol.shape[0] - 1)
             sl = (zs, *sl[1:])
         clean = vol[sl]
         field = field_vol[sl] if field_vol is not None else np.zeros_like(clean)
@@ -232,13 +240,14 @@ class PatchSampler:
         pads = [(0, 0)] + [(0, max(0, t - s)) for t, s in zip(target, a.shape[1:])]
         return np.pad(a, pads, mode="reflect" if all(s > 1 for s in a.shape[1:]) else "edge") if any(p[1] for p in pads) else a
 
-    def _window(self, shape: tuple[int, ...], center: np.ndarray, scale: float = 1.0) -> tuple[slice, ...]:
-        p, q = self.patch_size, int(self.patch_size * scale)
-        sizes = [1 if self.spatial_dims == 2 else min(self.patch_depth, shape[0]), min(q, shape[1]), min(q, shape[2])]
+    def _window(self, shape: tuple[int, ...], center: np.ndarray, scale: float = 1.0, step: int = 1) -> tuple[slice, ...]:
+        q = int(self.patch_size * scale)
+        sizes = [1 if self.spatial_dims == 2 else min(self.patch_depth * step, shape[0]), min(q, shape[1]), min(q, shape[2])]
         sl = []
         for c, s, dim in zip(center, sizes, shape):
             start = int(np.clip(c - s // 2, 0, dim - s))
             sl.append(slice(start, start + s))
+        sl[0] = slice(sl[0].start, sl[0].stop, step)
         return tuple(sl)
 
     def _foreground(self, vol: np.ndarray) -> np.ndarray:

@@ -75,6 +75,7 @@ class LearnedDenoiser(Denoiser):
         self.name = name + ("+tta" if tta else "")
         self.spatial_dims = int(info["model"]["spatial_dims"])
         self.context = int(info["model"].get("context", 0))
+        self.slab = bool(info["model"].get("slab", False))  # slice-preserving 3D: a lone slice is a 1-slice volume
         self.noise_channel = bool(info["model"].get("noise_channel", False))
         self.noise_patch = info.get("train", {}).get("patch_size")  # noise estimated as in training
         norm = info.get("normalization")
@@ -169,7 +170,7 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models).
     """
     array = np.asarray(array, dtype=np.float32)
-    if denoiser.spatial_dims == 3 and array.ndim == 2:
+    if denoiser.spatial_dims == 3 and array.ndim == 2 and not getattr(denoiser, "slab", False):
         raise ValueError("a 3D model needs a volume; this scan is a single 2D slice (use a 2D model)")
     norm = denoiser.normalization or normalization_for(modality)
     x, x_full, offset, scale = norm.to_model(array)  # x: limited to the model's range

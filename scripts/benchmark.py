@@ -63,7 +63,8 @@ def _mr(args, tmp: str, bm3d: list[str]) -> None:
     # blind rows (what `denoise run` does) and oracle rows (true noise level given) for BM3D and
     # mr-2d; mr-2d:tta is the 8-fold self-ensemble (`denoise run --tta`)
     mr_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
-                  "dae:mr-2d", "dae:mr-2d:oracle", "dae:mr-2d:tta", "dae:mr-3d", "vae:vae-mr-2d", "sparse:sparse-mr-2d"]
+                  "dae:mr-2d", "dae:mr-2d:oracle", "dae:mr-2d:tta", "dae:mr-3d", "dae:mr-3d:tta", "vae:vae-mr-2d",
+                  "sparse:sparse-mr-2d"]
     if args.only != "mr3d":
         run_benchmark(mr_dir, levels, args.out / "mr", methods=mr_methods, seed=0, reuse=_reuse(args, "mr"))
     if bm3d and not args.quick and args.only != "mr":
@@ -90,7 +91,7 @@ def _other(args, tmp: str, bm3d: list[str]) -> None:
     other = Path(tmp) / "other"
     for name in OTHER_MR[: 1 if args.quick else None]:
         shutil.copytree(args.data / "dicom" / name, other / name)
-    methods = ["noisy", "nlm", *bm3d, "dae:mr-2d", "dae:mr-2d:tta", "dae:mr-3d"]
+    methods = ["noisy", "nlm", *bm3d, "dae:mr-2d", "dae:mr-2d:tta", "dae:mr-3d", "dae:mr-3d:tta"]
     run_benchmark(other, ["rician:0.05", "rician:0.09"], args.out / "other", methods=methods, seed=0,
                   reuse=_reuse(args, "other"))
 

@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability of 2x in-plane block-averaged patches (TrainConfig.coarse_augment)")
     p.add_argument("--fine-augment", type=float, default=None,
                    help="probability of 2x in-plane upsampled patches (TrainConfig.fine_augment)")
+    p.add_argument("--thick-augment", type=float, default=None,
+                   help="probability of patches whose slices are 2-3 apart (TrainConfig.thick_augment)")
     p.add_argument("--shift-consistency", type=float, default=None,
                    help="weight of the one-pixel shift-consistency term (TrainConfig.shift_consistency)")
     p.add_argument("--context", type=int, default=None,
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 25
     overrides = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
                                    ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
-                                   ("fine_augment", args.fine_augment),
+                                   ("fine_augment", args.fine_augment), ("thick_augment", args.thick_augment),
                                    ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                    ("patch_size", args.patch_size), ("batch_size", args.batch_size),
                                    ("patch_depth", args.patch_depth)]

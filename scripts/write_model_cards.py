@@ -32,7 +32,7 @@ PURPOSE = {
              "(pixel-unshuffle and strides act in-plane), so thick-slice series are handled as they are; it is "
              "mr-2d grown into 3D with the same output (denoise.models.grow) and fine-tuned on 16-slice patches "
              "with every level's convolutions spanning 3 slices. Inference: sliding windows of 32 slices by whole "
-             "slices (up to 320 x 320) with Gaussian blending; a single 2D image needs mr-2d.",
+             "slices (up to 320 x 320) with Gaussian blending; a lone 2D image works too (a 1-slice volume).",
     "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
     "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
 }
@@ -41,7 +41,7 @@ PURPOSE = {
 # The 2-pixel pattern on a coarse real scan: sigma_before, sigma_after and sigma_after with --tta
 # from the manifest of `denoise run -i ../shared/data/dicom/ge_mr_epi_fmri -o OUT -m NAME [--tta]`
 # (re-measure after retraining)
-PATTERN = {"mr-2d": (10.5, 16.8, 7.6), "mr-3d": (10.5, 22.0, 10.5)}
+PATTERN = {"mr-2d": (10.5, 16.8, 7.6), "mr-3d": (10.5, 16.2, 7.4)}
 
 
 def clean_input_change(name: str) -> tuple[str, float]:
@@ -133,7 +133,8 @@ def main() -> int:
             + (f", contrast augmentation (MONAI RandHistogramShift and darkening 0.5-1, each with p = {t['contrast_augment']:g})"
                if t.get("contrast_augment") else "")
             + (f", coarse-pixel augmentation (2x in-plane block averaging, p = {t['coarse_augment']:g})"
-               if t.get("coarse_augment") else ""),
+               if t.get("coarse_augment") else "")
+            + (f", thick-slice augmentation (slices 2-3 apart, p = {t['thick_augment']:g})" if t.get("thick_augment") else ""),
             f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
             "(CPU; scripts/train_all.sh has the exact commands and thread counts)"
             + (f"; fine-tuned from `{info['init']}` (an earlier training phase; scripts/train_all.sh runs every phase), shipping the final weights"

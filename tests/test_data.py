@@ -137,3 +137,26 @@ def test_fine_augment_shows_the_anatomy_at_half_the_pixel_size():
     noisy, f3 = PatchSampler([steps], fine_augment=1.0, **{**kw, "spatial_dims": 3, "patch_size": 8,
                                                             "noise": "gaussian:0.05"}).batch(6)
     assert f3.shape == (6, 1, 8, 8, 8) and abs(np.std(noisy - f3) - 0.05) < 0.005
+
+
+def test_thick_augment_takes_slices_two_or_three_apart():
+    """With thick_augment, the slices of a 3D patch (and a 2.5D stack's neighbours) are 2 or 3
+    apart, evenly within a patch; without it they are adjacent. The volume's value is its slice
+    index, so a patch's slice spacing reads off its clean values."""
+    from denoise.data import PatchSampler
+
+    vol = np.broadcast_to(np.arange(60, dtype=np.float32)[:, None, None] / 60 + 0.1, (60, 24, 24)).copy()
+    kw = dict(noise="gaussian:0", patch_size=8, seed=2)
+
+    def spacings(clean: np.ndarray) -> set[float]:
+        gaps = {round(abs(float(g)) * 60, 3) for g in np.diff(clean[:, 0, :, 0, 0], axis=1).ravel()}
+        assert all(len({round(abs(float(g)) * 60, 3) for g in np.diff(c[0, :, 0, 0])}) == 1 for c in clean)
+        return gaps
+
+    _, plain = PatchSampler([vol], spatial_dims=3, patch_depth=6, **kw).batch(20)
+    _, thick = PatchSampler([vol], spatial_dims=3, patch_depth=6, thick_augment=1.0, **kw).batch(40)
+    assert plain.shape == (20, 1, 6, 8, 8) and thick.shape == (40, 1, 6, 8, 8)
+    assert spacings(plain) == {1.0} and spacings(thick) == {2.0, 3.0}
+    noisy, _ = PatchSampler([vol], spatial_dims=2, context=1, thick_augment=1.0, **kw).batch(40)
+    gaps = {round(abs(float(n[1, 0, 0] - n[0, 0, 0])) * 60, 3) for n in noisy}
+    assert gaps <= {0.0, 2.0, 3.0} and {2.0, 3.0} <= gaps  # 0: the lone-slice stacks
