@@ -107,6 +107,13 @@ def test_train_cli_fine_tunes_a_checkpoint(tmp_path, tiny_training_set):
                  "--out", str(tmp_path / "wide"), "--epochs", "1", "--steps-per-epoch", "1", "--quiet", "--device", "cpu"]) == 0
     _, wide, _ = load_checkpoint(tmp_path / "wide" / "last.pt")
     assert wide["model"] == {**start_info["model"], "channels": [6, 8]}
+    # ... or turns the 2D DAE into its slice-preserving 3D form
+    slab = tmp_path / "slab.yaml"
+    slab.write_text("model:\n  spatial_dims: 3\n  slab: true\n  depth_levels: 1\ntrain:\n  patch_depth: 4\n  batch_size: 2\n")
+    assert main(["train", "--data", str(data), "--init", str(first / "last.pt"), "--config", str(slab),
+                 "--out", str(tmp_path / "slab"), "--epochs", "1", "--steps-per-epoch", "1", "--quiet", "--device", "cpu"]) == 0
+    _, slab_info, _ = load_checkpoint(tmp_path / "slab" / "last.pt")
+    assert slab_info["model"] == {**start_info["model"], "spatial_dims": 3, "slab": True, "depth_levels": 1}
     # a CT model cannot be fine-tuned on MR scans (its intensity scaling would be wrong), nor a 2D model as 3D
     assert main(["train", "--data", str(data), "--init", "ct-2d", "--out", str(tmp_path / "x"), "--quiet",
                  "--device", "cpu"]) == 2
