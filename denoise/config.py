@@ -62,6 +62,12 @@ class ModelConfig:
     slab: bool = False
     depth_levels: int = 0
 
+    @property
+    def input_channels(self) -> int:
+        """Channels of the network input: the image, its neighbouring slices as channels (2.5D;
+        a slab model takes them along its depth axis instead) and the noise-level map."""
+        return 1 + (0 if self.slab else 2 * self.context) + int(self.noise_channel)
+
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"model kind {self.kind!r} unknown; choose from {', '.join(MODEL_KINDS)}")

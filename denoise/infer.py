@@ -80,7 +80,7 @@ class LearnedDenoiser(Denoiser):
         self.noise_patch = info.get("train", {}).get("patch_size")  # noise estimated as in training
         norm = info.get("normalization")
         self.normalization = Normalization(**norm) if norm else None
-        self.tile = tile or ((32, 320, 320) if info["model"].get("slab") else 96)
+        self.tile = tile or ((32, 320, 320) if self.slab else 96)
         self.overlap = overlap
         self.batch_size = batch_size or (2 if self.device.type == "cpu" else 8)
         self.checkpoint_hash = checkpoint_hash

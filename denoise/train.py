@@ -109,6 +109,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     val_sampler = PatchSampler(val_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
                                seed=train_cfg.seed + 12345, noise_fields=val_fields, context=model_cfg.context,
                                noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction,
+                               # validation shares the slice spacings of thick_augment (unlike the in-plane
+                               # and contrast augmentations, which it leaves out)
                                patch_depth=train_cfg.patch_depth, thick_augment=train_cfg.thick_augment)
     val_noisy, val_clean = val_sampler.batch(train_cfg.val_patches)
 

@@ -36,8 +36,7 @@ def conv_flops_per_voxel(net: torch.nn.Module, shape: tuple[int, ...]) -> float:
     hooks = [m.register_forward_hook(hook) for m in net.modules()
              if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d))]
     cfg = getattr(net, "config", None)
-    context = 0 if getattr(cfg, "slab", False) else getattr(cfg, "context", 0)  # slab: slices are the depth axis
-    channels = 1 + 2 * context + int(getattr(cfg, "noise_channel", False))
+    channels = cfg.input_channels if cfg is not None else 1
     with torch.no_grad():
         net.predict(torch.zeros(1, channels, *shape))
     for h in hooks:

@@ -240,10 +240,8 @@ def _measure_step(recipe: dict) -> float:
     net = build_model(recipe["model"])
     opt = torch.optim.Adam(net.parameters())
     p, b, m = recipe["train"]["patch_size"], recipe["train"]["batch_size"], recipe["model"]
-    if m.slab:
-        x = torch.randn(b, 1 + int(m.noise_channel), recipe["train"].get("patch_depth") or p, p, p)
-    else:
-        x = torch.randn(b, 1 + 2 * m.context + int(m.noise_channel), *([p] * m.spatial_dims))
+    depth = [recipe["train"].get("patch_depth") or p] if m.spatial_dims == 3 else []
+    x = torch.randn(b, m.input_channels, *depth, p, p)
     times = []
     for _ in range(4):
         t = time.perf_counter()

@@ -52,11 +52,10 @@ class ConvAutoencoder(nn.Module):
         k = (lambda i: (3 if deep[i] else 1, 3, 3)) if self.slab else (lambda i: 3)
         s2 = (1, 2, 2) if self.slab else 2
         self.encoder = nn.ModuleList()
+        prev = config.input_channels * r
         if self.slab:  # the first convolution spans the context slices (padded by replication in _enter)
-            prev = (1 + int(config.noise_channel)) * r
             first = _conv(d, prev, ch[0], kernel=(1 + 2 * self.context, 3, 3), padding=(0, 1, 1))
         else:
-            prev = (1 + 2 * config.context + int(config.noise_channel)) * r
             first = _conv(d, prev, ch[0])
         for i, c in enumerate(ch):
             self.encoder.append(nn.Sequential(first if i == 0 else _conv(d, prev, c, stride=s2, kernel=k(i)),

@@ -98,8 +98,7 @@ def _widen_context(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelC
     key = "encoder.0.0.conv.weight"
     w = state[key]
     r = old.shuffle ** old.spatial_dims
-    n_old = 1 + 2 * old.context + int(old.noise_channel)
-    n_new = 1 + 2 * new.context + int(new.noise_channel)
+    n_old, n_new = old.input_channels, new.input_channels
     blocks = w.reshape(w.shape[0], n_old, r, *w.shape[2:])
     out = blocks.new_zeros(w.shape[0], n_new, r, *w.shape[2:])
     shift = new.context - old.context
