@@ -173,8 +173,6 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         row.update(modality=scan.modality, shape="x".join(map(str, scan.array.shape)))
         name = opts.model or default_model_for(scan.modality, scan.array)
         denoiser = _get_model(name, opts)
-        if denoiser.spatial_dims == 3 and scan.array.ndim == 2 and not getattr(denoiser, "slab", False):
-            raise ValueError("a 3D model cannot denoise a single 2D slice; choose a 2D model")
         row.update(model=denoiser.name, model_hash=getattr(denoiser, "checkpoint_hash", ""))
         if scan.modality == "CT" and (warning := hu_warning(scan.array)):
             row["warning"] = warning

@@ -93,7 +93,10 @@ class TrainConfig:
     """Training. Noise is a spec (``rician:0.01-0.09`` trains a blind model).
 
     ``patch_depth`` (3D): slices per training patch; 0 = ``patch_size`` (cubes). Shallower patches
-    suit slab models; patches that are not cubes are rotated in-plane only."""
+    suit slab models; patches that are not cubes are rotated in-plane only.
+    ``reference_noise`` (``lowdose`` only): the target keeps full-dose noise with a std drawn in
+    [0, reference_noise] on the normalised scale, and the dose's noise goes on top (low-dose ->
+    full-dose restoration; see `denoise.data.PatchSampler`)."""
 
     noise: str = "rician:0.01-0.09"
     patch_size: int = 64
@@ -115,6 +118,7 @@ class TrainConfig:
     coarse_augment: float = 0.0
     fine_augment: float = 0.0
     thick_augment: float = 0.0
+    reference_noise: float = 0.0
     shift_consistency: float = 0.0
     early_stop_patience: int = 8
     seed: int = 0
@@ -132,6 +136,10 @@ class TrainConfig:
         for name in ("contrast_augment", "coarse_augment", "fine_augment", "thick_augment"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a probability, in [0, 1]")
+        if self.reference_noise < 0:
+            raise ValueError("reference_noise is a noise std on the normalised scale, >= 0")
+        if self.reference_noise and parse_noise(self.noise).kind != "lowdose":
+            raise ValueError("reference_noise needs lowdose noise (the kept full-dose noise comes from its fields)")
         if self.shift_consistency < 0:
             raise ValueError("shift_consistency is a loss weight, >= 0")
         if not 0 < self.val_fraction < 1:

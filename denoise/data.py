@@ -122,13 +122,20 @@ class PatchSampler:
         thick_augment: probability that a patch's slices (3D depth, or a 2.5D stack's neighbours)
             are taken 2 or 3 slices apart: the through-plane spacing of clinical series with
             thick or gapped slices, which isotropic training volumes never show.
+        reference_noise: ``lowdose`` only: the target keeps full-dose noise of its own, with a
+            std drawn per patch uniformly in [0, reference_noise] (normalised scale; CT: a
+            fraction of the 2000-HU window, 0.01 = 20 HU), and the dose's noise is added on top.
+            This is low-dose -> full-dose restoration as benchmarks of real CT pose it (the
+            reference is itself a noisy full-dose scan). The kept noise is the same volume's
+            noise field from another slice (an independent draw of the same physics), scaled.
     """
 
     def __init__(self, volumes: list[np.ndarray], *, noise: str | NoiseSpec, spatial_dims: int, patch_size: int,
                  seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
                  noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False,
                  contrast_augment: float = 0.0, coarse_augment: float = 0.0,
-                 fine_augment: float = 0.0, patch_depth: int = 0, thick_augment: float = 0.0) -> None:
+                 fine_augment: float = 0.0, patch_depth: int = 0, thick_augment: float = 0.0,
+                 reference_noise: float = 0.0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -136,6 +143,10 @@ class PatchSampler:
         if self.noise.kind == "lowdose" and noise_fields is None:
             raise ValueError("lowdose training needs precomputed noise_fields (see precompute_lowdose_noise)")
         self.noise_fields = noise_fields
+        if reference_noise and self.noise.kind != "lowdose":
+            raise ValueError("reference_noise needs lowdose noise (its precomputed fields give the kept noise)")
+        self.reference_noise = reference_noise
+        self._field_std = [float(np.std(f)) or 1.0 for f in noise_fields] if reference_noise else None
         self.spatial_dims = spatial_dims
         self.patch_size = patch_size
         self.patch_depth = patch_depth or patch_size
@@ -146,7 +157,7 @@ class PatchSampler:
         self.rng = np.random.default_rng(seed)
         # 3D patches that are not cubes (patch_depth) rotate in-plane only
         axes = [(0, 1)] if spatial_dims == 2 else [(1, 2)] if self.patch_depth != patch_size else [(0, 1), (1, 2), (0, 2)]
-        keys = ["clean", "field"]
+        keys = ["clean", "field"] + (["ref"] if reference_noise else [])
         self.augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(spatial_dims)]
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
         self.augment.set_random_state(seed=seed)
@@ -210,18 +221,25 @@ class PatchSampler:
             sl = (zs, *sl[1:])
         clean = vol[sl]
         field = field_vol[sl] if field_vol is not None else np.zeros_like(clean)
+        parts = {"clean": clean, "field": field}
+        if self.reference_noise:
+            parts["ref"] = self._reference_noise(i, field_vol, sl)
         if self.spatial_dims == 3:
-            clean, field = clean[None], field[None]
-        clean, field = self._pad(clean, scale), self._pad(field, scale)
+            parts = {k: v[None] for k, v in parts.items()}
+        parts = {k: self._pad(v, scale) for k, v in parts.items()}
+        clean, field = parts["clean"], parts["field"]
         if scale > 1:  # block-average in-plane: the same anatomy at twice the pixel size
             clean = clean.reshape(*clean.shape[:-2], clean.shape[-2] // 2, 2, clean.shape[-1] // 2, 2).mean(axis=(-3, -1))
             field = field[..., ::2, ::2]
         elif scale < 1:  # upsample in-plane: the same anatomy at half the pixel size
             clean = _upsample2(clean)
             field = np.zeros_like(clean)
-        out = self.augment({"clean": clean.copy(), "field": field.copy()})
+        parts.update(clean=clean, field=field)
+        out = self.augment({k: v.copy() for k, v in parts.items()})
         clean = np.asarray(out["clean"])
         field = np.asarray(out["field"])
+        if self.reference_noise:  # the target is a noisy full-dose image; the dose's noise goes on top
+            clean = clean + np.asarray(out["ref"])
         if self.contrast is not None and clean.max() > clean.min():
             clean = np.asarray(self.contrast(clean), dtype=np.float32)
         if not self.context:
@@ -234,6 +252,20 @@ class PatchSampler:
         if self.context and self.rng.random() < SINGLE_SLICE_PROB:
             noisy = np.repeat(noisy[self.context : self.context + 1], len(noisy), axis=0)
         return noisy, (clean[self.context] if self.context else clean)
+
+    def _reference_noise(self, i: int, field_vol: np.ndarray, sl: tuple) -> np.ndarray:
+        """Full-dose noise for the target: the window's field taken ``k != 0`` slices away
+        (cyclically; so independent of the field the input gets at every voxel), or rolled by
+        half the slice in-plane for single-slice volumes, scaled to a std drawn in
+        [0, reference_noise]."""
+        std = self.rng.uniform(0.0, self.reference_noise) / self._field_std[i]
+        n = field_vol.shape[0]
+        if n == 1:
+            other = np.roll(field_vol, (field_vol.shape[1] // 2, field_vol.shape[2] // 2), axis=(1, 2))[sl]
+        else:
+            z = np.arange(n)[sl[0]]
+            other = field_vol[((z + int(self.rng.integers(1, n))) % n, *sl[1:])]
+        return (other * std).astype(np.float32)
 
     def _pad(self, a: np.ndarray, scale: float = 1.0) -> np.ndarray:
         target = [self.patch_depth] * (a.ndim - 3) + [int(self.patch_size * scale)] * 2  # (c, [z,] y, x)

@@ -88,6 +88,10 @@ class LearnedDenoiser(Denoiser):
         self.tta = tta
         self.progress = False
 
+    @property
+    def accepts_2d(self) -> bool:
+        return self.spatial_dims == 2 or self.slab
+
     @torch.no_grad()
     def denoise_batch(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
@@ -170,8 +174,9 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models).
     """
     array = np.asarray(array, dtype=np.float32)
-    if denoiser.spatial_dims == 3 and array.ndim == 2 and not getattr(denoiser, "slab", False):
-        raise ValueError("a 3D model needs a volume; this scan is a single 2D slice (use a 2D model)")
+    if array.ndim == 2 and not denoiser.accepts_2d:
+        raise ValueError(f"{denoiser.name} is a 3D model and needs a volume; this scan is a single 2D slice "
+                         "(use a 2D model)")
     norm = denoiser.normalization or normalization_for(modality)
     x, x_full, offset, scale = norm.to_model(array)  # x: limited to the model's range
     vols = x.reshape(-1, *x.shape[-3:]) if x.ndim >= 3 else x[None, None]

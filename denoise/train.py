@@ -105,13 +105,15 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
                            noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction,
                            all_axes=train_cfg.all_axes, contrast_augment=train_cfg.contrast_augment,
                            coarse_augment=train_cfg.coarse_augment, fine_augment=train_cfg.fine_augment,
-                           patch_depth=train_cfg.patch_depth, thick_augment=train_cfg.thick_augment)
+                           patch_depth=train_cfg.patch_depth, thick_augment=train_cfg.thick_augment,
+                           reference_noise=train_cfg.reference_noise)
     val_sampler = PatchSampler(val_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
                                seed=train_cfg.seed + 12345, noise_fields=val_fields, context=model_cfg.context,
                                noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction,
                                # validation shares the slice spacings of thick_augment (unlike the in-plane
                                # and contrast augmentations, which it leaves out)
-                               patch_depth=train_cfg.patch_depth, thick_augment=train_cfg.thick_augment)
+                               patch_depth=train_cfg.patch_depth, thick_augment=train_cfg.thick_augment,
+                               reference_noise=train_cfg.reference_noise)  # validated as trained
     val_noisy, val_clean = val_sampler.batch(train_cfg.val_patches)
 
     model = build_model(model_cfg).to(device)

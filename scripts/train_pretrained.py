@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability of 2x in-plane upsampled patches (TrainConfig.fine_augment)")
     p.add_argument("--thick-augment", type=float, default=None,
                    help="probability of patches whose slices are 2-3 apart (TrainConfig.thick_augment)")
+    p.add_argument("--reference-noise", type=float, default=None,
+                   help="lowdose: full-dose noise std kept in the target, up to this (normalised scale; "
+                        "TrainConfig.reference_noise)")
     p.add_argument("--shift-consistency", type=float, default=None,
                    help="weight of the one-pixel shift-consistency term (TrainConfig.shift_consistency)")
     p.add_argument("--context", type=int, default=None,
@@ -203,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
                                    ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
                                    ("fine_augment", args.fine_augment), ("thick_augment", args.thick_augment),
+                                   ("reference_noise", args.reference_noise),
                                    ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                    ("patch_size", args.patch_size), ("batch_size", args.batch_size),
                                    ("patch_depth", args.patch_depth)]

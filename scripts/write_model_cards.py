@@ -134,7 +134,10 @@ def main() -> int:
                if t.get("contrast_augment") else "")
             + (f", coarse-pixel augmentation (2x in-plane block averaging, p = {t['coarse_augment']:g})"
                if t.get("coarse_augment") else "")
-            + (f", thick-slice augmentation (slices 2-3 apart, p = {t['thick_augment']:g})" if t.get("thick_augment") else ""),
+            + (f", thick-slice augmentation (slices 2-3 apart, p = {t['thick_augment']:g})" if t.get("thick_augment") else "")
+            + (f"; the target keeps full-dose noise of its own (std drawn up to {t['reference_noise']:g} on the normalised "
+               "scale, an independent draw of the same sinogram noise) under the dose's noise: low-dose -> full-dose "
+               "restoration" if t.get("reference_noise") else ""),
             f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
             "(CPU; scripts/train_all.sh has the exact commands and thread counts)"
             + (f"; fine-tuned from `{info['init']}` (an earlier training phase; scripts/train_all.sh runs every phase), shipping the final weights"

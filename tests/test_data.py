@@ -160,3 +160,32 @@ def test_thick_augment_takes_slices_two_or_three_apart():
     noisy, _ = PatchSampler([vol], spatial_dims=2, context=1, thick_augment=1.0, **kw).batch(40)
     gaps = {round(abs(float(n[1, 0, 0] - n[0, 0, 0])) * 60, 3) for n in noisy}
     assert gaps <= {0.0, 2.0, 3.0} and {2.0, 3.0} <= gaps  # 0: the lone-slice stacks
+
+
+def test_reference_noise_gives_the_target_independent_full_dose_noise():
+    """With reference_noise the target is a noisy full-dose image: clean plus an independent draw
+    of the volume's own noise field (another slice), its std drawn per patch up to the maximum;
+    the input adds the dose's noise on top. Without it the target is the clean patch."""
+    import pytest
+
+    from denoise.config import TrainConfig
+    from denoise.data import PatchSampler
+
+    rng = np.random.default_rng(0)
+    vol = np.full((12, 48, 48), 0.5, dtype=np.float32)
+    field = rng.normal(0.0, 0.02, vol.shape).astype(np.float32)
+    kw = dict(noise="lowdose:0.25", spatial_dims=2, patch_size=32, noise_fields=[field], seed=1)
+    noisy, target = PatchSampler([vol], reference_noise=0.01, **kw).batch(64)
+    kept, added = target[:, 0] - 0.5, noisy[:, 0] - target[:, 0]
+    stds = kept.reshape(64, -1).std(axis=1)
+    assert 0 < stds.min() and stds.max() <= 0.01 * 1.1 and stds.max() > 3 * stds.min()  # drawn per patch
+    assert abs(np.corrcoef(kept.ravel(), added.ravel())[0, 1]) < 0.05  # independent of the input's noise
+    np.testing.assert_allclose(added.std(), 0.02 / np.sqrt(0.25), rtol=0.05)  # the dose's noise on top
+    noisy, target = PatchSampler([vol], reference_noise=0.01, context=1, **kw).batch(16)
+    assert all(abs(np.corrcoef((n - t[0]).ravel(), t[0].ravel())[0, 1]) < 0.1 for n, t in zip(noisy[:, 1], target))
+    _, plain = PatchSampler([vol], **kw).batch(8)
+    assert np.array_equal(plain, np.full_like(plain, 0.5))
+    with pytest.raises(ValueError, match="lowdose"):
+        PatchSampler([vol], noise="gaussian:0.1", spatial_dims=2, patch_size=32, reference_noise=0.01)
+    with pytest.raises(ValueError, match="lowdose"):
+        TrainConfig(noise="rician:0.05", reference_noise=0.01)

@@ -112,3 +112,14 @@ def test_shallow_3d_patches_keep_their_depth_and_rotate_in_plane(phantom_3d):
     for _ in range(5):  # every rotation keeps the (depth, y, x) layout, so batches stack
         noisy, clean = s.batch(4)
         assert noisy.shape == (4, 2, 4, 8, 8) and clean.shape == (4, 1, 4, 8, 8)
+
+
+def test_only_slice_preserving_3d_models_take_a_lone_2d_slice(phantom_3d):
+    image = (phantom_3d / phantom_3d.max())[5]
+    iso_cfg = ModelConfig(spatial_dims=3, channels=(4, 8), noise_channel=True)
+    iso = LearnedDenoiser(build_model(iso_cfg).eval(), {"model": dataclasses.asdict(iso_cfg)}, device="cpu", name="iso")
+    slab = LearnedDenoiser(build_model(SLAB).eval(), {"model": dataclasses.asdict(SLAB)}, device="cpu")
+    assert slab.accepts_2d and not iso.accepts_2d
+    with pytest.raises(ValueError, match="iso is a 3D model.*single 2D slice"):
+        denoise_array(image, iso, modality="MR")
+    assert denoise_array(image, slab, modality="MR").shape == image.shape

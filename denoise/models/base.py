@@ -35,5 +35,11 @@ class Denoiser(ABC):
         """Denoise ``batch`` of shape ``(n, y, x)`` (2D) or ``(n, z, y, x)`` (3D), float32,
         normalised scale; return the same shape. Never modifies the input."""
 
+    @property
+    def accepts_2d(self) -> bool:
+        """Whether a lone 2D image (no slice axis) can be denoised: 2D denoisers, and learned
+        slice-preserving 3D models (`LearnedDenoiser`), which take it as a one-slice volume."""
+        return self.spatial_dims == 2
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, spatial_dims={self.spatial_dims})"
