@@ -168,9 +168,8 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
 
     The array is scaled with the denoiser's normalisation (or the modality default), denoised
     (2D: slices in batches; 3D: whole volumes), and scaled back. The input is not modified.
-    With a bounded `Normalization.model_range` (CT windows) the denoiser sees the clipped input and
-    its correction (output - clipped input) is added to the unclipped values, so out-of-field
-    padding and metal pass through unchanged.
+    With a bounded `Normalization.model_range` (CT windows) the denoiser sees the clipped input, and
+    values outside the range (out-of-field padding, metal) come back exactly as they were.
     ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models).
     """
     array = np.asarray(array, dtype=np.float32)
@@ -200,8 +199,8 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
             out[t] = denoiser.denoise_batch(vol[None])[0]
     bar.close()
     out = out.reshape(array.shape)
-    if x is not x_full:  # the model saw a limited range: its correction goes onto the full input
-        out = x_full + (out - x)
+    if x is not x_full:  # the model saw a limited range: values outside it pass through as they were
+        out = np.where(x == x_full, out, x_full)
     return (out * scale + offset).astype(np.float32)
 
 

@@ -58,8 +58,8 @@ class Normalization:
         """Bounds (on the model's scale) of what a model is shown, or None for no limit.
 
         Window scaling: 0.1 window widths below ``low`` to one width above ``high`` ([-1200, 3000]
-        HU for the default window), room for noise in air and for dense bone. Inference adds the
-        model's correction to the unclipped input, so values outside pass through unchanged."""
+        HU for the default window), room for noise in air and for dense bone. Inference returns
+        values outside the range exactly as they were (`denoise.infer.denoise_array`)."""
         if self.kind == "window":
             return -0.1, 2.0
         return None
