@@ -56,7 +56,10 @@ def main() -> int:
         "",
         "Data range 2000 HU ([-1000, 1000] window). The reference itself carries real noise (14-16 HU per slice by the wavelet-MAD estimate, "
         "`denoise.metrics.estimate_sigma`), so "
-        "absolute PSNRs are approximate; the differences between methods are what matter.",
+        "absolute PSNRs are approximate; the differences between methods are what matter. Against such a full-dose "
+        "reference, removing its own noise too costs PSNR: methods given the std of the inserted noise only (the oracle "
+        "rows) remove about the dose's share, and `ct-2d` is trained to restore the full-dose image, its noise included "
+        "(low-dose -> full-dose targets, `TrainConfig.reference_noise`; docs/design.md).",
         "",
         _read(b / "ct" / "results.md"),
         "![PSNR vs dose](benchmarks/ct/psnr_vs_lowdose.png)",

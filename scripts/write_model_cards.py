@@ -22,7 +22,12 @@ PURPOSE = {
     "mr-2d": "Blind 2.5D denoising of magnitude MR slices (Rician noise 1-9% of the robust maximum; the last phase "
              "trained down to 0.2% so that nearly noise-free scans are changed little): each slice is "
              "denoised with two neighbouring slices on each side; a lone 2D image works too (neighbours repeated).",
-    "ct-2d": "Blind 2D denoising of CT slices in HU (low-dose noise; noise-level input channel). Trained on "
+    "ct-2d": "Blind 2.5D denoising of CT slices in HU (low-dose noise; noise-level input channel; each slice with "
+             "one neighbouring slice on each side, a lone 2D image works too). It restores the full-dose image from a "
+             "low-dose one: training targets keep full-dose noise of their own (0-25 HU, an independent draw of the "
+             "same sinogram noise) under the dose's noise, as a real full-dose scan does, so on a scan at routine dose "
+             "it removes part of the noise rather than all of it (a smooth, 'plastic' look is what full-dose-trained "
+             "CT denoisers avoid). Trained on "
              "sinogram-domain low-dose noise over two real CT volumes and five MR volumes mapped to pseudo-HU (air at "
              "-1000 HU): the real training CTs have no air-tissue boundaries (a smooth 2 mm head template and a CTA "
              "clipped at 0 HU), and without borrowed anatomy the model blurred them on real CT. Input outside "
