@@ -41,7 +41,8 @@ wait
 cp denoise/pretrained/mr-2d.pt runs/mr-2d-phase4.pt
 # mr-2d phase 5: lower learning rate, plus coarse-pixel (2x block-averaged) patches, beside ct-2d
 # phase 4 (the same at a lower learning rate: 40.65 -> 40.72 dB at 25% dose; growing to two
-# neighbouring slices instead gave 40.74, not worth the extra input)
+# neighbouring slices instead gave 40.74, not worth the extra input; a phase 5, 6000 more steps at
+# lr 1e-4, gave +0.01 dB: saturated at this width and data, not shipped)
 $T --model ct-2d --context 1 --steps 4000 --init runs/ct-2d-phase3.pt --lr 1e-4 --reference-noise 0.0125 --take last --run-name ct-2d-ctx1b > runs/ct-2d-ctx1b.log 2>&1 &
 $T --model mr-2d --steps 4000 --init runs/mr-2d-phase4.pt --lr 2e-4 --contrast-augment 0.5 --coarse-augment 0.3 --take last --run-name mr-2d-coarse > runs/mr-2d-coarse.log 2>&1
 wait
