@@ -157,7 +157,7 @@ class PatchSampler:
         self.rng = np.random.default_rng(seed)
         # 3D patches that are not cubes (patch_depth) rotate in-plane only
         axes = [(0, 1)] if spatial_dims == 2 else [(1, 2)] if self.patch_depth != patch_size else [(0, 1), (1, 2), (0, 2)]
-        keys = ["clean", "field"] + (["ref"] if reference_noise else [])
+        keys = ["clean", "field"]
         self.augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(spatial_dims)]
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
         self.augment.set_random_state(seed=seed)
@@ -221,25 +221,20 @@ class PatchSampler:
             sl = (zs, *sl[1:])
         clean = vol[sl]
         field = field_vol[sl] if field_vol is not None else np.zeros_like(clean)
-        parts = {"clean": clean, "field": field}
-        if self.reference_noise:
-            parts["ref"] = self._reference_noise(i, field_vol, sl)
+        if self.reference_noise:  # the target is a noisy full-dose image; the dose's noise goes on top
+            clean = clean + self._reference_noise(i, field_vol, sl)
         if self.spatial_dims == 3:
-            parts = {k: v[None] for k, v in parts.items()}
-        parts = {k: self._pad(v, scale) for k, v in parts.items()}
-        clean, field = parts["clean"], parts["field"]
+            clean, field = clean[None], field[None]
+        clean, field = self._pad(clean, scale), self._pad(field, scale)
         if scale > 1:  # block-average in-plane: the same anatomy at twice the pixel size
             clean = clean.reshape(*clean.shape[:-2], clean.shape[-2] // 2, 2, clean.shape[-1] // 2, 2).mean(axis=(-3, -1))
             field = field[..., ::2, ::2]
         elif scale < 1:  # upsample in-plane: the same anatomy at half the pixel size
             clean = _upsample2(clean)
             field = np.zeros_like(clean)
-        parts.update(clean=clean, field=field)
-        out = self.augment({k: v.copy() for k, v in parts.items()})
+        out = self.augment({"clean": clean.copy(), "field": field.copy()})
         clean = np.asarray(out["clean"])
         field = np.asarray(out["field"])
-        if self.reference_noise:  # the target is a noisy full-dose image; the dose's noise goes on top
-            clean = clean + np.asarray(out["ref"])
         if self.contrast is not None and clean.max() > clean.min():
             clean = np.asarray(self.contrast(clean), dtype=np.float32)
         if not self.context:
