@@ -96,7 +96,9 @@ class TrainConfig:
     suit slab models; patches that are not cubes are rotated in-plane only.
     ``reference_noise`` (``lowdose`` only): the target keeps full-dose noise with a std drawn in
     [0, reference_noise] on the normalised scale, and the dose's noise goes on top (low-dose ->
-    full-dose restoration; see `denoise.data.PatchSampler`)."""
+    full-dose restoration; see `denoise.data.PatchSampler`).
+    ``val_scans``: indices (into the scans given to `denoise.train.fit`) of the validation scans;
+    empty = a seeded random ``val_fraction`` of them. Either way the split is by scan."""
 
     noise: str = "rician:0.01-0.09"
     patch_size: int = 64
@@ -111,6 +113,7 @@ class TrainConfig:
     beta_warmup_epochs: int = 5
     sparsity_weight: float = 1e-3
     val_fraction: float = 0.2
+    val_scans: tuple[int, ...] = ()
     val_patches: int = 32
     foreground_fraction: float = 1.0
     all_axes: bool = False
@@ -144,6 +147,13 @@ class TrainConfig:
             raise ValueError("shift_consistency is a loss weight, >= 0")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must be in (0, 1)")
+        object.__setattr__(self, "val_scans", tuple(int(i) for i in self.val_scans))
+        if any(i < 0 for i in self.val_scans) or len(set(self.val_scans)) != len(self.val_scans):
+            raise ValueError(f"val_scans must be distinct scan indices >= 0, got {list(self.val_scans)}")
+        augments = [n for n in ("contrast_augment", "coarse_augment", "fine_augment") if getattr(self, n)]
+        if augments and parse_noise(self.noise).kind == "lowdose":
+            raise ValueError(f"{', '.join(augments)} cannot be used with lowdose noise (its precomputed sinogram "
+                             "noise fields belong to the unaltered volumes)")
         if self.patch_depth < 0:
             raise ValueError("patch_depth must be >= 0 (0: cubic 3D patches)")
         for name in ("patch_size", "batch_size", "steps_per_epoch", "epochs"):

@@ -40,9 +40,15 @@ __all__ = ["fit", "split_scans", "prepare_volumes"]
 log = logging.getLogger(__name__)
 
 
-def split_scans(scans: list[Scan], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (train, val) split by scan; a single scan is split by slabs along its first axis."""
+def split_scans(scans: list[Scan], val_fraction: float, seed: int,
+                val_scans: tuple[int, ...] = ()) -> tuple[list[int], list[int]]:
+    """Indices (train, val) split by scan: ``val_scans`` when given, else a seeded random
+    ``val_fraction`` of the scans; a single scan is split by slabs along its first axis."""
     n = len(scans)
+    if val_scans:
+        if max(val_scans) >= n or len(val_scans) >= n:
+            raise ValueError(f"val_scans {list(val_scans)} must name some but not all of the {n} training scans (0-{n - 1})")
+        return [i for i in range(n) if i not in val_scans], sorted(val_scans)
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(n * val_fraction))) if n > 1 else 0
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
@@ -90,7 +96,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     torch.manual_seed(train_cfg.seed + rank)
     device = resolve_device(train_cfg.device) if world == 1 else torch.device(
         f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    tr_idx, va_idx = split_scans(scans, train_cfg.val_fraction, train_cfg.seed)
+    tr_idx, va_idx = split_scans(scans, train_cfg.val_fraction, train_cfg.seed, train_cfg.val_scans)
     if va_idx:
         train_vols, train_fields = prepare_volumes([scans[i] for i in tr_idx], train_cfg, train_cfg.seed)
         val_vols, val_fields = prepare_volumes([scans[i] for i in va_idx], train_cfg, train_cfg.seed + 7)

@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="make the model a 3D slab DAE whose DEPTH_LEVELS deepest levels span 3 slices (with --init "
                         "from a 2.5D model: the same output at the start; denoise.models.grow)")
     p.add_argument("--patch-depth", type=int, default=None, help="3D: slices per training patch (TrainConfig.patch_depth)")
+    p.add_argument("--val-scans", help="comma-separated indices of the validation scans: the recipe's files in order "
+                                       "(two halves each where the recipe splits them, then its pseudo-CT volumes; "
+                                       "TrainConfig.val_scans; default: the seeded random split)")
     p.add_argument("--noise", help="noise spec replacing the recipe's, e.g. rician:0.002-0.09")
     p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
     p.add_argument("--extra-pseudo-ct", action="store_true",
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                                    ("reference_noise", args.reference_noise),
                                    ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                    ("patch_size", args.patch_size), ("batch_size", args.batch_size),
-                                   ("patch_depth", args.patch_depth)]
+                                   ("patch_depth", args.patch_depth),
+                                   ("val_scans", tuple(int(i) for i in args.val_scans.split(",")) if args.val_scans else None)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**{**recipe["train"], **overrides}, epochs=epochs, steps_per_epoch=max(4, steps // epochs),
                             early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=0)

@@ -46,7 +46,16 @@ PURPOSE = {
 # The 2-pixel pattern on a coarse real scan: sigma_before, sigma_after and sigma_after with --tta
 # from the manifest of `denoise run -i ../shared/data/dicom/ge_mr_epi_fmri -o OUT -m NAME [--tta]`
 # (re-measure after retraining)
-PATTERN = {"mr-2d": (10.5, 16.8, 7.6), "mr-3d": (10.5, 16.2, 7.4)}
+PATTERN = {"mr-2d": (10.5, 20.2, 8.3), "mr-3d": (10.5, 18.6, 9.2)}
+
+
+def _split_line(data: dict) -> str:
+    """The validation split, naming the files when the scans are the files one to one."""
+    tr, va, files = data.get("train_scans") or [], data.get("val_scans") or [], data.get("files", [])
+    if not data.get("pseudo_ct") and sorted(tr + va) == list(range(len(files))):
+        name = lambda i: files[i].split("/")[-1]  # noqa: E731
+        return f"- validation split by scan: validation {', '.join(map(name, va))}; training the others"
+    return f"- validation split by scan: train indices {tr}, validation {va}"
 
 
 def clean_input_change(name: str) -> tuple[str, float]:
@@ -128,7 +137,7 @@ def main() -> int:
             f"- data: {', '.join(info['data'].get('files', []))} (../shared/data; see its SOURCES.md for origin and licences)"
             + (f"; MR anatomy as pseudo-CT (NLM-cleaned, mapped linearly to HU): {', '.join(info['data']['pseudo_ct'])}"
                if info["data"].get("pseudo_ct") else ""),
-            f"- validation split by scan: train indices {info['data'].get('train_scans')}, validation {info['data'].get('val_scans')}",
+            _split_line(info["data"]),
             f"- held out from all training (benchmark data): {', '.join(info['data'].get('held_out', []))}",
             f"- noise: `{info['noise']}` added on the fly; patches "
             + (f"{t['patch_depth']} slices x {t['patch_size']}^2" if t.get("patch_depth") else f"{t['patch_size']}")

@@ -95,6 +95,9 @@ def test_contrast_augment_remaps_clean_patches_monotonically_before_the_noise():
                      contrast_augment=0.5)
     with pytest.raises(ValueError, match="probability"):
         TrainConfig(contrast_augment=1.5)
+    for name in ("contrast_augment", "coarse_augment", "fine_augment"):  # refused before any data is read
+        with pytest.raises(ValueError, match=f"{name}.*lowdose"):
+            TrainConfig(noise="lowdose:0.1-0.25", **{name: 0.5})
 
 
 def test_coarse_augment_shows_the_anatomy_at_twice_the_pixel_size():

@@ -181,3 +181,19 @@ def test_tta_output_is_flip_and_rotation_equivariant(dims):
         den = LearnedDenoiser(net, info, device="cpu", tta=tta, tile=32)
         a, b = turn(den.denoise_batch(x)), den.denoise_batch(turn(x))
         assert np.allclose(a, b, atol=1e-5) == equal
+
+
+def test_val_scans_choose_the_validation_scans():
+    from denoise.train import split_scans
+
+    scans = [Scan(np.zeros((2, 8, 8)), (1, 1, 1), modality="MR") for _ in range(4)]
+    assert split_scans(scans, 0.25, 0, (3,)) == ([0, 1, 2], [3])
+    assert split_scans(scans, 0.25, 0, (2, 0)) == ([1, 3], [0, 2])
+    tr, va = split_scans(scans, 0.25, 0)  # default: a seeded random quarter, still by scan
+    assert len(va) == 1 and sorted(tr + va) == [0, 1, 2, 3]
+    for bad in ((4,), (0, 1, 2, 3)):
+        with pytest.raises(ValueError, match="val_scans"):
+            split_scans(scans, 0.25, 0, bad)
+    with pytest.raises(ValueError, match="distinct"):
+        TrainConfig(val_scans=(1, 1))
+    assert TrainConfig(val_scans=[2]).val_scans == (2,)  # a YAML / JSON list
