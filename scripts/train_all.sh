@@ -83,6 +83,7 @@ cp denoise/pretrained/mr-2d.pt runs/mr-2d-phase9.pt
 OMP_NUM_THREADS=2 python scripts/train_pretrained.py --threads 2 --model mr-3d --steps 2000 --init runs/mr-2d-phase8.pt --lr 1e-4 --contrast-augment 0.5 --coarse-augment 0.3 --thick-augment 0.5 --noise rician:0.002-0.09 --take last --run-name mr-3d-slab > runs/mr-3d-slab.log 2>&1
 cp denoise/pretrained/mr-3d.pt runs/mr-3d-phase1s.pt
 # mr-3d phase 2: the same with the clinical T2 in training and the FLAIR validating, as mr-2d phase 9
-# (~30 min). Held-out T1 (three-slab check): +0.12/+0.10 dB at 5/9% (rim +0.22/+0.14)
+# (~30 min). Held-out T1 (three-slab check): +0.12/+0.10 dB at 5/9% (rim +0.22/+0.14). (A phase 3,
+# 1200 more steps at lr 7e-5, gave +0.01/+0.03 dB: saturated, not shipped.)
 OMP_NUM_THREADS=2 python scripts/train_pretrained.py --threads 2 --model mr-3d --steps 1500 --init runs/mr-3d-phase1s.pt --lr 1e-4 --contrast-augment 0.5 --coarse-augment 0.3 --thick-augment 0.5 --noise rician:0.002-0.09 --val-scans 1 --take last --run-name mr-3d-t2 > runs/mr-3d-t2.log 2>&1
 python scripts/write_model_cards.py
