@@ -22,12 +22,13 @@ def _scans(phantom_3d):
 def test_short_training_raises_validation_psnr_and_checkpoint_round_trips(tmp_path, phantom_3d):
     model_cfg = ModelConfig(kind="dae", spatial_dims=2, channels=(8, 16))
     train_cfg = TrainConfig(noise="gaussian:0.1", patch_size=16, batch_size=8, steps_per_epoch=25, epochs=6,
-                            lr=3e-3, val_patches=8, device="cpu", early_stop_patience=10)
+                            lr=3e-3, val_patches=8, device="cpu", early_stop_patience=10, val_scans=(1,))
     hist = fit(model_cfg, train_cfg, _scans(phantom_3d), tmp_path, name="tiny", progress=False)
     assert hist[-1]["val_psnr"] > hist[0]["val_psnr"]
     assert max(h["val_psnr"] for h in hist) > hist[0]["val_psnr_noisy"] + 0.3
     model = load_model(tmp_path / "best.pt", device="cpu")
     assert model.info["noise"] == "gaussian:0.1" and model.info["model"]["channels"] == [8, 16]
+    assert (model.info["data"]["train_scans"], model.info["data"]["val_scans"]) == ([0, 2], [1])  # the chosen split
     net2, _, _ = load_checkpoint(tmp_path / "best.pt")
     x = torch.rand(1, 1, 16, 16)
     torch.testing.assert_close(model.net.predict(x), net2.predict(x))
