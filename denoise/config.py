@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from denoise.noise import parse_noise
+from denoise.noise import check_training_options, parse_noise
 from denoise.normalize import Normalization
 
 __all__ = ["ModelConfig", "TrainConfig", "load_config", "config_from_dict"]
@@ -141,8 +141,9 @@ class TrainConfig:
                 raise ValueError(f"{name} is a probability, in [0, 1]")
         if self.reference_noise < 0:
             raise ValueError("reference_noise is a noise std on the normalised scale, >= 0")
-        if self.reference_noise and parse_noise(self.noise).kind != "lowdose":
-            raise ValueError("reference_noise needs lowdose noise (the kept full-dose noise comes from its fields)")
+        check_training_options(self.noise, reference_noise=self.reference_noise,
+                               contrast_augment=self.contrast_augment, coarse_augment=self.coarse_augment,
+                               fine_augment=self.fine_augment)
         if self.shift_consistency < 0:
             raise ValueError("shift_consistency is a loss weight, >= 0")
         if not 0 < self.val_fraction < 1:
@@ -150,10 +151,6 @@ class TrainConfig:
         object.__setattr__(self, "val_scans", tuple(int(i) for i in self.val_scans))
         if any(i < 0 for i in self.val_scans) or len(set(self.val_scans)) != len(self.val_scans):
             raise ValueError(f"val_scans must be distinct scan indices >= 0, got {list(self.val_scans)}")
-        augments = [n for n in ("contrast_augment", "coarse_augment", "fine_augment") if getattr(self, n)]
-        if augments and parse_noise(self.noise).kind == "lowdose":
-            raise ValueError(f"{', '.join(augments)} cannot be used with lowdose noise (its precomputed sinogram "
-                             "noise fields belong to the unaltered volumes)")
         if self.patch_depth < 0:
             raise ValueError("patch_depth must be >= 0 (0: cubic 3D patches)")
         for name in ("patch_size", "batch_size", "steps_per_epoch", "epochs"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from monai.transforms import Compose, RandFlipd, RandHistogramShift, RandRotate90d, RandScaleIntensity
 
-from denoise.noise import NoiseSpec, add_noise, parse_noise
+from denoise.noise import NoiseSpec, add_noise, check_training_options, parse_noise
 
 __all__ = ["PatchSampler", "precompute_lowdose_noise", "with_noise_channel", "noise_level", "wavelet_sigma"]
 
@@ -143,8 +143,8 @@ class PatchSampler:
         if self.noise.kind == "lowdose" and noise_fields is None:
             raise ValueError("lowdose training needs precomputed noise_fields (see precompute_lowdose_noise)")
         self.noise_fields = noise_fields
-        if reference_noise and self.noise.kind != "lowdose":
-            raise ValueError("reference_noise needs lowdose noise (its precomputed fields give the kept noise)")
+        check_training_options(self.noise, reference_noise=reference_noise, contrast_augment=contrast_augment,
+                               coarse_augment=coarse_augment, fine_augment=fine_augment)
         self.reference_noise = reference_noise
         self._field_std = [float(np.std(f)) or 1.0 for f in noise_fields] if reference_noise else None
         self.spatial_dims = spatial_dims
@@ -161,9 +161,6 @@ class PatchSampler:
         self.augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(spatial_dims)]
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
         self.augment.set_random_state(seed=seed)
-        if (contrast_augment or coarse_augment or fine_augment) and self.noise.kind == "lowdose":
-            raise ValueError("contrast/coarse/fine augmentation would change the attenuation that lowdose noise "
-                             "fields were computed from")
         self.coarse_augment = coarse_augment
         self.fine_augment = fine_augment
         self.thick_augment = thick_augment

@@ -29,7 +29,7 @@ import numpy as np
 from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 
-__all__ = ["NoiseSpec", "parse_noise", "add_noise", "NOISE_KINDS"]
+__all__ = ["NoiseSpec", "parse_noise", "add_noise", "check_training_options", "NOISE_KINDS"]
 
 NOISE_KINDS = ("gaussian", "rician", "poisson", "lowdose", "speckle")
 MU_WATER = 0.0192  # 1/mm at ~70 keV
@@ -78,6 +78,22 @@ def parse_noise(spec: str | NoiseSpec) -> NoiseSpec:
     if kind == "lowdose" and not (0 < low and high <= 1):
         raise ValueError(f"lowdose level is a dose fraction in (0, 1], got {spec!r}")
     return NoiseSpec(kind, low, high)
+
+
+def check_training_options(spec: str | NoiseSpec, *, reference_noise: float = 0.0, contrast_augment: float = 0.0,
+                           coarse_augment: float = 0.0, fine_augment: float = 0.0) -> None:
+    """Refuse training options the noise kind cannot honour (one rule for `denoise.config.TrainConfig`
+    and `denoise.data.PatchSampler`). ``lowdose`` noise comes from sinogram noise fields precomputed
+    on the unaltered volumes: the kept full-dose noise (``reference_noise``) needs them, and
+    contrast/coarse/fine augmentation would change the attenuation they were computed from."""
+    kind = parse_noise(spec).kind
+    if reference_noise and kind != "lowdose":
+        raise ValueError("reference_noise needs lowdose noise (its precomputed fields give the kept noise)")
+    augments = [n for n, p in (("contrast_augment", contrast_augment), ("coarse_augment", coarse_augment),
+                               ("fine_augment", fine_augment)) if p]
+    if augments and kind == "lowdose":
+        raise ValueError(f"{', '.join(augments)} cannot be used with lowdose noise (its precomputed sinogram "
+                         "noise fields belong to the unaltered volumes)")
 
 
 def add_noise(
