@@ -98,7 +98,10 @@ class TrainConfig:
     [0, reference_noise] on the normalised scale, and the dose's noise goes on top (low-dose ->
     full-dose restoration; see `denoise.data.PatchSampler`).
     ``val_scans``: indices (into the scans given to `denoise.train.fit`) of the validation scans;
-    empty = a seeded random ``val_fraction`` of them. Either way the split is by scan."""
+    empty = a seeded random ``val_fraction`` of them. Either way the split is by scan.
+    ``num_workers``: processes drawing training batches (a torch DataLoader; `denoise.data.patch_batches`).
+    0 draws them in the training process; a GPU needs several to be kept busy. The patch stream
+    is reproducible for a given seed and number of workers."""
 
     noise: str = "rician:0.01-0.09"
     patch_size: int = 64
@@ -151,6 +154,8 @@ class TrainConfig:
         object.__setattr__(self, "val_scans", tuple(int(i) for i in self.val_scans))
         if any(i < 0 for i in self.val_scans) or len(set(self.val_scans)) != len(self.val_scans):
             raise ValueError(f"val_scans must be distinct scan indices >= 0, got {list(self.val_scans)}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.patch_depth < 0:
             raise ValueError("patch_depth must be >= 0 (0: cubic 3D patches)")
         for name in ("patch_size", "batch_size", "steps_per_epoch", "epochs"):

@@ -9,12 +9,16 @@ field per slice once (the real sinogram simulation) and patches scale it by ``1/
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+import torch
+from monai.data import get_track_meta, set_track_meta
 from monai.transforms import Compose, RandFlipd, RandHistogramShift, RandRotate90d, RandScaleIntensity
 
 from denoise.noise import NoiseSpec, add_noise, check_training_options, parse_noise
 
-__all__ = ["PatchSampler", "precompute_lowdose_noise", "with_noise_channel", "noise_level", "wavelet_sigma"]
+__all__ = ["PatchSampler", "patch_batches", "precompute_lowdose_noise", "with_noise_channel", "noise_level", "wavelet_sigma"]
 
 # 2.5D models: share of training stacks whose neighbours are copies of the noisy centre slice, the
 # input a lone 2D image (or the edge of a volume, where neighbours are repeated) gives at inference.
@@ -180,7 +184,12 @@ class PatchSampler:
         each with its own noise, and the target is the clean centre slice; in a share
         ``SINGLE_SLICE_PROB`` of stacks every channel is the noisy centre slice (a lone image).
         """
-        pairs = [self._one() for _ in range(n)]
+        track = get_track_meta()
+        set_track_meta(False)  # plain tensors: MONAI's metadata bookkeeping was a third of the time
+        try:
+            pairs = [self._one() for _ in range(n)]
+        finally:
+            set_track_meta(track)
         noisy = np.stack([p[0] for p in pairs])
         clean = np.stack([p[1] for p in pairs])
         if noisy.ndim == clean.ndim:
@@ -188,6 +197,13 @@ class PatchSampler:
         if self.noise_channel:
             noisy = with_noise_channel(noisy)
         return noisy.astype(np.float32), clean[:, None].astype(np.float32)
+
+    def reseed(self, seed: int) -> None:
+        """Restart every random stream of the sampler (patch choice, noise, augmentations) from ``seed``."""
+        self.rng = np.random.default_rng(seed)
+        self.augment.set_random_state(seed=seed)
+        if self.contrast is not None:
+            self.contrast.set_random_state(seed=seed + 1)
 
     def _one(self) -> tuple[np.ndarray, np.ndarray]:
         i = int(self.rng.choice(len(self.volumes), p=self._vol_p))
@@ -280,6 +296,39 @@ class PatchSampler:
             idx = np.argwhere(np.ones_like(vol, dtype=bool))
         step = max(1, len(idx) // 20000)
         return idx[:: step]
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """An endless stream of training batches; each DataLoader worker reseeds its copy of the
+    sampler (``seed`` + its id), so workers never repeat one another's patches."""
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, seed: int) -> None:
+        self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            self.sampler.reseed(self.seed + 7919 * (info.id + 1))
+        while True:
+            noisy, clean = self.sampler.batch(self.batch_size)
+            yield torch.from_numpy(noisy), torch.from_numpy(clean)
+
+
+def patch_batches(sampler: PatchSampler, batch_size: int, *, num_workers: int = 0, seed: int = 0,
+                  pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless (noisy, clean) tensor batches from ``sampler``.
+
+    ``num_workers=0`` draws them in this process, in the sampler's own seeded order. With workers
+    (a torch DataLoader; what keeps a GPU busy, since sampling runs on the CPU) each worker
+    draws whole batches from its own reseeded copy and the loader takes them in turn, so the
+    stream is reproducible for a given ``seed`` and number of workers, though not the same
+    stream as without workers."""
+    data = _Batches(sampler, batch_size, seed)
+    if num_workers == 0:
+        return iter(data)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                                         persistent_workers=True, prefetch_factor=4)
+    return iter(loader)
 
 
 def _upsample2(a: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from denoise import __version__
 from denoise.checkpoint import load_checkpoint, save_checkpoint
 from denoise.config import ModelConfig, TrainConfig
-from denoise.data import PatchSampler, precompute_lowdose_noise
+from denoise.data import PatchSampler, patch_batches, precompute_lowdose_noise
 from denoise.infer import resolve_device
 from denoise.losses import beta_schedule, kl_divergence, reconstruction, shift_consistency, sparsity
 from denoise.metrics import psnr, ssim
@@ -159,6 +159,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         **({"init": Path(init).name} if init else {}),
         "version": __version__,
     }
+    batches = patch_batches(sampler, train_cfg.batch_size, num_workers=train_cfg.num_workers,
+                            seed=train_cfg.seed + 31 * rank, pin_memory=device.type == "cuda")
     bar = tqdm(total=total, initial=start_epoch * train_cfg.steps_per_epoch, desc=f"train {name}",
                disable=not progress or rank != 0, unit="step")
     for epoch in range(start_epoch, train_cfg.epochs):
@@ -166,7 +168,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         t0, losses = time.perf_counter(), []
         beta = beta_schedule(train_cfg.beta, epoch, train_cfg.beta_warmup_epochs)
         for _ in range(train_cfg.steps_per_epoch):
-            noisy, clean = (torch.from_numpy(a).to(device) for a in sampler.batch(train_cfg.batch_size))
+            noisy, clean = (t.to(device, non_blocking=True) for t in next(batches))
             with torch.autocast(device.type, enabled=amp):
                 loss = _loss(model, noisy, clean, model_cfg.kind, train_cfg, beta)
             opt.zero_grad(set_to_none=True)
@@ -204,6 +206,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         if stop:
             break
     bar.close()
+    del batches  # stops the loader's worker processes
     return history
 
 

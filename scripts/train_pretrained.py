@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                         "its first convolution is widened with zero weights; denoise.models.grow)")
     p.add_argument("--channels", help="DAE level widths replacing the recipe's, e.g. 32,64,128 (with --init from a "
                                       "narrower model: Net2WiderNet start with the same output; denoise.models.grow)")
+    p.add_argument("--shuffle", type=int, choices=[1, 2, 4], help="DAE pixel-unshuffle factor replacing the recipe's "
+                                                                  "(a new architecture: train from scratch)")
     p.add_argument("--patch-size", type=int, help="training patch edge replacing the recipe's")
     p.add_argument("--batch-size", type=int, help="patches per step replacing the recipe's")
     p.add_argument("--slab", type=int, default=None, metavar="DEPTH_LEVELS",
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-scans", help="comma-separated indices of the validation scans: the recipe's files in order "
                                        "(two halves each where the recipe splits them, then its pseudo-CT volumes; "
                                        "TrainConfig.val_scans; default: the seeded random split)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes drawing training batches (TrainConfig.num_workers; for a GPU)")
     p.add_argument("--noise", help="noise spec replacing the recipe's, e.g. rician:0.002-0.09")
     p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
     p.add_argument("--extra-pseudo-ct", action="store_true",
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         changes["context"] = args.context
     if args.channels:
         changes["channels"] = tuple(int(c) for c in args.channels.split(","))
+    if args.shuffle is not None:
+        changes["shuffle"] = args.shuffle
     if args.slab is not None:
         changes.update(spatial_dims=3, slab=True, depth_levels=args.slab)
     recipe["model"] = dataclasses.replace(recipe["model"], **changes)
@@ -212,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                                    ("reference_noise", args.reference_noise),
                                    ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                    ("patch_size", args.patch_size), ("batch_size", args.batch_size),
-                                   ("patch_depth", args.patch_depth),
+                                   ("patch_depth", args.patch_depth), ("num_workers", args.workers),
                                    ("val_scans", tuple(int(i) for i in args.val_scans.split(",")) if args.val_scans else None)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**{**recipe["train"], **overrides}, epochs=epochs, steps_per_epoch=max(4, steps // epochs),

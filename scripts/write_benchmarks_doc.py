@@ -92,6 +92,14 @@ def main() -> int:
         "",
         _speed(DOCS / "speed.json"),
         "",
+        "### On a GPU",
+        "",
+        "Command: `python scripts/gpu_check.py --out docs/gpu_check.json` on a machine with a CUDA GPU (CI has none). "
+        "Besides the checks (CPU/GPU parity of the shipped models, mixed-precision training of every model kind, "
+        "`denoise run --device cuda`) it times the models there; these are its numbers:",
+        "",
+        _gpu(DOCS / "gpu_check.json"),
+        "",
         _read(b / "ae_questions.md").replace("# Autoencoder questions", "## Autoencoder questions"),
     ]
     (DOCS / "benchmarks.md").write_text("\n".join(parts) + "\n")
@@ -108,6 +116,20 @@ def _speed(path: Path) -> str:
     data = json.loads(path.read_text())
     lines = ["| measure | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in data.items()]
+    return "\n".join(lines)
+
+
+def _gpu(path: Path) -> str:
+    if not path.exists():
+        return "_not run yet_"
+    data = json.loads(path.read_text())
+    lines = ["| measure | value |", "|---|---|", f"| device | {data['device']}, torch {data['torch']} |"]
+    lines += [f"| {k} | {v} |" for k, v in data.get("speed", {}).items()]
+    parity = data.get("parity", {})
+    if parity:
+        worst = max(v["max_abs_diff_of_range"] for v in parity.values())
+        lines.append(f"| largest CPU/GPU difference of a shipped model's output (fraction of the data range) | {worst:.2g} |")
+    lines.append(f"| failed checks | {len(data.get('failures', []))} |")
     return "\n".join(lines)
 
 

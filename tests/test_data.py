@@ -192,3 +192,51 @@ def test_reference_noise_gives_the_target_independent_full_dose_noise():
         PatchSampler([vol], noise="gaussian:0.1", spatial_dims=2, patch_size=32, reference_noise=0.01)
     with pytest.raises(ValueError, match="lowdose"):
         TrainConfig(noise="rician:0.05", reference_noise=0.01)
+
+
+def _sampler_for_streams(seed=0):
+    from denoise.data import PatchSampler
+
+    rng = np.random.default_rng(1)
+    vol = rng.random((8, 48, 48)).astype(np.float32)
+    return PatchSampler([vol], noise="rician:0.01-0.09", spatial_dims=2, patch_size=16, seed=seed, contrast_augment=0.5)
+
+
+def test_patch_batches_with_workers_are_distinct_and_reproducible():
+    """Each DataLoader worker draws its own patches (a forked copy of one seeded sampler would
+    repeat the other's), and the stream is the same for the same seed and number of workers."""
+    from itertools import islice
+
+    from denoise.data import patch_batches
+
+    def first(n, workers, seed=5):
+        it = patch_batches(_sampler_for_streams(), 4, num_workers=workers, seed=seed)
+        return [tuple(t.numpy().copy() for t in b) for b in islice(it, n)]
+
+    a, b = first(6, 2), first(6, 2)
+    assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+    for i in range(len(a)):
+        for j in range(i):
+            assert not np.array_equal(a[i][1], a[j][1]), (i, j)
+    assert a[0][0].shape == (4, 1, 16, 16) and a[0][0].dtype == np.float32
+    other = first(2, 2, seed=6)
+    assert not np.array_equal(other[0][1], a[0][1])
+    # no workers: exactly the sampler's own seeded stream
+    plain = first(2, 0)
+    own = _sampler_for_streams()
+    for got in plain:
+        want = own.batch(4)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_sampling_leaves_monai_metadata_tracking_as_it_was():
+    """The sampler switches MONAI's MetaTensor tracking off while it draws (a third of the time)
+    and restores the caller's setting, on or off, afterwards."""
+    from monai.data import get_track_meta, set_track_meta
+
+    s = _sampler_for_streams()
+    for setting in (True, False):
+        set_track_meta(setting)
+        s.batch(2)
+        assert get_track_meta() is setting
+    set_track_meta(True)

@@ -32,10 +32,11 @@ def test_short_training_raises_validation_psnr_and_checkpoint_round_trips(tmp_pa
     net2, _, _ = load_checkpoint(tmp_path / "best.pt")
     x = torch.rand(1, 1, 16, 16)
     torch.testing.assert_close(model.net.predict(x), net2.predict(x))
-    # resume continues from last.pt, not from scratch
-    hist2 = fit(model_cfg, TrainConfig(**{**train_cfg.__dict__, "epochs": 7}), _scans(phantom_3d), tmp_path,
-                name="tiny", resume=tmp_path / "last.pt", progress=False)
+    # resume continues from last.pt, not from scratch; here with batches drawn by two worker processes
+    hist2 = fit(model_cfg, TrainConfig(**{**train_cfg.__dict__, "epochs": 7, "num_workers": 2}), _scans(phantom_3d),
+                tmp_path, name="tiny", resume=tmp_path / "last.pt", progress=False)
     assert [h["epoch"] for h in hist2] == [0, 1, 2, 3, 4, 5, 6]
+    assert hist2[-1]["val_psnr"] > hist2[-1]["val_psnr_noisy"]
 
 
 def test_pickled_object_checkpoint_is_refused(tmp_path):
