@@ -46,7 +46,7 @@ PURPOSE = {
 # The 2-pixel pattern on a coarse real scan: sigma_before, sigma_after and sigma_after with --tta
 # from the manifest of `denoise run -i ../shared/data/dicom/ge_mr_epi_fmri -o OUT -m NAME [--tta]`
 # (re-measure after retraining)
-PATTERN = {"mr-2d": (10.5, 20.2, 8.3), "mr-3d": (10.5, 18.6, 9.2)}
+PATTERN = {"mr-2d": (10.5, 16.9, 7.6), "mr-3d": (10.5, 19.3, 8.2)}
 
 
 def _split_line(data: dict) -> str:
@@ -153,7 +153,9 @@ def main() -> int:
                "scale, an independent draw of the same sinogram noise) under the dose's noise: low-dose -> full-dose "
                "restoration" if t.get("reference_noise") else ""),
             f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
-            "(CPU; scripts/train_all.sh has the exact commands and thread counts)"
+            + (f"(this last phase on a GPU: batches drawn by {t['num_workers']} DataLoader workers, mixed precision; "
+               "scripts/train_all.sh has the exact commands and what they take on 2 CPU cores)" if t.get("num_workers")
+               else "(CPU; scripts/train_all.sh has the exact commands and thread counts)")
             + (f"; fine-tuned from `{info['init']}` (an earlier training phase; scripts/train_all.sh runs every phase), shipping the final weights"
                if info.get("init") else ""),
             "",
@@ -194,7 +196,7 @@ def main() -> int:
                          + ("; on the held-out T1 at 5% noise the pattern is not distinguishable from residual noise."
                             if name == "mr-2d" else "."))
         if bench and not beats:
-            lines.append("- Short CPU training: on the held-out benchmark it does not reach BM3D with oracle sigma at every "
+            lines.append("- Short training on little data: on the held-out benchmark it does not reach BM3D with oracle sigma at every "
                          "level (above; docs/benchmarks.md); prefer BM3D where quality matters more than speed.")
         pt.with_suffix(".md").write_text("\n".join(lines) + "\n")
         print("wrote", pt.with_suffix(".md"))
