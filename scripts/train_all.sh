@@ -2,7 +2,7 @@
 # Train every shipped model: mostly two single-thread runs side by side on a 2-core CPU (better use
 # of 2 cores than one 2-thread run), about 6.5 hours in all (ct-2d's phases run beside mr-2d's),
 # then the last four phases (mr-2d 10-11, mr-3d 3-4), which ran on one GPU in ~12 minutes and take
-# ~6.5 more hours on 2 CPU cores (they run there too, unchanged).
+# ~5.3 more hours on 2 CPU cores (they run there too, unchanged).
 # Step counts are fixed so the result does not depend on machine load. Fine-tuning phases start from the previous phase's weights at a
 # lower learning rate, run a full cosine schedule and ship the final weights (--take last).
 #   nohup bash scripts/train_all.sh > runs/train_all.log 2>&1 &
@@ -92,14 +92,15 @@ cp denoise/pretrained/mr-3d.pt runs/mr-3d-phase2s.pt
 # GPU phases: the same recipes, longer, batches drawn by DataLoader workers (--workers; the patch
 # stream depends on their number, so keep it), mixed precision on CUDA. Run on one H200 (16 CPU
 # cores), 3-4 runs side by side: mr-2d 10 in 2.7 min (5 workers), 11 in 5.4 min; mr-3d 3 in 1.1 min,
-# 4 in 2 min. On 2 CPU cores: ~0.5 s per mr-2d step at batch 32 (~2.8 h for both phases), ~1.15 s per
-# mr-3d step (~3.8 h). The CPU phases had saturated (another 4000 steps: +0.01-0.07 dB); 5-10x
+# 4 in 2 min. On 2 CPU cores (measured, 2 threads, no workers): 0.2 s per mr-2d step at batch 32
+# (~1.1 h for both phases), 1.27 s per mr-3d step (~4.2 h). The CPU phases had saturated (another 4000 steps: +0.01-0.07 dB); 5-10x
 # their steps did not. Held-out T1 (three slabs as docs/benchmarks.md, Rician 5/9%, fg PSNR):
 # mr-2d 31.20/28.56 -> 31.28/28.67 (phase 10) -> 31.35/28.75 (phase 11); mr-3d 31.18/28.56 ->
 # 31.25/28.61 -> 31.35/28.74. Tried beside them and not shipped: mr-2d grown to channels
 # 64,128,256 (4x the FLOPs, over the 50 ms per slice budget): 31.53/28.96 after the same 18000
 # steps; pixel-unshuffle 4 with channels 64,128,256 (mr-2d's FLOPs) from scratch, 15000 steps:
-# 30.62/28.23.
+# 30.62/28.23. ct-2d, 8000 more steps at lr 1e-4 from the shipped one (CPU, one worker, 15 min):
+# held-out GE CT +0.13/+0.02/-0.05 dB at 10/25/50% dose; not shipped.
 G="python scripts/train_pretrained.py --contrast-augment 0.5 --coarse-augment 0.3 --noise rician:0.002-0.09 --val-scans 1 --take last"
 $G --model mr-2d --context 2 --steps 8000 --batch-size 32 --workers 5 --init runs/mr-2d-phase9.pt --lr 1.5e-4 --run-name mr-2d-gpu1 > runs/mr-2d-gpu1.log 2>&1
 cp denoise/pretrained/mr-2d.pt runs/mr-2d-phase10.pt
