@@ -96,7 +96,8 @@ def main() -> int:
         "",
         "Command: `python scripts/gpu_check.py --out docs/gpu_check.json` on a machine with a CUDA GPU (CI has none). "
         "Besides the checks (CPU/GPU parity of the shipped models, mixed-precision training of every model kind, "
-        "`denoise run --device cuda`) it times the models there; these are its numbers:",
+        "`denoise run --device cuda`) it times the models there; these are its numbers (run once, on the weights of "
+        "commit ff9c557, before mr-2d's and mr-3d's GPU phases; their architectures, and so the timings, are unchanged):",
         "",
         _gpu(DOCS / "gpu_check.json"),
         "",
