@@ -158,21 +158,18 @@ class PatchSampler:
         self.noise_channel = noise_channel
         self.foreground_fraction = foreground_fraction
         self.all_axes = all_axes and spatial_dims == 2
-        self.rng = np.random.default_rng(seed)
         # 3D patches that are not cubes (patch_depth) rotate in-plane only
         axes = [(0, 1)] if spatial_dims == 2 else [(1, 2)] if self.patch_depth != patch_size else [(0, 1), (1, 2), (0, 2)]
         keys = ["clean", "field"]
         self.augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(spatial_dims)]
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
-        self.augment.set_random_state(seed=seed)
         self.coarse_augment = coarse_augment
         self.fine_augment = fine_augment
         self.thick_augment = thick_augment
         self.contrast = (Compose([RandHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
                                   RandScaleIntensity(factors=(-0.5, 0.0), prob=contrast_augment)])
                          if contrast_augment else None)
-        if self.contrast is not None:
-            self.contrast.set_random_state(seed=seed + 1)
+        self.reseed(seed)
         self._centers = [self._foreground(v) for v in self.volumes]
         weights = np.array([len(c) for c in self._centers], dtype=float)
         self._vol_p = weights / weights.sum()

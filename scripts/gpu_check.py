@@ -73,18 +73,19 @@ def check_parity(failures: list[str]) -> dict:
 def check_training(failures: list[str]) -> dict:
     scans = [Scan(_phantom() * f, (2, 1, 1), modality="MR") for f in (1.0, 0.8, 1.2)]
     out = {}
-    cases = {
-        "dae-2d": ModelConfig(kind="dae", spatial_dims=2, channels=(8, 16)),
-        "dae-2d-workers": ModelConfig(kind="dae", spatial_dims=2, channels=(8, 16)),
-        "vae-2d": ModelConfig(kind="vae", spatial_dims=2, channels=(8, 16), latent_channels=8, residual=False),
-        "sparse-2d": ModelConfig(kind="sparse", spatial_dims=2, channels=(8, 16), latent_channels=8, residual=False),
-        "linear-2d": ModelConfig(kind="linear", spatial_dims=2),
-        "dae-3d": ModelConfig(kind="dae", spatial_dims=3, channels=(8, 16)),
-    }
-    for name, mcfg in cases.items():
+    dae2d = ModelConfig(kind="dae", spatial_dims=2, channels=(8, 16))
+    cases = [  # (name, model, DataLoader workers)
+        ("dae-2d", dae2d, 0),
+        ("dae-2d-workers", dae2d, 2),
+        ("vae-2d", ModelConfig(kind="vae", spatial_dims=2, channels=(8, 16), latent_channels=8, residual=False), 0),
+        ("sparse-2d", ModelConfig(kind="sparse", spatial_dims=2, channels=(8, 16), latent_channels=8, residual=False), 0),
+        ("linear-2d", ModelConfig(kind="linear", spatial_dims=2), 0),
+        ("dae-3d", ModelConfig(kind="dae", spatial_dims=3, channels=(8, 16)), 0),
+    ]
+    for name, mcfg, workers in cases:
         tcfg = TrainConfig(noise="gaussian:0.1", patch_size=16, batch_size=8, steps_per_epoch=30, epochs=5, lr=3e-3,
                            val_patches=8, device="cuda", amp=True, early_stop_patience=10, val_scans=(1,),
-                           num_workers=2 if name.endswith("workers") else 0)
+                           num_workers=workers)
         with tempfile.TemporaryDirectory() as d:
             t = time.perf_counter()
             hist = fit(mcfg, tcfg, scans, d, name=name, progress=False)
