@@ -55,6 +55,7 @@ class BatchOptions:
     reference: str | None = None
     threads: int | None = None
     tta: bool = False
+    planes: int | None = None
 
 
 def default_model_for(modality: str, array: np.ndarray | None = None) -> str:
@@ -80,6 +81,7 @@ def denoise_folder(
     batch_size: int | None = None,
     noise_map: bool = False,
     tta: bool = False,
+    planes: int | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     num_parts: int = 1,
@@ -101,6 +103,11 @@ def denoise_folder(
         noise_map: also write the removed noise (input - output) beside each output.
         tta: learned models: average over the 8 in-plane flips/rotations (8x slower; the
             manifest's model reads ``NAME+tta``).
+        planes: learned 2D models: 3 = on near-isotropic volumes also run along the other two
+            axes and average (3x slower; `denoise.infer.LearnedDenoiser.plan`); 1 = never (mr-3d:
+            its slab network everywhere). None = the model's own choice (mr-3d: three planes of
+            mr-2d on near-isotropic volumes). The manifest's model reads ``NAME+3planes`` /
+            ``NAME+1plane``.
         workers: run scans in parallel on a local Dask cluster with this many worker processes.
         scheduler: address of an existing Dask scheduler (``tcp://host:port``).
         num_parts, part_id: process only every ``num_parts``-th scan starting at ``part_id``.
@@ -119,6 +126,7 @@ def denoise_folder(
 
     if tta and model in CLASSICAL_METHODS:
         raise UsageError(f"--tta is for learned models; {model!r} is a classical method")
+    _check_planes(model, planes, CLASSICAL_METHODS)
     sources, skipped = discover_scans(src)
     sources = [s for i, s in enumerate(sources) if i % num_parts == part_id]
     out.mkdir(parents=True, exist_ok=True)
@@ -129,13 +137,13 @@ def denoise_folder(
         if part_id == 0:
             rows[sk.relpath] = _skip_row(sk)
     opts = BatchOptions(output=str(out), model=model, device=device, fmt=fmt, tile=tile, overlap=overlap,
-                        batch_size=batch_size, noise_map=noise_map, tta=tta,
+                        batch_size=batch_size, noise_map=noise_map, tta=tta, planes=planes,
                         reference=str(Path(reference).resolve()) if reference else None,
                         threads=max(1, (os.cpu_count() or 1) // workers) if workers else None)
     todo = []
     for s in sources:
         old = previous.get(s.relpath)
-        if old and old["status"] == "ok" and _still_done(old, s, out, model, tta):
+        if old and old["status"] == "ok" and _still_done(old, s, out, model, tta, planes):
             continue
         todo.append(s)
     _write_manifest(manifest_path, rows)
@@ -239,12 +247,12 @@ def _get_model(name: str, opts: BatchOptions):
     from denoise.infer import load_model
     from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser
 
-    key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size, opts.tta)
+    key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size, opts.tta, opts.planes)
     if key not in _MODEL_CACHE:
         if name in CLASSICAL_METHODS:
             _MODEL_CACHE[key] = ClassicalDenoiser(name)
         else:
-            kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size, "tta": opts.tta}
+            kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size, "tta": opts.tta, "planes": opts.planes}
             if opts.tile:
                 kwargs["tile"] = tuple(opts.tile)
             _MODEL_CACHE[key] = load_model(name, device=opts.device, **kwargs)
@@ -307,14 +315,35 @@ def _reference_metrics(source: ScanSource, den, ref_root: Path) -> dict[str, str
             "ssim_fg": f"{ssim(ref.array, den.array, data_range=rng, mask=mask):.4f}"}
 
 
-def _still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool) -> bool:
+def _still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool,
+                planes: int | None) -> bool:
+    from denoise.infer import option_suffix
+
     if old.get("input_hash") != input_hash(source):
         return False
-    if str(old.get("model", "")).endswith("+tta") != tta:
+    label, options = str(old.get("model", "")), option_suffix(tta, planes)
+    if label.partition("+")[2] != options.lstrip("+"):  # run with other inference options
         return False
-    if model is not None and old.get("model") != _model_label(model) + ("+tta" if tta else ""):
+    if model is not None and label != _model_label(model) + options:
         return False
     return bool(old.get("output")) and (out / old["output"]).exists()
+
+
+def _check_planes(model: str | None, planes: int | None, classical: tuple[str, ...]) -> None:
+    """Refuse a ``planes`` setting the model cannot take before anything is written."""
+    if planes is None:
+        return
+    if planes not in (1, 3):
+        raise UsageError(f"--planes must be 1 or 3, got {planes!r}")
+    if model in classical:
+        raise UsageError(f"--planes is for learned models; {model!r} is a classical method")
+    if planes == 3 and model is not None:
+        from denoise.infer import load_model
+
+        try:
+            load_model(model, device="cpu", planes=3)
+        except (ValueError, FileNotFoundError) as exc:
+            raise UsageError(f"--planes 3: {exc}") from exc
 
 
 def _model_label(model: str) -> str:

@@ -208,16 +208,18 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
         if not option:
             return model
         options = set(option.split("+"))
-        if not options <= {"oracle", "tta"}:
-            raise ValueError(f"unknown model option in {method!r}: use :oracle, :tta or :oracle+tta")
+        if not options <= {"oracle", "tta", "1plane", "3planes"} or {"1plane", "3planes"} <= options:
+            raise ValueError(f"unknown model option in {method!r}: use :oracle, :tta, :1plane or :3planes, "
+                             "or several joined by +")
         if "oracle" in options and not model.noise_channel:
             return None
-        # oracle: the noise-level channel reads the true added noise; tta: 8-fold self-ensemble
-        return LearnedDenoiser(model.net, model.info, name=model.name, device="cpu",
-                               sigma=model_oracle(model, noisy, clean) if "oracle" in options else None,
-                               tta="tta" in options)
+        # oracle: the noise-level channel reads the true added noise; tta: 8-fold self-ensemble;
+        # 1plane / 3planes: `LearnedDenoiser.plan` (three-plane inference off / on)
+        planes = 1 if "1plane" in options else 3 if "3planes" in options else None
+        return model.variant(sigma=model_oracle(model, noisy, clean) if "oracle" in options else None,
+                             tta="tta" in options, planes=planes)
     raise ValueError(f"unknown method {method!r}; examples: noisy, nlm, nlm:oracle, bm3d, bm4d:oracle, dae:mr-2d, "
-                     "dae:mr-2d:oracle, dae:mr-2d:tta, dae:mr-2d:oracle+tta")
+                     "dae:mr-2d:oracle, dae:mr-2d:tta, dae:mr-2d:oracle+tta, dae:mr-2d:3planes, dae:mr-3d:1plane")
 
 
 def _score(clean, noisy, den, rng, mask) -> dict[str, str]:

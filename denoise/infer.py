@@ -3,10 +3,17 @@
 2D denoisers run slice by slice along the scan's first spatial axis, in batches; 3D learned
 models run through MONAI ``sliding_window_inference`` with Gaussian blending (no seams), with
 tiles and batch sizes bounding memory and a retry at a smaller tile on out-of-memory.
+
+Three-plane inference: on a near-isotropic volume (voxel edges within `ISOTROPIC_RATIO`, every
+axis at least `MIN_PLANE_SIZE` voxels) a 2D model can also run along the other two axes, and the
+three results are averaged (``planes=3``). A checkpoint may name a 2D ``isotropic_model`` in its
+``inference`` settings: the shipped ``mr-3d`` is its slab network on thick-slice series and
+``mr-2d`` along the three planes on near-isotropic volumes (docs/design.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -21,10 +28,13 @@ from denoise.models.base import Denoiser
 from denoise.normalize import Normalization, normalization_for
 from denoise.scan import Scan
 
-__all__ = ["LearnedDenoiser", "load_model", "resolve_checkpoint", "denoise_scan", "denoise_array", "resolve_device", "PRETRAINED_DIR"]
+__all__ = ["LearnedDenoiser", "load_model", "resolve_checkpoint", "option_suffix", "denoise_scan", "denoise_array", "resolve_device",
+           "PRETRAINED_DIR", "ISOTROPIC_RATIO", "MIN_PLANE_SIZE"]
 
 log = logging.getLogger(__name__)
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+ISOTROPIC_RATIO = 1.25  # largest / smallest voxel edge of a volume that counts as near-isotropic
+MIN_PLANE_SIZE = 16  # voxels along every axis for three-plane inference
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -61,19 +71,35 @@ class LearnedDenoiser(Denoiser):
         tta: geometric self-ensemble: average the outputs for the 8 in-plane flips and 90-degree
             rotations of the input (8x the compute; a few tenths of a dB on held-out data); the
             name gains ``+tta`` (manifests record it).
+        planes: 2D models on volumes: 1 = slices along the first axis only; 3 = on near-isotropic
+            volumes (`ISOTROPIC_RATIO`, `MIN_PLANE_SIZE`; others fall back to 1) also along the
+            other two axes, averaging the three (3x the compute; the name gains ``+3planes``).
+            None = the checkpoint's choice: 1, or its ``isotropic_model`` along three planes.
+            For a model with an ``isotropic_model``, 1 keeps its own network everywhere. A given
+            value is recorded in the name (``+1plane`` / ``+3planes``).
+        isotropic: the model to use on near-isotropic volumes instead of this one, along three
+            planes (`load_model` sets it from the checkpoint's ``inference.isotropic_model``).
     """
 
     def __init__(self, net: torch.nn.Module, info: dict[str, Any], *, name: str = "model", device: str = "auto",
                  tile: int | tuple[int, ...] | None = None, overlap: float = 0.25, batch_size: int | None = None,
-                 checkpoint_hash: str = "", sigma: float | None = None, tta: bool = False) -> None:
+                 checkpoint_hash: str = "", sigma: float | None = None, tta: bool = False,
+                 planes: int | None = None, isotropic: LearnedDenoiser | None = None) -> None:
+        if planes not in (None, 1, 3):
+            raise ValueError(f"planes must be 1 or 3, got {planes!r}")
         self.device = resolve_device(device)
         # 2D convolutions on CPU run ~13% faster in channels-last layout (oneDNN; measured on mr-2d)
         self.channels_last = int(info["model"]["spatial_dims"]) == 2 and self.device.type == "cpu"
         self.net = net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format).eval()
         self.info = info
         self.kind = info["model"]["kind"]
-        self.name = name + ("+tta" if tta else "")
         self.spatial_dims = int(info["model"]["spatial_dims"])
+        if planes == 3 and self.spatial_dims != 2:
+            raise ValueError(f"{name}: three-plane inference is for 2D models; this one is 3D")
+        self.planes = planes
+        self.isotropic = isotropic
+        self.base_name = name
+        self.name = name + option_suffix(tta, planes)
         self.context = int(info["model"].get("context", 0))
         self.slab = bool(info["model"].get("slab", False))  # slice-preserving 3D: a lone slice is a 1-slice volume
         self.noise_channel = bool(info["model"].get("noise_channel", False))
@@ -91,6 +117,27 @@ class LearnedDenoiser(Denoiser):
     @property
     def accepts_2d(self) -> bool:
         return self.spatial_dims == 2 or self.slab
+
+    def variant(self, *, sigma: float | None = None, tta: bool = False, planes: int | None = None) -> LearnedDenoiser:
+        """The same model (and isotropic model, which gets the same ``sigma`` and ``tta``) with
+        other inference options; the networks are shared, not copied."""
+        iso = None
+        if self.isotropic is not None and planes != 1:
+            iso = self.isotropic.variant(sigma=sigma, tta=tta)
+        return LearnedDenoiser(self.net, self.info, name=self.base_name, device=str(self.device), tile=self.tile,
+                               overlap=self.overlap, batch_size=self.batch_size, checkpoint_hash=self.checkpoint_hash,
+                               sigma=sigma, tta=tta, planes=planes, isotropic=iso)
+
+    def plan(self, shape: tuple[int, ...], spacing: tuple[float, ...] | None) -> tuple[LearnedDenoiser, tuple[int, ...]]:
+        """(the model to run, the axes to slice along) for a volume of ``shape`` (z, y, x) and
+        voxel ``spacing`` (mm, same order; None = unknown, never three planes)."""
+        isotropic = (spacing is not None and len(shape) == 3 and len(spacing) == 3 and min(shape) >= MIN_PLANE_SIZE
+                     and max(spacing) <= ISOTROPIC_RATIO * min(spacing))
+        if self.planes == 3 and isotropic:
+            return self, (0, 1, 2)
+        if self.planes is None and self.isotropic is not None and isotropic:
+            return self.isotropic, (0, 1, 2)
+        return self, (0,)
 
     @torch.no_grad()
     def denoise_batch(self, batch: np.ndarray) -> np.ndarray:
@@ -142,6 +189,12 @@ class LearnedDenoiser(Denoiser):
                     torch.cuda.empty_cache()
 
 
+def option_suffix(tta: bool = False, planes: int | None = None) -> str:
+    """What a model's name gains for its inference options (manifests record it): ``+tta``, then
+    ``+1plane`` or ``+3planes`` when ``planes`` is given."""
+    return ("+tta" if tta else "") + {None: "", 1: "+1plane", 3: "+3planes"}[planes]
+
+
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """The checkpoint file of a shipped model's name (``denoise models`` lists them), or the path itself."""
     path = Path(name_or_path)
@@ -155,48 +208,62 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 
 def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any) -> LearnedDenoiser:
-    """Load a shipped pretrained model by name (``denoise models`` lists them) or a checkpoint file."""
+    """Load a shipped pretrained model by name (``denoise models`` lists them) or a checkpoint file.
+
+    A checkpoint whose ``inference`` settings name an ``isotropic_model`` (a shipped model, or a
+    checkpoint path relative to its own folder) loads that 2D model too, with the same ``device``,
+    ``sigma``, ``tta`` and ``batch_size``; the hash then covers both files."""
     path = resolve_checkpoint(name_or_path)
     net, info, _ = load_checkpoint(path)
     name = info.get("name") or path.stem
-    return LearnedDenoiser(net, info, name=name, device=device, checkpoint_hash=file_hash(path), **kwargs)
+    digest = file_hash(path)
+    ref = info.get("inference", {}).get("isotropic_model")
+    isotropic = None
+    if ref and kwargs.get("planes") != 1:
+        iso_path = path.parent / ref if (path.parent / ref).is_file() else resolve_checkpoint(ref)
+        iso_net, iso_info, _ = load_checkpoint(iso_path)
+        if int(iso_info["model"]["spatial_dims"]) != 2 or iso_info.get("normalization") != info.get("normalization"):
+            raise ValueError(f"{path}: its isotropic_model {ref!r} must be a 2D model with the same normalisation")
+        shared = {k: kwargs[k] for k in ("sigma", "tta", "batch_size") if k in kwargs}
+        isotropic = LearnedDenoiser(iso_net, iso_info, name=iso_info.get("name") or iso_path.stem, device=device,
+                                    checkpoint_hash=file_hash(iso_path), **shared)
+        digest = hashlib.sha256(f"{digest}+{isotropic.checkpoint_hash}".encode()).hexdigest()[:12]
+    return LearnedDenoiser(net, info, name=name, device=device, checkpoint_hash=digest, isotropic=isotropic, **kwargs)
 
 
 def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR", batch_size: int = 16,
-                  progress: bool = False) -> np.ndarray:
+                  progress: bool = False, spacing: tuple[float, ...] | None = None) -> np.ndarray:
     """Denoise an array in physical units ``(y, x)``, ``(z, y, x)`` or ``(t, z, y, x)``.
 
     The array is scaled with the denoiser's normalisation (or the modality default), denoised
     (2D: slices in batches; 3D: whole volumes), and scaled back. The input is not modified.
     With a bounded `Normalization.model_range` (CT windows) the denoiser sees the clipped input, and
     values outside the range (out-of-field padding, metal) come back exactly as they were.
+    ``spacing`` (voxel size in mm, array order) lets learned models pick three-plane inference on
+    near-isotropic volumes (`LearnedDenoiser.plan`); without it they slice along the first axis.
     ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models).
     """
     array = np.asarray(array, dtype=np.float32)
     if array.ndim == 2 and not denoiser.accepts_2d:
         raise ValueError(f"{denoiser.name} is a 3D model and needs a volume; this scan is a single 2D slice "
                          "(use a 2D model)")
+    axes: tuple[int, ...] = (0,)
+    if isinstance(denoiser, LearnedDenoiser) and array.ndim >= 3:
+        denoiser, axes = denoiser.plan(array.shape[-3:], tuple(spacing[-3:]) if spacing is not None else None)
     norm = denoiser.normalization or normalization_for(modality)
     x, x_full, offset, scale = norm.to_model(array)  # x: limited to the model's range
     vols = x.reshape(-1, *x.shape[-3:]) if x.ndim >= 3 else x[None, None]
     out = np.empty_like(vols)
     if isinstance(denoiser, LearnedDenoiser):
         denoiser.progress = progress and denoiser.spatial_dims == 3
-    bar = tqdm(total=vols.shape[0] * vols.shape[1], desc="slices", unit="slice", leave=False,
+    bar = tqdm(total=vols.shape[0] * sum(vols.shape[1 + a] for a in axes), desc="slices", unit="slice", leave=False,
                disable=not progress or denoiser.spatial_dims == 3)
     for t, vol in enumerate(vols):
-        if denoiser.spatial_dims == 2:
-            k = denoiser.context
-            for i in range(0, len(vol), batch_size):
-                idx = np.arange(i, min(i + batch_size, len(vol)))
-                if k:  # 2.5D: each slice with its neighbours (edge slices repeated)
-                    chunk = vol[np.clip(idx[:, None] + np.arange(-k, k + 1)[None], 0, len(vol) - 1)]
-                else:
-                    chunk = vol[idx]
-                out[t, idx] = denoiser.denoise_batch(chunk)
-                bar.update(len(idx))
-        else:
+        if denoiser.spatial_dims == 3:
             out[t] = denoiser.denoise_batch(vol[None])[0]
+            continue
+        views = [np.moveaxis(_slices(np.moveaxis(vol, a, 0), denoiser, batch_size, bar), 0, a) for a in axes]
+        out[t] = views[0] if len(views) == 1 else np.mean(views, axis=0)
     bar.close()
     out = out.reshape(array.shape)
     if x is not x_full:  # the model saw a limited range: values outside it pass through as they were
@@ -204,14 +271,29 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     return (out * scale + offset).astype(np.float32)
 
 
+def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, bar: tqdm) -> np.ndarray:
+    """A 2D denoiser over the slices of ``vol`` (first axis) in batches; 2.5D models get each
+    slice with its neighbours (edge slices repeated)."""
+    out = np.empty_like(vol)
+    k = denoiser.context
+    for i in range(0, len(vol), batch_size):
+        idx = np.arange(i, min(i + batch_size, len(vol)))
+        chunk = vol[np.clip(idx[:, None] + np.arange(-k, k + 1)[None], 0, len(vol) - 1)] if k else vol[idx]
+        out[idx] = denoiser.denoise_batch(chunk)
+        bar.update(len(idx))
+    return out
+
+
 def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progress: bool = False) -> Scan:
     """Denoise a Scan; returns a new Scan in the same physical units and geometry.
 
     ``meta`` gains ``"denoiser"`` (name) and ``"seconds"`` (compute time). 2D models go slice by
-    slice along the first spatial axis; 3D models use Gaussian-blended sliding windows.
+    slice along the first spatial axis (and along all three on near-isotropic volumes when asked:
+    `LearnedDenoiser.plan`); 3D models use Gaussian-blended sliding windows.
     """
     t0 = time.perf_counter()
-    result = denoise_array(scan.array, denoiser, modality=scan.modality, batch_size=batch_size, progress=progress)
+    result = denoise_array(scan.array, denoiser, modality=scan.modality, batch_size=batch_size, progress=progress,
+                           spacing=scan.spacing)
     return scan.with_array(result, denoiser=denoiser.name, seconds=time.perf_counter() - t0)
 
 

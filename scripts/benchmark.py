@@ -63,7 +63,7 @@ def _mr(args, tmp: str, bm3d: list[str]) -> None:
     # blind rows (what `denoise run` does) and oracle rows (true noise level given) for BM3D and
     # mr-2d; mr-2d:tta is the 8-fold self-ensemble (`denoise run --tta`)
     mr_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
-                  "dae:mr-2d", "dae:mr-2d:oracle", "dae:mr-2d:tta", "dae:mr-3d", "dae:mr-3d:tta", "vae:vae-mr-2d",
+                  "dae:mr-2d", "dae:mr-2d:oracle", "dae:mr-2d:tta", "dae:mr-3d", "dae:mr-3d:tta", "dae:mr-3d:1plane", "vae:vae-mr-2d",
                   "sparse:sparse-mr-2d"]
     if args.only != "mr3d":
         run_benchmark(mr_dir, levels, args.out / "mr", methods=mr_methods, seed=0, reuse=_reuse(args, "mr"))
@@ -71,7 +71,7 @@ def _mr(args, tmp: str, bm3d: list[str]) -> None:
         # BM4D takes 1-2 min per slab: the 3D methods at the target levels only (same cases and
         # noise realisations as the main table, where mr-2d is)
         run_benchmark(mr_dir, ["rician:0.05", "rician:0.09"], args.out / "mr3d", seed=0,
-                      methods=["noisy", "bm3d:oracle", "bm4d:oracle", "dae:mr-3d"], reuse=_reuse(args, "mr3d"))
+                      methods=["noisy", "bm3d:oracle", "bm4d:oracle", "dae:mr-3d", "dae:mr-3d:1plane"], reuse=_reuse(args, "mr3d"))
 
 
 def _ct(args, tmp: str, bm3d: list[str]) -> None:

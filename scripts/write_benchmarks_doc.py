@@ -30,7 +30,10 @@ def main() -> int:
         "(noise level estimated, what `denoise run` does); `dae:NAME:oracle` = the model's noise-level channel "
         "set from the true added noise (its own estimator read on noisy - clean, `denoise.bench.model_oracle`), "
         "the learned counterpart of `X:oracle`; `:tta` = the 8-fold flip/rotation self-ensemble "
-        "(`denoise run --tta`, 8x the compute).",
+        "(`denoise run --tta`, 8x the compute); `dae:mr-3d` = what `denoise run -m mr-3d` does: on these "
+        "near-isotropic slabs, mr-2d along the three orthogonal planes, averaged (3x mr-2d's compute; "
+        "`denoise.infer.LearnedDenoiser.plan`), on thick-slice series its slab network; `dae:mr-3d:1plane` = "
+        "the slab network alone.",
         "",
         "## MR: Rician noise (held-out clinical T1, three 16-slice slabs of one subject)",
         "",
@@ -46,7 +49,7 @@ def main() -> int:
         "",
         "![example](benchmarks/mr/example_0.png)",
         "",
-        "### 3D methods at the target levels (BM4D on the slab, mr-3d; BM3D per slice as the baseline)",
+        "### 3D methods at the target levels (BM4D on the slab, mr-3d both ways; BM3D per slice as the baseline)",
         "",
         "Same slabs, cases and noise realisations as the table above (compare with its mr-2d rows); BM4D takes "
         "1-2 minutes per slab, so this runs only at 5% and 9%. Command: `python scripts/benchmark.py --only mr3d`.",

@@ -37,7 +37,12 @@ PURPOSE = {
              "(pixel-unshuffle and strides act in-plane), so thick-slice series are handled as they are; it is "
              "mr-2d grown into 3D with the same output (denoise.models.grow) and fine-tuned on 16-slice patches "
              "with every level's convolutions spanning 3 slices. Inference: sliding windows of 32 slices by whole "
-             "slices (up to 320 x 320) with Gaussian blending; a lone 2D image works too (a 1-slice volume).",
+             "slices (up to 320 x 320) with Gaussian blending; a lone 2D image works too (a 1-slice volume). "
+             "Near-isotropic volumes (voxel edges within 1.25x of each other, at least 16 voxels along every "
+             "axis) go another way: mr-2d runs along the three orthogonal planes and the three results are "
+             "averaged (denoise.infer.LearnedDenoiser.plan), which on the held-out T1 beats this slab network "
+             "and mr-2d alike (below); `LearnedDenoiser(planes=1)` / `load_model('mr-3d', planes=1)` keeps the "
+             "slab network everywhere.",
     "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
     "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
 }
@@ -94,6 +99,13 @@ def bench_rows(name: str) -> dict[str, list[float]]:
     return out
 
 
+def lesion_kept(name: str, noise: str) -> float | None:
+    """Mean inserted-lesion contrast kept by a shipped model (or ``name:option``) at one noise level
+    on the held-out MR benchmark (docs/benchmarks/mr), or None when it was not run."""
+    vals = [float(r["lesion_contrast_kept"]) for r in _results("mr") if _is(r["method"], name) and r["noise"] == noise]
+    return float(np.mean(vals)) if vals else None
+
+
 def other_scanner_lines(name: str) -> list[str]:
     """Card lines for the real series from other scanners (docs/benchmarks/other): the model's
     foreground PSNR per scan and level beside BM3D with oracle sigma, when both were run."""
@@ -132,6 +144,8 @@ def main() -> int:
             + (f", slice-preserving 3D (slab; the {m['depth_levels']} deepest levels' convolutions span 3 slices)"
                if m.get("slab") else "") + f", {n_params:,} parameters",
             f"- intensity scaling: {info['normalization']}",
+            *([f"- inference: near-isotropic volumes go to `{info['inference']['isotropic_model']}` along the three "
+               "orthogonal planes (averaged); other volumes to this network"] if info.get("inference", {}).get("isotropic_model") else []),
             "",
             "## Training",
             f"- data: {', '.join(info['data'].get('files', []))} (../shared/data; see its SOURCES.md for origin and licences)"
@@ -167,8 +181,10 @@ def main() -> int:
         if bench:
             lines += ["", "## Held-out benchmark (foreground PSNR, dB, mean over cases; docs/benchmarks.md)"]
             tta, oracle, blind3d = bench_rows(name + ":tta"), bench_rows(name + ":oracle"), bench_rows("bm3d")
+            one = bench_rows(name + ":1plane")
             for noise, vals in bench.items():
-                extra = [f"with `--tta`: {np.mean(tta[noise]):.2f}"] if tta.get(noise) else []
+                extra = [f"the slab network alone (`planes=1`): {np.mean(one[noise]):.2f}"] if one.get(noise) else []
+                extra += [f"with `--tta`: {np.mean(tta[noise]):.2f}"] if tta.get(noise) else []
                 extra += [f"told the true noise level: {np.mean(oracle[noise]):.2f}"] if oracle.get(noise) else []
                 extra += [f"BM3D blind: {np.mean(blind3d[noise]):.2f}"] if blind3d.get(noise) else []
                 extra += [f"BM3D with oracle sigma: {np.mean(base[noise]):.2f}"] if base.get(noise) else []
@@ -195,6 +211,15 @@ def main() -> int:
                          "synthetic edges, a worst case)".format(*clean_input_change(name))
                          + ("; on the held-out T1 at 5% noise the pattern is not distinguishable from residual noise."
                             if name == "mr-2d" else "."))
+        iso = info.get("inference", {}).get("isotropic_model")
+        if iso:
+            kept = {m: lesion_kept(m, "rician:0.05") for m in (name, name + ":1plane", iso)}
+            if all(v is not None for v in kept.values()):
+                lines.append(f"- On near-isotropic volumes it averages three planes ({iso}), which, like BM4D, keeps less of a "
+                             "feature one slice thin: the benchmark's inserted lesion, a disc in a single slice, keeps "
+                             f"{kept[name]:.2f} of its contrast at Rician 5% ({kept[name + ':1plane']:.2f} with the slab network "
+                             f"alone, {kept[iso]:.2f} with {iso}; docs/benchmarks.md). Use `load_model('{name}', planes=1)` "
+                             "where one-slice features matter more than noise.")
         if bench and not beats:
             lines.append("- Short training on little data: on the held-out benchmark it does not reach BM3D with oracle sigma at every "
                          "level (above; docs/benchmarks.md); prefer BM3D where quality matters more than speed.")

@@ -213,3 +213,25 @@ def test_tta_is_recorded_and_continue_redoes_a_run_without_it(study, tmp_path, t
     assert s["processed"] == 0
     with pytest.raises(UsageError):
         denoise_folder(study, tmp_path / "o2", model="nlm", tta=True, progress=False)
+
+
+def test_planes_are_recorded_checked_and_continue_redoes_a_run_without_them(tmp_path, tiny_model, phantom_3d):
+    src = tmp_path / "in"
+    src.mkdir()
+    iso = np.ascontiguousarray(phantom_3d[:, 4:20, 4:20])  # 16^3, 1 mm: three planes apply
+    nib.save(nib.Nifti1Image(iso.T.copy(), np.eye(4)), str(src / "iso.nii.gz"))
+    out = tmp_path / "out"
+    denoise_folder(src, out, model=str(tiny_model), device="cpu", progress=False)
+    one = nib.load(str(out / "iso.nii.gz")).get_fdata()
+    s = denoise_folder(src, out, model=str(tiny_model), device="cpu", resume=True, planes=3, progress=False)
+    assert s["processed"] == 1  # other inference options: not reused
+    assert _manifest(out)["iso.nii.gz"]["model"] == "tiny+3planes"
+    assert not np.allclose(nib.load(str(out / "iso.nii.gz")).get_fdata(), one)
+    assert denoise_folder(src, out, model=str(tiny_model), device="cpu", resume=True, planes=3,
+                          progress=False)["processed"] == 0
+    assert denoise_folder(src, out, model=str(tiny_model), device="cpu", resume=True, progress=False)["processed"] == 1
+    with pytest.raises(UsageError, match="classical"):
+        denoise_folder(src, tmp_path / "o2", model="nlm", planes=3, progress=False)
+    with pytest.raises(UsageError, match="2D models"):
+        denoise_folder(src, tmp_path / "o3", model="mr-3d", planes=3, progress=False)
+    assert not (tmp_path / "o3").exists()  # refused before anything was written
