@@ -33,7 +33,7 @@ __all__ = ["LearnedDenoiser", "load_model", "resolve_checkpoint", "option_suffix
 
 log = logging.getLogger(__name__)
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-ISOTROPIC_RATIO = 1.25  # largest / smallest voxel edge of a volume that counts as near-isotropic
+ISOTROPIC_RATIO = 1.5  # largest / smallest voxel edge of a volume that counts as near-isotropic
 MIN_PLANE_SIZE = 16  # voxels along every axis for three-plane inference
 
 

@@ -38,7 +38,7 @@ PURPOSE = {
              "mr-2d grown into 3D with the same output (denoise.models.grow) and fine-tuned on 16-slice patches "
              "with every level's convolutions spanning 3 slices. Inference: sliding windows of 32 slices by whole "
              "slices (up to 320 x 320) with Gaussian blending; a lone 2D image works too (a 1-slice volume). "
-             "Near-isotropic volumes (voxel edges within 1.25x of each other, at least 16 voxels along every "
+             "Near-isotropic volumes (voxel edges within 1.5x of each other, at least 16 voxels along every "
              "axis) go another way: mr-2d runs along the three orthogonal planes and the three results are "
              "averaged (denoise.infer.LearnedDenoiser.plan), which on the held-out T1 beats this slab network "
              "and mr-2d alike (below); `LearnedDenoiser(planes=1)` / `load_model('mr-3d', planes=1)` keeps the "
