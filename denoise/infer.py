@@ -262,8 +262,11 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
         if denoiser.spatial_dims == 3:
             out[t] = denoiser.denoise_batch(vol[None])[0]
             continue
-        views = [np.moveaxis(_slices(np.moveaxis(vol, a, 0), denoiser, batch_size, bar), 0, a) for a in axes]
-        out[t] = views[0] if len(views) == 1 else np.mean(views, axis=0)
+        out[t] = 0.0
+        for a in axes:  # one view at a time, summed in place (memory: one extra volume)
+            out[t] += np.moveaxis(_slices(np.moveaxis(vol, a, 0), denoiser, batch_size, bar), 0, a)
+        if len(axes) > 1:
+            out[t] /= len(axes)
     bar.close()
     out = out.reshape(array.shape)
     if x is not x_full:  # the model saw a limited range: values outside it pass through as they were
