@@ -182,9 +182,11 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         name = opts.model or default_model_for(scan.modality, scan.array)
         denoiser = _get_model(name, opts)
         row.update(model=denoiser.name, model_hash=getattr(denoiser, "checkpoint_hash", ""))
-        if scan.modality == "CT" and (warning := hu_warning(scan.array)):
-            row["warning"] = warning
-            log.warning("%s: %s", source.relpath, warning)
+        warnings = [w for w in (modality_warning(denoiser, scan.modality),
+                                 hu_warning(scan.array) if scan.modality == "CT" else None) if w]
+        if warnings:
+            row["warning"] = "; ".join(warnings)
+            log.warning("%s: %s", source.relpath, row["warning"])
         den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16)
         row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
         row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"
@@ -327,6 +329,16 @@ def _still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str |
     if model is not None and label != _model_label(model) + options:
         return False
     return bool(old.get("output")) and (out / old["output"]).exists()
+
+
+def modality_warning(denoiser: Any, modality: str) -> str | None:
+    """A warning when a learned model meets a scan of the other modality (an MR model on CT, a CT
+    model on MR): it runs, but its intensity scaling and training do not fit the scan."""
+    trained = getattr(denoiser, "trained_modality", None)
+    if trained and modality in ("CT", "MR") and modality != trained:
+        return (f"model {denoiser.name} was trained on {trained} scans and this scan is {modality}: "
+                f"the result is not meaningful (use a {modality} model)")
+    return None
 
 
 def _check_planes(model: str | None, planes: int | None, classical: tuple[str, ...]) -> None:

@@ -118,6 +118,13 @@ class LearnedDenoiser(Denoiser):
     def accepts_2d(self) -> bool:
         return self.spatial_dims == 2 or self.slab
 
+    @property
+    def trained_modality(self) -> str | None:
+        """"CT" (window scaling in HU), "MR" (percentile scaling) or None (no scaling stored)."""
+        if self.normalization is None:
+            return None
+        return "CT" if self.normalization.kind == "window" else "MR"
+
     def variant(self, *, sigma: float | None = None, tta: bool = False, planes: int | None = None) -> LearnedDenoiser:
         """The same model (and isotropic model, which gets the same ``sigma`` and ``tta``) with
         other inference options; the networks are shared, not copied."""

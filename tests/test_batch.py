@@ -235,3 +235,14 @@ def test_planes_are_recorded_checked_and_continue_redoes_a_run_without_them(tmp_
     with pytest.raises(UsageError, match="2D models"):
         denoise_folder(src, tmp_path / "o3", model="mr-3d", planes=3, progress=False)
     assert not (tmp_path / "o3").exists()  # refused before anything was written
+
+
+def test_a_model_of_the_other_modality_is_run_but_warned_about(tmp_path, tiny_model, phantom_3d):
+    src = tmp_path / "in"
+    write_dicom_slices(src / "ct", phantom_3d[:4] * 2.0 - 1000.0, modality="CT", intercept=-1024.0, signed=True)
+    nib.save(nib.Nifti1Image(phantom_3d.T.copy(), np.eye(4)), str(src / "mr.nii.gz"))
+    out = tmp_path / "out"
+    assert denoise_folder(src, out, model=str(tiny_model), device="cpu", progress=False)["failed"] == 0
+    rows = {Path(k).parts[0]: r for k, r in _manifest(out).items()}
+    assert "trained on MR scans and this scan is CT" in rows["ct"]["warning"]
+    assert rows["mr.nii.gz"]["warning"] == ""
