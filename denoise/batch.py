@@ -8,8 +8,6 @@ scan in flight and ``resume=True`` finishes the job.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import logging
 import os
@@ -23,15 +21,14 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from denoise.io import ScanReadError, ScanSource, Skipped, discover_scans, write_scan
+from denoise.io import ScanReadError, ScanSource, discover_scans, write_scan
+from denoise.manifest import MANIFEST_FIELDS, input_hash, read_manifest, skip_row, still_done, write_manifest
 from denoise.metrics import CT_DATA_RANGE, estimate_sigma, foreground_mask, psnr, ssim
 from denoise.normalize import hu_warning, reference_intensity
 
 __all__ = ["denoise_folder", "process_scan", "BatchOptions", "UsageError", "MANIFEST_FIELDS", "default_model_for"]
 
 log = logging.getLogger(__name__)
-MANIFEST_FIELDS = ["input", "output", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
-                   "input_hash", "seconds", "sigma_before", "sigma_after", "psnr_fg", "ssim_fg", "warning"]
 DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
 _MODEL_CACHE: dict[tuple, Any] = {}
 
@@ -131,11 +128,11 @@ def denoise_folder(
     sources = [s for i, s in enumerate(sources) if i % num_parts == part_id]
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / ("manifest.csv" if num_parts == 1 else f"manifest.part{part_id}.csv")
-    previous = _read_manifest(manifest_path) if resume else {}
+    previous = read_manifest(manifest_path) if resume else {}
     rows: dict[str, dict[str, Any]] = dict(previous)
     for sk in skipped:
         if part_id == 0:
-            rows[sk.relpath] = _skip_row(sk)
+            rows[sk.relpath] = skip_row(sk)
     opts = BatchOptions(output=str(out), model=model, device=device, fmt=fmt, tile=tile, overlap=overlap,
                         batch_size=batch_size, noise_map=noise_map, tta=tta, planes=planes,
                         reference=str(Path(reference).resolve()) if reference else None,
@@ -143,14 +140,14 @@ def denoise_folder(
     todo = []
     for s in sources:
         old = previous.get(s.relpath)
-        if old and old["status"] == "ok" and _still_done(old, s, out, model, tta, planes):
+        if old and old["status"] == "ok" and still_done(old, s, out, model, tta, planes):
             continue
         todo.append(s)
-    _write_manifest(manifest_path, rows)
+    write_manifest(manifest_path, rows)
     bar = tqdm(total=len(todo), desc="scans", unit="scan", disable=not progress)
     for row in _run(todo, opts, workers, scheduler):
         rows[row["input"]] = row
-        _write_manifest(manifest_path, rows)
+        write_manifest(manifest_path, rows)
         bar.update(1)
         bar.set_postfix(status=row["status"])
         if row["status"] == "failed":
@@ -204,17 +201,6 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         row["reason"] = f"{type(exc).__name__}: {exc}"
     row["seconds"] = f"{time.perf_counter() - t0:.3f}"
     return row
-
-
-def input_hash(source: ScanSource) -> str:
-    """SHA-256 over the scan's files (names relative to each other and contents), 16 hex digits."""
-    h = hashlib.sha256()
-    for path in sorted(source.files):
-        h.update(path.name.encode())
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -317,20 +303,6 @@ def _reference_metrics(source: ScanSource, den, ref_root: Path) -> dict[str, str
             "ssim_fg": f"{ssim(ref.array, den.array, data_range=rng, mask=mask):.4f}"}
 
 
-def _still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool,
-                planes: int | None) -> bool:
-    from denoise.infer import option_suffix
-
-    if old.get("input_hash") != input_hash(source):
-        return False
-    label, options = str(old.get("model", "")), option_suffix(tta, planes)
-    if label.partition("+")[2] != options.lstrip("+"):  # run with other inference options
-        return False
-    if model is not None and label != _model_label(model) + options:
-        return False
-    return bool(old.get("output")) and (out / old["output"]).exists()
-
-
 def modality_warning(denoiser: Any, modality: str) -> str | None:
     """A warning when a learned model meets a scan of the other modality (an MR model on CT, a CT
     model on MR): it runs, but its intensity scaling and training do not fit the scan."""
@@ -356,38 +328,6 @@ def _check_planes(model: str | None, planes: int | None, classical: tuple[str, .
             load_model(model, device="cpu", planes=3)
         except (ValueError, FileNotFoundError) as exc:
             raise UsageError(f"--planes 3: {exc}") from exc
-
-
-def _model_label(model: str) -> str:
-    p = Path(model)
-    if p.suffix == ".pt" and p.exists():
-        from denoise.checkpoint import load_checkpoint
-
-        _, info, _ = load_checkpoint(p)
-        return info.get("name") or p.stem
-    return model
-
-
-def _skip_row(sk: Skipped) -> dict[str, Any]:
-    return {"input": sk.relpath, "status": "failed" if sk.failed else "skipped", "reason": sk.reason,
-            "kind": "dicom" if sk.failed else "other"}
-
-
-def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    with open(path, newline="") as fh:
-        return {r["input"]: r for r in csv.DictReader(fh)}
-
-
-def _write_manifest(path: Path, rows: dict[str, dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        for key in sorted(rows):
-            w.writerow({k: rows[key].get(k, "") for k in MANIFEST_FIELDS})
-    os.replace(tmp, path)
 
 
 def _check_usage(src: Path, out: Path, fmt: str, num_parts: int, part_id: int, workers, scheduler, reference) -> None:

@@ -1,0 +1,81 @@
+"""The batch job's manifest: one row per scan (no patient identifiers), written atomically, and the
+resume rule (`still_done`) that decides whether an earlier row can stand."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from denoise.io import ScanSource, Skipped
+
+__all__ = ["MANIFEST_FIELDS", "input_hash", "read_manifest", "write_manifest", "still_done", "model_label", "skip_row"]
+
+MANIFEST_FIELDS = ["input", "output", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
+                   "input_hash", "seconds", "sigma_before", "sigma_after", "psnr_fg", "ssim_fg", "warning"]
+
+
+def input_hash(source: ScanSource) -> str:
+    """SHA-256 over the scan's files (names relative to each other and contents), 16 hex digits."""
+    h = hashlib.sha256()
+    for path in sorted(source.files):
+        h.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool,
+               planes: int | None) -> bool:
+    """Whether a scan's earlier manifest row can stand (``--continue``): same input hash, model
+    and inference options, and its output still there."""
+    from denoise.infer import option_suffix
+
+    if old.get("input_hash") != input_hash(source):
+        return False
+    label, options = str(old.get("model", "")), option_suffix(tta, planes)
+    if label.partition("+")[2] != options.lstrip("+"):  # run with other inference options
+        return False
+    if model is not None and label != model_label(model) + options:
+        return False
+    return bool(old.get("output")) and (out / old["output"]).exists()
+
+
+def model_label(model: str) -> str:
+    """The name a model's manifest rows carry: a checkpoint's stored name or file stem."""
+    p = Path(model)
+    if p.suffix == ".pt" and p.exists():
+        from denoise.checkpoint import load_checkpoint
+
+        _, info, _ = load_checkpoint(p)
+        return info.get("name") or p.stem
+    return model
+
+
+def skip_row(sk: Skipped) -> dict[str, Any]:
+    """The row of a file the scan discovery skipped (not a scan) or could not read (failed)."""
+    return {"input": sk.relpath, "status": "failed" if sk.failed else "skipped", "reason": sk.reason,
+            "kind": "dicom" if sk.failed else "other"}
+
+
+def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier manifest by input path ({} when there is none)."""
+    if not path.exists():
+        return {}
+    with open(path, newline="") as fh:
+        return {r["input"]: r for r in csv.DictReader(fh)}
+
+
+def write_manifest(path: Path, rows: dict[str, dict[str, Any]]) -> None:
+    """Write every row (sorted by input) under a temporary name, then rename: never half a manifest."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for key in sorted(rows):
+            w.writerow({k: rows[key].get(k, "") for k in MANIFEST_FIELDS})
+    os.replace(tmp, path)
