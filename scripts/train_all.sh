@@ -103,6 +103,9 @@ cp denoise/pretrained/mr-3d.pt runs/mr-3d-phase2s.pt
 # held-out GE CT +0.13/+0.02/-0.05 dB at 10/25/50% dose; not shipped.
 # mr-2d phase 12 (CPU, 2 threads, 33 min): 10000 more steps at batch 32, lr 7e-5, from phase 11:
 # +0.03/+0.03 dB at 5/9%; not shipped (this architecture is near its ceiling on this data).
+# mr-2d with 2D patches sliced along all three volume axes (--all-axes; CPU, 2 threads, 19 min), 6000
+# steps at batch 32, lr 5e-5, from phase 11: held-out T1 31.38/28.77 dB at 5/9% alone (phase 11: 31.37/28.76
+# on the same check) and 31.65/29.06 along three planes as mr-3d runs it (31.66/29.07); not shipped.
 G="python scripts/train_pretrained.py --contrast-augment 0.5 --coarse-augment 0.3 --noise rician:0.002-0.09 --val-scans 1 --take last"
 $G --model mr-2d --context 2 --steps 8000 --batch-size 32 --workers 5 --init runs/mr-2d-phase9.pt --lr 1.5e-4 --run-name mr-2d-gpu1 > runs/mr-2d-gpu1.log 2>&1
 cp denoise/pretrained/mr-2d.pt runs/mr-2d-phase10.pt

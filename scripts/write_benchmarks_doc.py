@@ -100,7 +100,9 @@ def main() -> int:
         "Command: `python scripts/gpu_check.py --out docs/gpu_check.json` on a machine with a CUDA GPU (CI has none). "
         "Besides the checks (CPU/GPU parity of the shipped models, mixed-precision training of every model kind, "
         "`denoise run --device cuda`) it times the models there; these are its numbers (run once, on the weights of "
-        "commit ff9c557, before mr-2d's and mr-3d's GPU phases; their architectures, and so the timings, are unchanged):",
+        "commit ff9c557, before mr-2d's and mr-3d's GPU phases; their architectures, and so the timings, are unchanged; "
+        "`mr-3d_s_per_256cube` there is its slab network: three-plane inference came later and has not run on a GPU "
+        "yet, and the script now times both paths):",
         "",
         _gpu(DOCS / "gpu_check.json"),
         "",
