@@ -41,7 +41,7 @@ PURPOSE = {
              "Near-isotropic volumes (voxel edges within 1.5x of each other, at least 16 voxels along every "
              "axis) go another way: mr-2d runs along the three orthogonal planes and the three results are "
              "averaged (denoise.infer.LearnedDenoiser.plan), which on the held-out T1 beats this slab network "
-             "and mr-2d alike (below); `LearnedDenoiser(planes=1)` / `load_model('mr-3d', planes=1)` keeps the "
+             "and mr-2d alike (below); `denoise run --planes 1` / `load_model('mr-3d', planes=1)` keeps the "
              "slab network everywhere.",
     "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
     "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
@@ -218,7 +218,7 @@ def main() -> int:
                 lines.append(f"- On near-isotropic volumes it averages three planes ({iso}), which, like BM4D, keeps less of a "
                              "feature one slice thin: the benchmark's inserted lesion, a disc in a single slice, keeps "
                              f"{kept[name]:.2f} of its contrast at Rician 5% ({kept[name + ':1plane']:.2f} with the slab network "
-                             f"alone, {kept[iso]:.2f} with {iso}; docs/benchmarks.md). Use `load_model('{name}', planes=1)` "
+                             f"alone, {kept[iso]:.2f} with {iso}; docs/benchmarks.md). Use `--planes 1` (`load_model('{name}', planes=1)`) "
                              "where one-slice features matter more than noise.")
         if bench and not beats:
             lines.append("- Short training on little data: on the held-out benchmark it does not reach BM3D with oracle sigma at every "
