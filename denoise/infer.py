@@ -137,14 +137,27 @@ class LearnedDenoiser(Denoiser):
 
     def plan(self, shape: tuple[int, ...], spacing: tuple[float, ...] | None) -> tuple[LearnedDenoiser, tuple[int, ...]]:
         """(the model to run, the axes to slice along) for a volume of ``shape`` (z, y, x) and
-        voxel ``spacing`` (mm, same order; None = unknown, never three planes)."""
-        isotropic = (spacing is not None and len(shape) == 3 and len(spacing) == 3 and min(shape) >= MIN_PLANE_SIZE
-                     and max(spacing) <= ISOTROPIC_RATIO * min(spacing))
+        voxel ``spacing`` (mm, same order; None = unknown: the first axis, never three planes).
+
+        Near-isotropic volumes may take three planes (``planes``, ``isotropic``). Otherwise 2D and
+        slab models slice along the first axis, or along another one that is the slice axis by its
+        spacing: more than `ISOTROPIC_RATIO` times the other two, which are near-equal (a sagittal
+        or coronal series stored with its slice axis elsewhere). The network then sees the planes
+        that were acquired, with square pixels."""
+        known = spacing is not None and len(shape) == 3 and len(spacing) == 3
+        isotropic = known and min(shape) >= MIN_PLANE_SIZE and max(spacing) <= ISOTROPIC_RATIO * min(spacing)
         if self.planes == 3 and isotropic:
             return self, (0, 1, 2)
         if self.planes is None and self.isotropic is not None and isotropic:
             return self.isotropic, (0, 1, 2)
-        return self, (0,)
+        axis = 0
+        if known and (self.spatial_dims == 2 or self.slab):
+            thick = int(np.argmax(spacing))
+            plane = [spacing[i] for i in range(3) if i != thick]
+            if thick != 0 and spacing[thick] > ISOTROPIC_RATIO * max(plane) and max(plane) <= ISOTROPIC_RATIO * min(plane):
+                axis = thick
+                log.info("slices of %s mm along axis %d (the thickest) rather than the first", spacing[thick], thick)
+        return self, (axis,)
 
     @torch.no_grad()
     def denoise_batch(self, batch: np.ndarray) -> np.ndarray:
@@ -266,8 +279,9 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     bar = tqdm(total=vols.shape[0] * sum(vols.shape[1 + a] for a in axes), desc="slices", unit="slice", leave=False,
                disable=not progress or denoiser.spatial_dims == 3)
     for t, vol in enumerate(vols):
-        if denoiser.spatial_dims == 3:
-            out[t] = denoiser.denoise_batch(vol[None])[0]
+        if denoiser.spatial_dims == 3:  # slab models take the slice axis first
+            a = axes[0]
+            out[t] = np.moveaxis(denoiser.denoise_batch(np.moveaxis(vol, a, 0)[None])[0], 0, a)
             continue
         out[t] = 0.0
         for a in axes:  # one view at a time, summed in place (memory: one extra volume)

@@ -101,3 +101,20 @@ def test_shipped_mr3d_runs_mr2d_along_three_planes_on_isotropic_volumes(volume):
     assert den.isotropic is not None and den.isotropic.name == "mr-2d"
     assert den.plan(volume.shape, (1.0, 1.0, 1.0))[0] is den.isotropic
     assert den.plan(volume.shape, (2.5, 0.6, 0.6))[0] is den
+
+
+def test_thick_slices_stored_on_another_axis_are_sliced_along_that_axis(tmp_path, volume):
+    flat = load_model(_save(tmp_path / "flat.pt", FLAT, 0), device="cpu", sigma=0.05)
+    slab = load_model(_save(tmp_path / "slab.pt", SLAB, 1), device="cpu", sigma=0.05)
+    assert flat.plan(volume.shape, (1.0, 1.0, 4.0))[1] == (2,)
+    assert flat.plan(volume.shape, (4.0, 1.0, 1.0))[1] == (0,)
+    assert flat.plan(volume.shape, (1.0, 1.0, 1.2))[1] == (0,)  # near-isotropic: the stored order
+    assert flat.plan(volume.shape, (0.5, 2.0, 2.0))[1] == (0,)  # thin slices of coarse square pixels
+    assert flat.plan(volume.shape, (1.0, 2.0, 4.0))[1] == (0,)  # no axis with a square-pixel plane
+    for den in (flat, slab):  # a sagittal series with 4 mm slices stored last = the same series stored first
+        stored_last = denoise_scan(Scan(volume, (1.0, 1.0, 4.0), modality="MR"), den).array
+        stored_first = denoise_scan(Scan(np.moveaxis(volume, 2, 0), (4.0, 1.0, 1.0), modality="MR"), den).array
+        np.testing.assert_allclose(stored_last, np.moveaxis(stored_first, 0, 2), rtol=1e-5,
+                                   atol=1e-5 * float(np.abs(stored_first).max()))
+        assert not np.allclose(stored_last, denoise_scan(Scan(volume, (1.0, 1.0, 1.0), modality="MR"), den).array,
+                               atol=1e-3)
