@@ -90,20 +90,14 @@ def _is(method: str, name: str) -> bool:
     return method == name or method.endswith(":" + name)
 
 
-def bench_rows(name: str) -> dict[str, list[float]]:
-    """Held-out foreground PSNR per noise level of a shipped model (suffix ``:name``) or a method."""
+def bench_rows(name: str, column: str = "psnr_fg") -> dict[str, list[float]]:
+    """Held-out values of a results column (default: foreground PSNR) per noise level of a shipped
+    model (suffix ``:name``) or a method."""
     out = defaultdict(list)
     for r in _results("mr") + _results("ct"):
         if _is(r["method"], name):
-            out[r["noise"]].append(float(r["psnr_fg"]))
+            out[r["noise"]].append(float(r[column]))
     return out
-
-
-def lesion_kept(name: str, noise: str) -> float | None:
-    """Mean inserted-lesion contrast kept by a shipped model (or ``name:option``) at one noise level
-    on the held-out MR benchmark (docs/benchmarks/mr), or None when it was not run."""
-    vals = [float(r["lesion_contrast_kept"]) for r in _results("mr") if _is(r["method"], name) and r["noise"] == noise]
-    return float(np.mean(vals)) if vals else None
 
 
 def other_scanner_lines(name: str) -> list[str]:
@@ -213,8 +207,9 @@ def main() -> int:
                             if name == "mr-2d" else "."))
         iso = info.get("inference", {}).get("isotropic_model")
         if iso:
-            kept = {m: lesion_kept(m, "rician:0.05") for m in (name, name + ":1plane", iso)}
-            if all(v is not None for v in kept.values()):
+            kept = {m: bench_rows(m, "lesion_contrast_kept").get("rician:0.05") for m in (name, name + ":1plane", iso)}
+            if all(kept.values()):
+                kept = {m: float(np.mean(v)) for m, v in kept.items()}
                 lines.append(f"- On near-isotropic volumes it averages three planes ({iso}), which, like BM4D, keeps less of a "
                              "feature one slice thin: the benchmark's inserted lesion, a disc in a single slice, keeps "
                              f"{kept[name]:.2f} of its contrast at Rician 5% ({kept[name + ':1plane']:.2f} with the slab network "
