@@ -8,8 +8,9 @@
 #   nohup bash scripts/train_all.sh > runs/train_all.log 2>&1 &
 # A 30-minute reproduction of the mr-2d family (from scratch, one run, 22 min on 2 cores, 2 threads):
 #   python scripts/train_pretrained.py --threads 2 --model mr-2d --context 2 --steps 7000 --batch-size 32 \
-#     --contrast-augment 0.5 --coarse-augment 0.3 --noise rician:0.002-0.09 --val-scans 1 --take last
-# reached 31.00/28.39 dB on the held-out T1 at Rician 5/9% (three-slab check; the shipped mr-2d 31.37/28.76
+#     --contrast-augment 0.5 --coarse-augment 0.3 --noise rician:0.002-0.09 --val-scans 1 --take last \
+#     --run-name mr-2d-30min --no-ship   # (without --no-ship it would replace the shipped mr-2d)
+# reached 31.00/28.39 dB on the held-out T1 at Rician 5/9% (`python scripts/planes_check.py runs/mr-2d-30min/last.pt`; the shipped mr-2d 31.37/28.76
 # on the same check, BM3D with oracle sigma 31.04/27.98), 31.23/28.56 along three planes: the ~12 h
 # below buy ~0.37 dB.
 set -euo pipefail
@@ -111,7 +112,7 @@ cp denoise/pretrained/mr-3d.pt runs/mr-3d-phase2s.pt
 # +0.03/+0.03 dB at 5/9%; not shipped (this architecture is near its ceiling on this data).
 # mr-2d with 2D patches sliced along all three volume axes (--all-axes; CPU, 2 threads, 19 min), 6000
 # steps at batch 32, lr 5e-5, from phase 11: held-out T1 31.38/28.77 dB at 5/9% alone (phase 11: 31.37/28.76
-# on the same check) and 31.65/29.06 along three planes as mr-3d runs it (31.66/29.07); not shipped.
+# on the same check, `python scripts/planes_check.py CKPT`) and 31.65/29.06 along three planes as mr-3d runs it (31.66/29.07); not shipped.
 G="python scripts/train_pretrained.py --contrast-augment 0.5 --coarse-augment 0.3 --noise rician:0.002-0.09 --val-scans 1 --take last"
 $G --model mr-2d --context 2 --steps 8000 --batch-size 32 --workers 5 --init runs/mr-2d-phase9.pt --lr 1.5e-4 --run-name mr-2d-gpu1 > runs/mr-2d-gpu1.log 2>&1
 cp denoise/pretrained/mr-2d.pt runs/mr-2d-phase10.pt
