@@ -9,7 +9,8 @@ __all__ = ["reconstruction", "kl_divergence", "sparsity", "beta_schedule", "shif
 
 
 def reconstruction(output: torch.Tensor, target: torch.Tensor, *, kind: str = "mse") -> torch.Tensor:
-    """Mean squared ("mse") or absolute ("l1") error."""
+    """Mean squared ("mse") or absolute ("l1") error, in float32 (also under autocast)."""
+    output, target = output.float(), target.float()
     if kind == "mse":
         return F.mse_loss(output, target)
     if kind == "l1":
@@ -20,12 +21,13 @@ def reconstruction(output: torch.Tensor, target: torch.Tensor, *, kind: str = "m
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)), summed over latent units, averaged over the batch and
     divided by the number of image voxels is left to the caller (this returns per-latent mean)."""
+    mu, logvar = mu.float(), logvar.float()
     return 0.5 * torch.mean(mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
 def sparsity(z: torch.Tensor) -> torch.Tensor:
     """Mean absolute latent activation (the L1 sparsity penalty)."""
-    return z.abs().mean()
+    return z.float().abs().mean()
 
 
 def beta_schedule(beta: float, epoch: int, warmup_epochs: int) -> float:

@@ -149,6 +149,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     amp = train_cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    cpu_bf16 = train_cfg.cpu_bf16 and device.type == "cpu"
+    if cpu_bf16 and not torch.cpu._is_avx512_bf16_supported() and not torch.cpu._is_amx_tile_supported():
+        log.warning("cpu_bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16/AMX); training will be slower, not faster")
     info = {
         "name": name,
         "model": asdict(model_cfg),
@@ -169,7 +172,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         beta = beta_schedule(train_cfg.beta, epoch, train_cfg.beta_warmup_epochs)
         for _ in range(train_cfg.steps_per_epoch):
             noisy, clean = (t.to(device, non_blocking=True) for t in next(batches))
-            with torch.autocast(device.type, enabled=amp):
+            with torch.autocast(device.type, enabled=amp or cpu_bf16, dtype=torch.bfloat16 if cpu_bf16 else None):
                 loss = _loss(model, noisy, clean, model_cfg.kind, train_cfg, beta)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -51,14 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _mr(args, tmp: str, bm3d: list[str]) -> None:
-    mr_dir = Path(tmp) / "mr"
-    mr_dir.mkdir()
-    t1 = read_scan(args.data / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
-    starts = [40, 72, 104][: 1 if args.quick else 3]
-    for s in starts:
-        aff = t1.affine.copy()
-        aff[:3, 3] = aff[:3, :3] @ np.array([0, 0, s]) + aff[:3, 3]
-        write_scan(Scan(t1.array[s : s + 16], t1.spacing, aff, "MR", {}), mr_dir / f"t1_slab{s:03d}_mr.nii.gz")
+    mr_dir = write_t1_slabs(args.data, Path(tmp) / "mr", T1_SLABS[: 1 if args.quick else 3])
     levels = ["rician:0.03", "rician:0.09"] if args.quick else [f"rician:0.0{i}" for i in (1, 3, 5, 7, 9)]
     # blind rows (what `denoise run` does) and oracle rows (true noise level given) for BM3D and
     # mr-2d; mr-2d:tta is the 8-fold self-ensemble (`denoise run --tta`)
@@ -74,9 +67,28 @@ def _mr(args, tmp: str, bm3d: list[str]) -> None:
                       methods=["noisy", "bm3d:oracle", "bm4d:oracle", "dae:mr-3d", "dae:mr-3d:1plane"], reuse=_reuse(args, "mr3d"))
 
 
+T1_SLABS = [40, 72, 104]  # first slices of the held-out T1's three 16-slice slabs
+
+
+def write_t1_slabs(data: Path, mr_dir: Path, starts: list[int]) -> Path:
+    """The held-out Seg3D T1's 16-slice axial slabs as NIfTI files in ``mr_dir`` (the MR cases)."""
+    mr_dir.mkdir(parents=True)
+    t1 = read_scan(data / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
+    for s in starts:
+        aff = t1.affine.copy()
+        aff[:3, 3] = aff[:3, :3] @ np.array([0, 0, s]) + aff[:3, 3]
+        write_scan(Scan(t1.array[s : s + 16], t1.spacing, aff, "MR", {}), mr_dir / f"t1_slab{s:03d}_mr.nii.gz")
+    return mr_dir
+
+
+def copy_ge_ct(data: Path, ct_dir: Path) -> Path:
+    """The held-out GE colonography slices (the CT cases) copied into ``ct_dir``."""
+    shutil.copytree(data / "dicom" / "ge_ct_colonography_3slices", ct_dir / "ge_ct")
+    return ct_dir
+
+
 def _ct(args, tmp: str, bm3d: list[str]) -> None:
-    ct_dir = Path(tmp) / "ct"
-    shutil.copytree(args.data / "dicom" / "ge_ct_colonography_3slices", ct_dir / "ge_ct")
+    ct_dir = copy_ge_ct(args.data, Path(tmp) / "ct")
     doses = ["lowdose:0.25"] if args.quick else ["lowdose:0.5", "lowdose:0.25", "lowdose:0.1"]
     ct_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
                   "dae:ct-2d", "dae:ct-2d:oracle", "dae:ct-2d:tta", "dae:ct-2d:oracle+tta"]

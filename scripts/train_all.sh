@@ -6,13 +6,11 @@
 # Step counts are fixed so the result does not depend on machine load. Fine-tuning phases start from the previous phase's weights at a
 # lower learning rate, run a full cosine schedule and ship the final weights (--take last).
 #   nohup bash scripts/train_all.sh > runs/train_all.log 2>&1 &
-# A 30-minute reproduction of the mr-2d family (from scratch, one run, 22 min on 2 cores, 2 threads):
-#   python scripts/train_pretrained.py --threads 2 --model mr-2d --context 2 --steps 7000 --batch-size 32 \
-#     --contrast-augment 0.5 --coarse-augment 0.3 --noise rician:0.002-0.09 --val-scans 1 --take last \
-#     --run-name mr-2d-30min --no-ship   # (without --no-ship it would replace the shipped mr-2d)
-# reached 31.00/28.39 dB on the held-out T1 at Rician 5/9% (`python scripts/planes_check.py runs/mr-2d-30min/last.pt`; the shipped mr-2d 31.37/28.76
-# on the same check, BM3D with oracle sigma 31.04/27.98), 31.23/28.56 along three planes: the ~12 h
-# below buy ~0.37 dB.
+# scripts/train_quick.sh retrains every model in one run of at most 25 minutes each (2 threads,
+# bfloat16 autocast): 0.07-0.20 dB below these on the held-out T1, 0.32 below for ct-2d at 25% dose
+# (python scripts/quick_check.py). An earlier float32 30-minute mr-2d (train_quick.sh's mr-2d command
+# without --bf16 and at 7000 steps: 22 min) reached 31.00/28.39 dB at Rician 5/9% on the three-slab check
+# (`python scripts/planes_check.py CKPT`; shipped 31.37/28.76, the bf16 one 31.22/28.64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs

@@ -39,6 +39,30 @@ def test_short_training_raises_validation_psnr_and_checkpoint_round_trips(tmp_pa
     assert hist2[-1]["val_psnr"] > hist2[-1]["val_psnr_noisy"]
 
 
+def test_cpu_bfloat16_training_learns_and_keeps_float32_weights(tmp_path, phantom_3d, monkeypatch):
+    """cpu_bf16 runs the forward pass in bfloat16 (autocast): it must still learn, and the weights,
+    optimiser state and checkpoint stay float32 (inference is unchanged)."""
+    import denoise.train as train_mod
+
+    seen, inner = set(), train_mod._loss
+
+    def spy(*args, **kw):
+        seen.add((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return inner(*args, **kw)
+
+    monkeypatch.setattr(train_mod, "_loss", spy)
+    model_cfg = ModelConfig(kind="vae", spatial_dims=2, channels=(8, 16), latent_channels=4, residual=False)
+    train_cfg = TrainConfig(noise="gaussian:0.1", patch_size=16, batch_size=8, steps_per_epoch=25, epochs=5, lr=3e-3,
+                            val_patches=8, device="cpu", early_stop_patience=10, val_scans=(1,), cpu_bf16=True)
+    hist = fit(model_cfg, train_cfg, _scans(phantom_3d), tmp_path, name="bf16", progress=False)
+    assert all(np.isfinite(h["loss"]) for h in hist)
+    assert max(h["val_psnr"] for h in hist) > hist[0]["val_psnr"]
+    net, info, _ = load_checkpoint(tmp_path / "best.pt")
+    assert info["train"]["cpu_bf16"] is True
+    assert seen == {(True, torch.bfloat16)}
+    assert {p.dtype for p in net.parameters()} == {torch.float32}
+
+
 def test_pickled_object_checkpoint_is_refused(tmp_path):
     class Evil:
         def __reduce__(self):

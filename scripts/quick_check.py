@@ -1,0 +1,76 @@
+"""Held-out quality of the 30-minute models (scripts/train_quick.sh) beside the shipped ones.
+
+    python scripts/quick_check.py [--runs runs/quick] [--data ../shared/data]
+
+Same cases, noise realisations and scoring as docs/benchmarks.md (scripts/benchmark.py): the
+held-out T1's three 16-slice slabs at Rician 5/9% and the held-out GE CT at 25/10% dose, fg PSNR.
+BM3D with oracle sigma is copied from docs/benchmarks/{mr,ct}/results.csv where the noisy input is
+identical (recomputed for the first four cases). Writes docs/benchmarks/quick/{mr,ct}/results.* and
+summary.md and prints a
+table: model, shipped, 30-minute, difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark import ROOT, T1_SLABS, copy_ge_ct, write_t1_slabs  # noqa: E402
+
+from denoise.bench import run_benchmark  # noqa: E402
+from denoise.models import bm3d_available  # noqa: E402
+
+# (row label, shipped method, 30-minute method with {runs} for the run folder)
+MR_PAIRS = [("mr-2d", "dae:mr-2d", "dae:{runs}/mr-2d/last.pt"),
+            ("mr-2d along three planes (= mr-3d on this volume)", "dae:mr-2d:3planes", "dae:{runs}/mr-2d/last.pt:3planes"),
+            ("mr-3d slab network", "dae:mr-3d:1plane", "dae:{runs}/mr-3d/last.pt"),
+            ("vae-mr-2d", "vae:vae-mr-2d", "vae:{runs}/vae-mr-2d/last.pt"),
+            ("sparse-mr-2d", "sparse:sparse-mr-2d", "sparse:{runs}/sparse-mr-2d/last.pt")]
+CT_PAIRS = [("ct-2d", "dae:ct-2d", "dae:{runs}/ct-2d/last.pt")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--runs", type=Path, default=Path("runs/quick"))
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "quick")
+    args = p.parse_args(argv)
+    bm3d = ["bm3d:oracle"] if bm3d_available() else []
+    lines = ["| model | noise | shipped | 30-minute | difference | BM3D oracle |", "|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for part, pairs, noises, cases in [
+                ("mr", MR_PAIRS, ["rician:0.05", "rician:0.09"], lambda d: write_t1_slabs(args.data, d, T1_SLABS)),
+                ("ct", CT_PAIRS, ["lowdose:0.25", "lowdose:0.1"], lambda d: copy_ge_ct(args.data, d))]:
+            pairs = [(label, a, b.format(runs=args.runs)) for label, a, b in pairs
+                     if Path(b.format(runs=args.runs).split(":")[1]).is_file()]
+            if not pairs:
+                continue
+            methods = ["noisy", *bm3d, *(m for _, a, b in pairs for m in (a, b))]
+            run_benchmark(cases(Path(tmp) / part), noises, args.out / part, methods=methods, seed=0,
+                          reuse=ROOT / "docs" / "benchmarks" / part / "results.csv")
+            for png in (args.out / part).glob("*.png"):  # the figures are docs/benchmarks.md's
+                png.unlink()
+            fg = defaultdict(list)
+            with open(args.out / part / "results.csv", newline="") as fh:
+                for r in csv.DictReader(fh):
+                    fg[(r["method"], r["noise"])].append(float(r["psnr_fg"]))
+            for noise in noises:
+                ref = f"{np.mean(fg[('bm3d:oracle', noise)]):.2f}" if fg[("bm3d:oracle", noise)] else "-"
+                for label, a, b in pairs:
+                    sa, sb = np.mean(fg[(a, noise)]), np.mean(fg[(b, noise)])
+                    lines.append(f"| {label} | {noise} | {sa:.2f} | {sb:.2f} | {sb - sa:+.2f} | {ref} |")
+    table = "\n".join(lines) + "\n"
+    (args.out / "summary.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every shipped model retrained from the real scans in ../shared/data in at most ~30 minutes each on
+# a 2-core CPU: one run per model, two threads, bfloat16 autocast (--bf16, TrainConfig.cpu_bf16:
+# ~1.5x the steps per second on a CPU with AVX512-BF16 or AMX; drop --bf16 elsewhere and expect
+# ~1.5x the time). Nothing is shipped: the checkpoints land in runs/quick/<model>/last.pt and
+#   python scripts/quick_check.py
+# scores them beside the shipped models on the held-out scans (docs/benchmarks/quick/summary.md).
+# The shipped models come from scripts/train_all.sh (many phases, ~12 h on 2 cores plus GPU phases).
+#   nohup bash scripts/train_quick.sh > runs/train_quick.log 2>&1 &
+# Step counts are fixed, so the result does not depend on machine speed; the minutes in the
+# comments are wall time measured on the 2-core development machine (AMD EPYC with AVX512-BF16).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p runs/quick
+Q="python scripts/train_pretrained.py --threads 2 --bf16 --no-ship --take last"
+MR="--contrast-augment 0.5 --coarse-augment 0.3 --noise rician:0.002-0.09 --val-scans 1"
+# mr-2d: two neighbouring slices each side from the start, batch 32 (24.5 min)
+$Q --model mr-2d --context 2 --steps 10000 --batch-size 32 $MR --run-name quick/mr-2d > runs/quick/mr-2d.log 2>&1
+# mr-3d's slab network grown from the mr-2d above, half of its patches with slices 2-3 apart
+# (on near-isotropic volumes mr-3d is mr-2d along three planes; 24.8 min)
+$Q --model mr-3d --init runs/quick/mr-2d/last.pt --steps 4000 --lr 1e-4 --thick-augment 0.5 $MR --run-name quick/mr-3d > runs/quick/mr-3d.log 2>&1
+# ct-2d: one neighbouring slice each side, full-dose targets keeping 0-25 HU of their own noise (20 min, 5 of them preparing the pseudo-CT volumes)
+$Q --model ct-2d --context 1 --steps 16000 --reference-noise 0.0125 --run-name quick/ct-2d > runs/quick/ct-2d.log 2>&1
+# the comparison VAE and sparse AE, their recipes as shipped (4.4 and 4.2 min)
+$Q --model vae-mr-2d --steps 3000 --run-name quick/vae-mr-2d > runs/quick/vae-mr-2d.log 2>&1
+$Q --model sparse-mr-2d --steps 3000 --run-name quick/sparse-mr-2d > runs/quick/sparse-mr-2d.log 2>&1
