@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import torch
+from benchmark import ROOT, T1_SLABS  # scripts/benchmark.py: the held-out T1's slabs
 
 from denoise.infer import denoise_array, load_model
 from denoise.io import read_scan
@@ -18,11 +19,11 @@ from denoise.normalize import reference_intensity
 
 torch.set_num_threads(2)
 den = load_model(sys.argv[1], device="cpu")
-t1 = read_scan("../shared/data/nifti/mr_t1_electrodes_seg3d.nii.gz")
+t1 = read_scan(ROOT.parent / "shared" / "data" / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
 width = int(sys.argv[2]) if len(sys.argv) > 2 else 16
 for level in ["0.05", "0.09"]:
     r = []
-    for s in [40, 72, 104]:
+    for s in T1_SLABS:
         clean = t1.array[s:s + width]
         rng_ = reference_intensity(clean)
         m = foreground_mask(clean)

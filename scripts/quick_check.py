@@ -6,8 +6,7 @@ Same cases, noise realisations and scoring as docs/benchmarks.md (scripts/benchm
 held-out T1's three 16-slice slabs at Rician 5/9% and the held-out GE CT at 25/10% dose, fg PSNR.
 BM3D with oracle sigma is copied from docs/benchmarks/{mr,ct}/results.csv where the noisy input is
 identical (recomputed for the first four cases). Writes docs/benchmarks/quick/{mr,ct}/results.* and
-summary.md and prints a
-table: model, shipped, 30-minute, difference.
+summary.md, and prints the table: model, shipped, 30-minute, difference.
 """
 
 from __future__ import annotations
@@ -48,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         for part, pairs, noises, cases in [
                 ("mr", MR_PAIRS, ["rician:0.05", "rician:0.09"], lambda d: write_t1_slabs(args.data, d, T1_SLABS)),
                 ("ct", CT_PAIRS, ["lowdose:0.25", "lowdose:0.1"], lambda d: copy_ge_ct(args.data, d))]:
-            pairs = [(label, a, b.format(runs=args.runs)) for label, a, b in pairs
-                     if Path(b.format(runs=args.runs).split(":")[1]).is_file()]
+            pairs = [(label, a, b.format(runs=args.runs)) for label, a, b in pairs]
+            pairs = [(label, a, b) for label, a, b in pairs if Path(b.split(":")[1]).is_file()]  # runs done
             if not pairs:
                 continue
             methods = ["noisy", *bm3d, *(m for _, a, b in pairs for m in (a, b))]
@@ -67,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                     sa, sb = np.mean(fg[(a, noise)]), np.mean(fg[(b, noise)])
                     lines.append(f"| {label} | {noise} | {sa:.2f} | {sb:.2f} | {sb - sa:+.2f} | {ref} |")
     table = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.md").write_text(table)
     print(table)
     return 0

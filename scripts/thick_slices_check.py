@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import torch
+from benchmark import ROOT, T1_SLABS  # scripts/benchmark.py: the held-out T1's slabs
 
 from denoise.infer import denoise_scan, load_model
 from denoise.io import read_scan
@@ -16,12 +17,12 @@ from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 
 torch.set_num_threads(2)
-t1 = read_scan("../shared/data/nifti/mr_t1_electrodes_seg3d.nii.gz")
+t1 = read_scan(ROOT.parent / "shared" / "data" / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
 m2, three, slab = load_model("mr-2d", device="cpu"), load_model("mr-2d", device="cpu", planes=3), load_model("mr-3d", device="cpu", planes=1)
 for f in [int(a) for a in sys.argv[1:]]:
     for level in ["0.05", "0.09"]:
         r = []
-        for s in [40, 72, 104]:
+        for s in T1_SLABS:
             block = t1.array[s - 16 * f // 2 + 8: s - 16 * f // 2 + 8 + 16 * f]
             clean_a = block.reshape(16, f, *block.shape[1:]).mean(1)
             sp = (t1.spacing[0] * f, *t1.spacing[1:])

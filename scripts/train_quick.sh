@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs/quick
-Q="python scripts/train_pretrained.py --threads 2 --bf16 --no-ship --take last"
+F32="python scripts/train_pretrained.py --threads 2 --no-ship --take last"
+Q="$F32 --bf16"
 MR="--contrast-augment 0.5 --coarse-augment 0.3 --noise rician:0.002-0.09 --val-scans 1"
 # mr-2d: two neighbouring slices each side from the start, batch 32 (24.5 min)
 $Q --model mr-2d --context 2 --steps 10000 --batch-size 32 $MR --run-name quick/mr-2d > runs/quick/mr-2d.log 2>&1
@@ -25,4 +26,4 @@ $Q --model ct-2d --context 1 --steps 16000 --reference-noise 0.0125 --run-name q
 # float32: with --bf16 it ended 0.4-0.7 dB lower on the held-out T1 (26.30/25.13 dB at 5/9%, float32
 # 27.11/25.54, the shipped one 27.03/25.54; scripts/planes_check.py), while the VAE was level
 $Q --model vae-mr-2d --steps 3000 --run-name quick/vae-mr-2d > runs/quick/vae-mr-2d.log 2>&1
-${Q/ --bf16/} --model sparse-mr-2d --steps 3000 --run-name quick/sparse-mr-2d > runs/quick/sparse-mr-2d.log 2>&1
+$F32 --model sparse-mr-2d --steps 3000 --run-name quick/sparse-mr-2d > runs/quick/sparse-mr-2d.log 2>&1
