@@ -94,6 +94,24 @@ def precompute_lowdose_noise(volume_hu: np.ndarray, *, pixel_mm: float, seed: in
     return ((full - volume_hu) / window).astype(np.float32)
 
 
+class NumpyHistogramShift(RandHistogramShift):
+    """MONAI's `RandHistogramShift` (same random control points, same random stream) applied to
+    numpy arrays with ``np.interp``, MONAI's own ndarray path: its ``__call__`` converts the input
+    to a tensor first and takes the torch path, which was half of a training batch's data time."""
+
+    def __call__(self, img, randomize: bool = True):  # type: ignore[override]
+        if not isinstance(img, np.ndarray):
+            return super().__call__(img, randomize)
+        if randomize:
+            self.randomize()
+        lo, hi = float(img.min()), float(img.max())
+        if not self._do_transform or lo == hi:
+            return img
+        span = hi - lo
+        out = self.interp(img, self.reference_control_points * span + lo, self.floating_control_points * span + lo)
+        return np.asarray(out, dtype=img.dtype)
+
+
 class PatchSampler:
     """Draws (noisy, clean) patch batches from normalised clean volumes.
 
@@ -166,7 +184,7 @@ class PatchSampler:
         self.coarse_augment = coarse_augment
         self.fine_augment = fine_augment
         self.thick_augment = thick_augment
-        self.contrast = (Compose([RandHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
+        self.contrast = (Compose([NumpyHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
                                   RandScaleIntensity(factors=(-0.5, 0.0), prob=contrast_augment)])
                          if contrast_augment else None)
         self.reseed(seed)

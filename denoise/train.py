@@ -150,7 +150,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     amp = train_cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     cpu_bf16 = train_cfg.cpu_bf16 and device.type == "cpu"
-    if cpu_bf16 and not torch.cpu._is_avx512_bf16_supported() and not torch.cpu._is_amx_tile_supported():
+    if cpu_bf16 and _native_bf16() is False:
         log.warning("cpu_bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16/AMX); training will be slower, not faster")
     info = {
         "name": name,
@@ -252,3 +252,12 @@ def _dist_init() -> tuple[int, int]:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def _native_bf16() -> bool | None:
+    """Whether this CPU has bfloat16 arithmetic (AVX512-BF16 or AMX); None when this torch cannot
+    tell (the checks are torch.cpu internals, so their absence only skips the warning)."""
+    checks = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if not all(callable(c) for c in checks):
+        return None
+    return any(c() for c in checks)

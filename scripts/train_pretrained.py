@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None,
                    help="processes drawing training batches (TrainConfig.num_workers; for a GPU)")
     p.add_argument("--noise", help="noise spec replacing the recipe's, e.g. rician:0.002-0.09")
+    p.add_argument("--loss", choices=["mse", "l1"], help="reconstruction loss replacing the recipe's (TrainConfig.loss)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast on the CPU (TrainConfig.cpu_bf16; ~1.5x faster with AVX512-BF16/AMX)")
     p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                                    ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                    ("patch_size", args.patch_size), ("batch_size", args.batch_size),
                                    ("patch_depth", args.patch_depth), ("num_workers", args.workers),
-                                   ("cpu_bf16", args.bf16 or None),
+                                   ("cpu_bf16", args.bf16 or None), ("loss", args.loss),
                                    ("val_scans", tuple(int(i) for i in args.val_scans.split(",")) if args.val_scans else None)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**{**recipe["train"], **overrides}, epochs=epochs, steps_per_epoch=max(4, steps // epochs),

@@ -66,6 +66,28 @@ def test_all_axes_slices_along_every_axis():
     assert 0.4 < striped_share(True) < 0.9  # two axes of three
 
 
+def test_numpy_histogram_shift_is_monais_transform_with_the_same_random_stream():
+    """The sampler's fast histogram shift draws the same control points as MONAI's
+    RandHistogramShift from the same seed and maps numpy patches to the same values (MONAI's torch
+    path, float32), leaving patches it skips untouched."""
+    from monai.transforms import RandHistogramShift
+
+    from denoise.data import NumpyHistogramShift
+
+    ours, monai = NumpyHistogramShift((4, 8), prob=0.5), RandHistogramShift((4, 8), prob=0.5)
+    ours.set_random_state(seed=3)
+    monai.set_random_state(seed=3)
+    rng = np.random.default_rng(0)
+    shifted = 0
+    for _ in range(20):
+        patch = rng.uniform(0.1, 0.9, (5, 16, 16)).astype(np.float32)
+        a, b = ours(patch), np.asarray(monai(patch))
+        assert isinstance(a, np.ndarray) and a.dtype == np.float32
+        np.testing.assert_allclose(a, b, atol=1e-6)
+        shifted += not np.array_equal(a, patch)
+    assert 4 <= shifted <= 16  # prob 0.5: some patches remapped, some left alone
+
+
 def test_contrast_augment_remaps_clean_patches_monotonically_before_the_noise():
     """contrast_augment changes the clean target's contrast (a monotone remapping, possibly
     darkened), never its ordering of intensities; the noise is added afterwards at the spec's level

@@ -63,6 +63,20 @@ def test_cpu_bfloat16_training_learns_and_keeps_float32_weights(tmp_path, phanto
     assert {p.dtype for p in net.parameters()} == {torch.float32}
 
 
+def test_bf16_capability_check_reads_the_cpu_and_survives_a_torch_without_it(monkeypatch):
+    """The warning for a CPU without bfloat16 arithmetic uses torch.cpu internals: either check
+    counts, and a torch that lacks them gives "unknown" (None) instead of an AttributeError."""
+    from denoise.train import _native_bf16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert _native_bf16() is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert _native_bf16() is True
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert _native_bf16() is None
+
+
 def test_pickled_object_checkpoint_is_refused(tmp_path):
     class Evil:
         def __reduce__(self):
