@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None,
                    help="processes drawing training batches (TrainConfig.num_workers; for a GPU)")
     p.add_argument("--noise", help="noise spec replacing the recipe's, e.g. rician:0.002-0.09")
+    p.add_argument("--seed", type=int, default=0, help="seeds patches, noise, augmentation and initial weights "
+                                                      "(the recipes use 0)")
     p.add_argument("--loss", choices=["mse", "l1"], help="reconstruction loss replacing the recipe's (TrainConfig.loss)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast on the CPU (TrainConfig.cpu_bf16; ~1.5x faster with AVX512-BF16/AMX)")
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                                    ("val_scans", tuple(int(i) for i in args.val_scans.split(",")) if args.val_scans else None)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**{**recipe["train"], **overrides}, epochs=epochs, steps_per_epoch=max(4, steps // epochs),
-                            early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=0)
+                            early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=args.seed)
     out = Path("runs") / (args.run_name or args.model)
     resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
     history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume, init=args.init,
