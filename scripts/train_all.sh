@@ -6,8 +6,8 @@
 # Step counts are fixed so the result does not depend on machine load. Fine-tuning phases start from the previous phase's weights at a
 # lower learning rate, run a full cosine schedule and ship the final weights (--take last).
 #   nohup bash scripts/train_all.sh > runs/train_all.log 2>&1 &
-# scripts/train_quick.sh retrains every model in one run of at most 25 minutes each (2 threads,
-# bfloat16 autocast): 0.07-0.20 dB below these on the held-out T1, 0.32 below for ct-2d at 25% dose
+# scripts/train_quick.sh retrains every model in at most 27 minutes each (2 threads,
+# bfloat16 autocast): 0.07-0.20 dB below these on the held-out T1, ct-2d 0.1 dB above at 25/10% dose
 # (python scripts/quick_check.py). An earlier float32 30-minute mr-2d (train_quick.sh's mr-2d command
 # without --bf16 and at 7000 steps: 22 min) reached 31.00/28.39 dB at Rician 5/9% on the three-slab check
 # (`python scripts/planes_check.py CKPT`; shipped 31.37/28.76, the bf16 one 31.22/28.64).

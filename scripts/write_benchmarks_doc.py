@@ -110,8 +110,9 @@ def main() -> int:
         "",
         "## Every model retrained in 30 minutes",
         "",
-        "`bash scripts/train_quick.sh` retrains each shipped model in one run on 2 CPU cores (bfloat16 autocast but for "
-        "the sparse AE; 20-25 minutes each for mr-2d, mr-3d's slab network and ct-2d, ~5 for the VAE and sparse AE; the shipped "
+        "`bash scripts/train_quick.sh` retrains each shipped model on 2 CPU cores (bfloat16 autocast but for "
+        "the sparse AE; 24.5-25 minutes each for mr-2d and mr-3d's slab network, 26.5 for ct-2d's two phases, ~5 for the "
+        "VAE and sparse AE; the shipped "
         "weights come from the many phases of `scripts/train_all.sh`). Command: `python scripts/quick_check.py` "
         "(the same cases and noise realisations as above; fg PSNR in dB):",
         "",
