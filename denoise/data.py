@@ -97,8 +97,8 @@ def precompute_lowdose_noise(volume_hu: np.ndarray, *, pixel_mm: float, seed: in
 class NumpyHistogramShift(RandHistogramShift):
     """MONAI's `RandHistogramShift` (same random control points, same random stream) applied to
     numpy arrays with ``np.interp``, MONAI's own ndarray path: its ``__call__`` converts the input
-    to a tensor first and takes the slower torch path (a 32-patch mr-2d batch: 72-76 ms of data
-    time against 81-96 ms, 2 threads; more when other work holds the cores)."""
+    to a tensor first and takes the torch path, which is no faster and slower when other work
+    holds the cores (`python scripts/bench_train_step.py histogram`)."""
 
     def __call__(self, img, randomize: bool = True):  # type: ignore[override]
         if not isinstance(img, np.ndarray):

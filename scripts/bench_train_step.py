@@ -1,0 +1,92 @@
+"""Where a CPU training step of the mr-2d recipe goes (the figures in docs/design.md's data bullet).
+
+    python scripts/bench_train_step.py histogram   # data vs compute per step, NumpyHistogramShift vs MONAI's path
+    python scripts/bench_train_step.py workers     # steps/s with 0-2 DataLoader workers and 1-2 torch threads
+
+The mr-2d recipe as scripts/train_quick.sh runs it (two neighbouring slices each side, batch 32,
+contrast and coarse augmentation, bfloat16 autocast), on the recipe's training volumes in
+../shared/data. A timing, not a test: run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_pretrained import RECIPES, load_training_scans  # noqa: E402
+
+from denoise.config import TrainConfig  # noqa: E402
+from denoise.data import NumpyHistogramShift, PatchSampler, patch_batches  # noqa: E402
+from denoise.models import build_model  # noqa: E402
+from denoise.train import _loss, prepare_volumes  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _setup():
+    recipe = RECIPES["mr-2d"]
+    model_cfg = dataclasses.replace(recipe["model"], context=2)
+    train_cfg = TrainConfig(**{**recipe["train"], "contrast_augment": 0.5, "coarse_augment": 0.3,
+                               "noise": "rician:0.002-0.09", "batch_size": 32})
+    vols, _ = prepare_volumes(load_training_scans(DATA, recipe["files"]), train_cfg, 0)
+    sampler = PatchSampler(vols, noise=train_cfg.noise, spatial_dims=2, patch_size=train_cfg.patch_size, seed=0,
+                           context=2, noise_channel=model_cfg.noise_channel, contrast_augment=0.5, coarse_augment=0.3)
+    model = build_model(model_cfg)
+    return model, torch.optim.AdamW(model.parameters(), 1e-3), sampler, train_cfg
+
+
+def _step(model, opt, x, y, cfg) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = _loss(model, x, y, "dae", cfg, 0.0)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def histogram() -> None:
+    from monai.transforms import RandHistogramShift
+
+    torch.set_num_threads(2)
+    fast = NumpyHistogramShift.__call__
+    for label in ["numpy", "monai", "numpy", "monai"]:
+        NumpyHistogramShift.__call__ = fast if label == "numpy" else RandHistogramShift.__call__
+        model, opt, sampler, cfg = _setup()
+        t_data = t_step = 0.0
+        for i in range(110):
+            t0 = time.perf_counter()
+            x, y = (torch.as_tensor(a) for a in sampler.batch(32))
+            t1 = time.perf_counter()
+            _step(model, opt, x, y, cfg)
+            if i >= 10:
+                t_data, t_step = t_data + t1 - t0, t_step + time.perf_counter() - t1
+        print(f"{label}: data {t_data * 10:.0f} ms/batch, compute {t_step * 10:.0f} ms/step, "
+              f"{100 / (t_data + t_step):.2f} steps/s", flush=True)
+
+
+def workers(num_workers: int, threads: int) -> None:
+    torch.set_num_threads(threads)
+    model, opt, sampler, cfg = _setup()
+    batches = patch_batches(sampler, 32, num_workers=num_workers)
+    for i in range(160):
+        if i == 20:
+            t = time.perf_counter()
+        _step(model, opt, *next(batches), cfg)
+    print(f"workers {num_workers} threads {threads}: {140 / (time.perf_counter() - t):.2f} steps/s", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["histogram"]:
+        histogram()
+    elif sys.argv[1:] == ["workers"]:
+        for w, n in [(0, 2), (1, 2), (1, 1), (2, 1)]:  # one process each: a fresh thread pool and loader
+            subprocess.run([sys.executable, __file__, "workers", str(w), str(n)], check=True)
+    elif len(sys.argv) == 4 and sys.argv[1] == "workers":
+        workers(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        sys.exit(__doc__)
