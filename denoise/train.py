@@ -159,7 +159,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         "normalization": asdict(train_cfg.normalization),
         "noise": train_cfg.noise,
         "data": {**(data_summary or {}), "train_scans": tr_idx, "val_scans": va_idx},
-        **({"init": Path(init).name} if init else {}),
+        **({"init": _init_label(Path(init))} if init else {}),
         "version": __version__,
     }
     batches = patch_batches(sampler, train_cfg.batch_size, num_workers=train_cfg.num_workers,
@@ -252,6 +252,12 @@ def _dist_init() -> tuple[int, int]:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def _init_label(path: Path) -> str:
+    """How a checkpoint records the one it was fine-tuned from: the file name, with its run folder
+    when the name is a generic last.pt/best.pt (never the full path, which may name a user's folders)."""
+    return f"{path.parent.name}/{path.name}" if path.name in ("last.pt", "best.pt") and path.parent.name else path.name
 
 
 def _native_bf16() -> bool | None:

@@ -5,7 +5,8 @@
 # ~1.5x the time). Nothing is shipped: the checkpoints land in runs/quick/<model>/last.pt and
 #   python scripts/quick_check.py
 # scores them beside the shipped models on the held-out scans (docs/benchmarks/quick/summary.md).
-# The shipped models come from scripts/train_all.sh (many phases, ~12 h on 2 cores plus GPU phases).
+# The shipped MR models come from scripts/train_all.sh (many phases, ~12 h on 2 cores plus GPU
+# phases); the shipped ct-2d is this script's (train_all.sh runs the same two commands and ships).
 #   nohup bash scripts/train_quick.sh > runs/train_quick.log 2>&1 &
 # Step counts are fixed, so the result does not depend on machine speed; the minutes in the
 # comments are wall time measured on the 2-core development machine (AMD EPYC with AVX512-BF16).
@@ -28,7 +29,7 @@ $Q --model mr-3d --init runs/quick/mr-2d/last.pt --steps 4000 --lr 1e-4 --thick-
 # ct-2d in two phases, as train_all.sh's but shorter (26.5 min in all, 11 of them preparing the pseudo-CT
 # volumes, once per phase): single slices with noise-free targets, then grown to one neighbouring slice
 # each side (zero weights) with full-dose targets keeping 0-25 HU of their own noise. Held-out GE CT
-# 40.83/38.13 dB at 25/10% dose (shipped 40.71/38.03, BM3D oracle 40.63/37.73); one phase of 16000 steps
+# 40.83/38.13 dB at 25/10% dose (the 5-phase ct-2d shipped before it 40.71/38.03, BM3D oracle 40.63/37.73); one phase of 16000 steps
 # with both from the start reached only 40.24-40.39/37.70-38.08 (bf16 or float32, seed 0 or 1)
 $Q --model ct-2d --steps 6000 --run-name quick/ct-2d-a > runs/quick/ct-2d-a.log 2>&1
 $Q --model ct-2d --context 1 --steps 8000 --init runs/quick/ct-2d-a/last.pt --lr 3e-4 --reference-noise 0.0125 --run-name quick/ct-2d > runs/quick/ct-2d.log 2>&1

@@ -113,7 +113,8 @@ def main() -> int:
         "`bash scripts/train_quick.sh` retrains each shipped model on 2 CPU cores (bfloat16 autocast but for "
         "the sparse AE; 24.5-25 minutes each for mr-2d and mr-3d's slab network, 26.5 for ct-2d's two phases, ~5 for the "
         "VAE and sparse AE; the shipped "
-        "weights come from the many phases of `scripts/train_all.sh`). Command: `python scripts/quick_check.py` "
+        "MR weights come from the many phases of `scripts/train_all.sh`, the shipped ct-2d is this recipe's, so its row "
+        "compares a checkpoint with itself). Command: `python scripts/quick_check.py` "
         "(the same cases and noise realisations as above; fg PSNR in dB):",
         "",
         _read(b / "quick" / "summary.md"),

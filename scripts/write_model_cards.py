@@ -151,6 +151,7 @@ def main() -> int:
             + (f"{t['patch_depth']} slices x {t['patch_size']}^2" if t.get("patch_depth") else f"{t['patch_size']}")
             + f", batch {t['batch_size']}, "
             f"{t['epochs']} epochs x {t['steps_per_epoch']} steps max, AdamW lr {t['lr']}, cosine schedule, seed {t['seed']}"
+            + (", bfloat16 autocast on the CPU" if t.get("cpu_bf16") else "")
             + (", 2D patches sliced along all three volume axes" if t.get("all_axes") else "")
             + (f", contrast augmentation (MONAI RandHistogramShift and darkening 0.5-1, each with p = {t['contrast_augment']:g})"
                if t.get("contrast_augment") else "")

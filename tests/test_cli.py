@@ -97,7 +97,7 @@ def test_train_cli_fine_tunes_a_checkpoint(tmp_path, tiny_training_set):
     # architecture, scaling, patch size and noise come from the checkpoint; fine-tuning learning rate
     assert info["model"] == start_info["model"] and info["normalization"] == start_info["normalization"]
     assert info["train"]["patch_size"] == 16 and info["noise"] == "gaussian:0.05" and info["train"]["lr"] == 1e-4
-    assert info["init"] == "last.pt" and info["data"]["fine_tuned_from"] == "first"
+    assert info["init"] == "first/last.pt" and info["data"]["fine_tuned_from"] == "first"
     moved = [not torch.equal(a, b) for a, b in zip(start.state_dict().values(), tuned.state_dict().values())]
     assert any(moved)
     # a config's model section changes the checkpoint's architecture: here a wider DAE grown from it
