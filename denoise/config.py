@@ -105,7 +105,10 @@ class TrainConfig:
     ``amp``: mixed precision (float16 autocast with loss scaling) on CUDA. ``cpu_bf16``: bfloat16
     autocast on the CPU (weights, optimiser and loss stay float32): ~1.5x the steps per second on
     CPUs with AVX512-BF16 or AMX, slower elsewhere; off by default so CPU runs repeat earlier ones
-    (and not free: the sparse AE trained with it scored 0.4-0.7 dB below float32; the VAE was level)."""
+    (and not free: the sparse AE trained with it scored 0.4-0.7 dB below float32; the VAE was level).
+    ``ema``: decay of an exponential moving average of the weights, updated every step (0 = off;
+    e.g. 0.999). When on, validation, ``best.pt`` and ``last.pt`` carry the averaged weights (the
+    raw ones travel in ``last.pt`` for ``resume``)."""
 
     noise: str = "rician:0.01-0.09"
     patch_size: int = 64
@@ -135,6 +138,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     cpu_bf16: bool = False
+    ema: float = 0.0
     num_workers: int = 0
     normalization: Normalization = field(default_factory=Normalization)
 
@@ -159,6 +163,8 @@ class TrainConfig:
         object.__setattr__(self, "val_scans", tuple(int(i) for i in self.val_scans))
         if any(i < 0 for i in self.val_scans) or len(set(self.val_scans)) != len(self.val_scans):
             raise ValueError(f"val_scans must be distinct scan indices >= 0, got {list(self.val_scans)}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema is a decay per step, in [0, 1), got {self.ema}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.patch_depth < 0:

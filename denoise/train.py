@@ -137,9 +137,18 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     history: list[dict[str, float]] = []
     start_epoch, best, stale = 0, -math.inf, 0
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_cfg.ema),
+                                                use_buffers=True) if train_cfg.ema else None)
     if resume:
         net, _, payload = load_checkpoint(resume)
-        model.load_state_dict(net.state_dict())
+        if ema is not None:  # the checkpoint's weights are the average; the raw ones ride along
+            if "raw_state" not in payload:
+                raise ValueError(f"{resume}: saved without ema; cannot resume it with ema on")
+            ema.module.load_state_dict(net.state_dict())
+            ema.n_averaged.fill_(int(payload["ema_n_averaged"]))
+            model.load_state_dict(payload["raw_state"])
+        else:
+            model.load_state_dict(net.state_dict())
         opt.load_state_dict(payload["optimizer"])
         sched.load_state_dict(payload["scheduler"])
         history = [dict(zip(payload["history_keys"], row)) for row in payload["history"].tolist()]
@@ -179,25 +188,29 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(_unwrap(model))
             losses.append(float(loss.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}", val_psnr=f"{best:.2f}")
         stop = False
         if rank == 0:
-            metrics = _validate(_unwrap(model), val_noisy, val_clean, device)
+            kept = ema.module if ema is not None else _unwrap(model)  # the weights validated and saved
+            metrics = _validate(kept, val_noisy, val_clean, device)
             row = {"epoch": epoch, "loss": float(np.mean(losses)), **metrics, "seconds": time.perf_counter() - t0}
             history.append(row)
             log.info("epoch %d %s", epoch, row)
             if metrics["val_psnr"] > best:
                 best, stale = metrics["val_psnr"], 0
-                save_checkpoint(out_dir / "best.pt", _unwrap(model), {**info, "validation": row, "history": history})
+                save_checkpoint(out_dir / "best.pt", kept, {**info, "validation": row, "history": history})
             else:
                 stale += 1
             keys = sorted(history[0])
-            save_checkpoint(out_dir / "last.pt", _unwrap(model), {**info, "validation": row}, extra={
+            save_checkpoint(out_dir / "last.pt", kept, {**info, "validation": row}, extra={
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
                 "history": torch.tensor([[h[k] for k in keys] for h in history], dtype=torch.float64),
                 "history_keys": keys,
+                **({"raw_state": _unwrap(model).state_dict(), "ema_n_averaged": ema.n_averaged.clone()} if ema is not None else {}),
             })
             stop = stale >= train_cfg.early_stop_patience
             if stop:

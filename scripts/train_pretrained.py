@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seeds patches, noise, augmentation and initial weights "
                                                       "(the recipes use 0)")
     p.add_argument("--loss", choices=["mse", "l1"], help="reconstruction loss replacing the recipe's (TrainConfig.loss)")
+    p.add_argument("--ema", type=float, help="exponential moving average of the weights, decay per step (TrainConfig.ema)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast on the CPU (TrainConfig.cpu_bf16; ~1.5x faster with AVX512-BF16/AMX)")
     p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                                    ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                    ("patch_size", args.patch_size), ("batch_size", args.batch_size),
                                    ("patch_depth", args.patch_depth), ("num_workers", args.workers),
-                                   ("cpu_bf16", args.bf16 or None), ("loss", args.loss),
+                                   ("cpu_bf16", args.bf16 or None), ("loss", args.loss), ("ema", args.ema),
                                    ("val_scans", tuple(int(i) for i in args.val_scans.split(",")) if args.val_scans else None)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**{**recipe["train"], **overrides}, epochs=epochs, steps_per_epoch=max(4, steps // epochs),
