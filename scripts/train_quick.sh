@@ -14,7 +14,10 @@
 # ct-2d in one phase of 16000 steps (context and reference noise from the start) in float32 instead of bf16 (27 min): 40.29/38.04 dB at 25/10% dose, bf16 40.39/38.08;
 # the L1 loss (--loss l1, otherwise these commands; ct-2d in one phase, one thread each side by side): mr-2d 31.07/28.57 dB
 # at Rician 5/9% (MSE 31.21/28.63), ct-2d 36.74/34.37 (the median of targets that keep full-dose noise
-# is not their mean: MSE it is).
+# is not their mean: MSE it is). mr-2d in two phases like ct-2d's (5000 steps with one neighbouring slice
+# and no contrast/coarse augmentation, then grown to two with them, 5000 steps at lr 3e-4; 10000 in all, as here):
+# 31.06/28.45 dB at Rician 5/9% on the three-slab check (`python scripts/planes_check.py CKPT`, axial;
+# this script's mr-2d 31.22/28.64): the curriculum that pays for CT does not for MR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs/quick
