@@ -22,6 +22,8 @@ Same spec and seed give the same output; arrays are never modified in place.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,34 +152,60 @@ def _speckle(x, level, ref, rng, _px):
 
 
 def _lowdose(x, level, ref, rng, pixel_mm):
-    if x.ndim == 2:
-        return _lowdose_slice(x, level, rng, pixel_mm)
+    """Slice by slice; the projections and reconstructions of a volume's slices run on threads
+    (skimage's warps release the GIL), the random draws in slice order, so the output is the
+    same as one slice after another."""
     flat = x.reshape(-1, *x.shape[-2:])
-    return np.stack([_lowdose_slice(s, level, rng, pixel_mm) for s in flat]).reshape(x.shape)
+    out = np.empty(flat.shape, dtype=np.float64)
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for lo in range(0, len(flat), _LOWDOSE_CHUNK):  # bounded memory: sinograms of a chunk at a time
+            chunk = flat[lo:lo + _LOWDOSE_CHUNK]
+            lines = list(pool.map(lambda hu: _line_integrals(hu, pixel_mm), chunk))
+            deltas = [_count_noise(line, level, rng) for line in lines]
+            out[lo:lo + len(chunk)] = list(pool.map(lambda a: a[0] + _back_project(a[1], a[0].shape, pixel_mm),
+                                                    zip(chunk, deltas)))
+    return out.reshape(x.shape)
 
 
-def _lowdose_slice(hu: np.ndarray, dose: float, rng: np.random.Generator, pixel_mm: float) -> np.ndarray:
-    from skimage.transform import iradon, radon
+_LOWDOSE_CHUNK = 32
+
+
+def _geometry(shape: tuple[int, int]) -> tuple[int, int, np.ndarray]:
+    size = max(shape)
+    return size, int(np.ceil(size / 256)), np.linspace(0.0, 180.0, max(180, size // 2), endpoint=False)
+
+
+def _line_integrals(hu: np.ndarray, pixel_mm: float) -> np.ndarray:
+    """Attenuation line integrals (detector bins x views) of a HU slice."""
+    from skimage.transform import radon
 
     mu = np.clip(MU_WATER * (1.0 + hu / 1000.0), 0.0, None)
-    size = max(hu.shape)
+    size, factor, theta = _geometry(hu.shape)
     # The line integrals only set the noise variance per ray: compute them on a grid of <= 256 px
     # (radon is the slow step) and interpolate along the detector to the full-resolution bins.
-    factor = int(np.ceil(size / 256))
     small = mu if factor == 1 else _block_mean(mu, factor)
-    n_views = max(180, size // 2)
-    theta = np.linspace(0.0, 180.0, n_views, endpoint=False)
     line_small = radon(small, theta=theta, circle=False) * pixel_mm * factor
     n_det = int(np.ceil(np.sqrt(2) * size)) + 2
     pos_small = (np.arange(line_small.shape[0]) - (line_small.shape[0] - 1) / 2) * factor
     pos_full = np.arange(n_det) - (n_det - 1) / 2
-    line = np.stack([np.interp(pos_full, pos_small, col, left=0, right=0) for col in line_small.T], axis=1)
+    return np.stack([np.interp(pos_full, pos_small, col, left=0, right=0) for col in line_small.T], axis=1)
+
+
+def _count_noise(line: np.ndarray, dose: float, rng: np.random.Generator) -> np.ndarray:
+    """Noisy minus noise-free line integrals at a dose: Poisson counts plus electronic noise."""
     photons = FULL_DOSE_PHOTONS * dose
     counts = rng.poisson(photons * np.exp(-line)) + rng.normal(0.0, ELECTRONIC_SIGMA, line.shape)
-    noisy_line = -np.log(np.clip(counts, 1.0, None) / photons)
-    noise_mu = iradon(noisy_line - line, theta=theta, circle=False, filter_name="ramp", output_size=size) / pixel_mm
-    noise_mu = _crop_center(noise_mu, hu.shape)
-    return hu + 1000.0 * noise_mu / MU_WATER
+    return -np.log(np.clip(counts, 1.0, None) / photons) - line
+
+
+def _back_project(delta: np.ndarray, shape: tuple[int, int], pixel_mm: float) -> np.ndarray:
+    """Filtered back projection of line-integral noise, in HU, cropped to the slice."""
+    from skimage.transform import iradon
+
+    size, _, theta = _geometry(shape)
+    noise_mu = iradon(delta, theta=theta, circle=False, filter_name="ramp", output_size=size) / pixel_mm
+    return 1000.0 * _crop_center(noise_mu, shape) / MU_WATER
 
 
 def _block_mean(img: np.ndarray, f: int) -> np.ndarray:
