@@ -2,10 +2,12 @@
 
     python scripts/bench_train_step.py histogram   # data vs compute per step, NumpyHistogramShift vs MONAI's path
     python scripts/bench_train_step.py workers     # steps/s with 0-2 DataLoader workers and 1-2 torch threads
+    python scripts/bench_train_step.py lowdose     # ct-2d's preparation: low-dose noise fields, 1 vs all threads
 
 The mr-2d recipe as scripts/train_quick.sh runs it (two neighbouring slices each side, batch 32,
 contrast and coarse augmentation, bfloat16 autocast), on the recipe's training volumes in
-../shared/data. A timing, not a test: run it on an otherwise idle machine.
+../shared/data. A timing, not a test: run it on an otherwise idle machine. ``lowdose`` times what a ct-2d run does
+before its first step: the full-dose noise fields of its volumes (`denoise.train.prepare_volumes`).
 """
 
 from __future__ import annotations
@@ -80,12 +82,30 @@ def workers(num_workers: int, threads: int) -> None:
     print(f"workers {num_workers} threads {threads}: {140 / (time.perf_counter() - t):.2f} steps/s", flush=True)
 
 
+def lowdose() -> None:
+    import os
+
+    import denoise.noise as noise_mod
+
+    recipe = RECIPES["ct-2d"]
+    scans = load_training_scans(DATA, recipe["files"], halves=True, pseudo=recipe["pseudo_ct"])
+    cfg = TrainConfig(**recipe["train"])
+    cores = len(os.sched_getaffinity(0))
+    for n in (1, cores):
+        noise_mod.os.sched_getaffinity = lambda _pid, n=n: set(range(n))  # the worker threads _lowdose starts
+        t = time.perf_counter()
+        prepare_volumes(scans, cfg, 0)
+        print(f"low-dose noise fields, {n} thread(s): {time.perf_counter() - t:.0f} s", flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["histogram"]:
         histogram()
     elif sys.argv[1:] == ["workers"]:
         for w, n in [(0, 2), (1, 2), (1, 1), (2, 1)]:  # one process each: a fresh thread pool and loader
             subprocess.run([sys.executable, __file__, "workers", str(w), str(n)], check=True)
+    elif sys.argv[1:] == ["lowdose"]:
+        lowdose()
     elif len(sys.argv) == 4 and sys.argv[1] == "workers":
         workers(int(sys.argv[2]), int(sys.argv[3]))
     else:

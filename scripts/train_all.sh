@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train every shipped model: ct-2d first (two 2-thread phases, 26.5 min, the commands of
+# Train every shipped model: ct-2d first (two 2-thread phases, ~21 min, the commands of
 # scripts/train_quick.sh, shipped), then mostly two single-thread runs side by side on a 2-core CPU
 # (better use of 2 cores than one 2-thread run), about 6 hours in all, then the last four phases (mr-2d 10-11, mr-3d 3-4), which ran on one GPU in ~12 minutes and take
 # ~5.3 more hours on 2 CPU cores (they run there too, unchanged).

@@ -17,7 +17,8 @@
 # is not their mean: MSE it is). mr-2d in two phases like ct-2d's (5000 steps with one neighbouring slice
 # and no contrast/coarse augmentation, then grown to two with them, 5000 steps at lr 3e-4; 10000 in all, as here):
 # 31.06/28.45 dB at Rician 5/9% on the three-slab check (`python scripts/planes_check.py CKPT`, axial;
-# this script's mr-2d 31.22/28.64): the curriculum that pays for CT does not for MR.
+# this script's mr-2d 31.22/28.64): the curriculum that pays for CT does not for MR. mr-2d with
+# --ema 0.999 (a moving average of the weights): 31.19/28.57, nothing over the cosine schedule's end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs/quick
@@ -29,8 +30,9 @@ $Q --model mr-2d --context 2 --steps 10000 --batch-size 32 $MR --run-name quick/
 # mr-3d's slab network grown from the mr-2d above, half of its patches with slices 2-3 apart
 # (on near-isotropic volumes mr-3d is mr-2d along three planes; 24.8 min)
 $Q --model mr-3d --init runs/quick/mr-2d/last.pt --steps 4000 --lr 1e-4 --thick-augment 0.5 $MR --run-name quick/mr-3d > runs/quick/mr-3d.log 2>&1
-# ct-2d in two phases, as train_all.sh's but shorter (26.5 min in all, 11 of them preparing the pseudo-CT
-# volumes, once per phase): single slices with noise-free targets, then grown to one neighbouring slice
+# ct-2d in two phases (26.5 min in all when measured, 11 of them preparing the pseudo-CT volumes and
+# their noise fields, once per phase; the noise fields now take 164 s instead of 336 s per phase on
+# threads, `python scripts/bench_train_step.py lowdose`, so ~21 min): single slices with noise-free targets, then grown to one neighbouring slice
 # each side (zero weights) with full-dose targets keeping 0-25 HU of their own noise. Held-out GE CT
 # 40.83/38.13 dB at 25/10% dose (the 5-phase ct-2d shipped before it 40.71/38.03, BM3D oracle 40.63/37.73); one phase of 16000 steps
 # with both from the start reached only 40.24-40.39/37.70-38.08 (bf16 or float32, seed 0 or 1)
