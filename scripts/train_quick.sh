@@ -19,7 +19,7 @@
 # 31.06/28.45 dB at Rician 5/9% on the three-slab check (`python scripts/planes_check.py CKPT`, axial;
 # this script's mr-2d 31.22/28.64): the curriculum that pays for CT does not for MR. mr-2d with
 # --ema 0.999 (a moving average of the weights): 31.19/28.57, nothing over the cosine schedule's end.
-# A third ct-2d phase (the second's command, 4000 steps at lr 1e-4 from its end; 13.5 min): held-out
+# A third ct-2d phase (the second's command, 4000 steps at lr 1e-4 from its end): held-out
 # GE CT 43.09/40.83/38.12 dB at 50/25/10% dose against 43.05/40.83/38.13, saturated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
