@@ -8,6 +8,7 @@ scan in flight and ``resume=True`` finishes the job.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -128,6 +129,9 @@ def denoise_folder(
     sources = [s for i, s in enumerate(sources) if i % num_parts == part_id]
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / ("manifest.csv" if num_parts == 1 else f"manifest.part{part_id}.csv")
+    summary_path = out / ("summary.json" if num_parts == 1 else f"summary.part{part_id}.json")
+    _remove_leftovers(out, [manifest_path, summary_path] + [
+        out / rel for s in sources for rel in (_output_relpath(s, fmt), _noise_relpath(_output_relpath(s, fmt)))])
     previous = read_manifest(manifest_path) if resume else {}
     rows: dict[str, dict[str, Any]] = dict(previous)
     for sk in skipped:
@@ -156,10 +160,25 @@ def denoise_folder(
     counts = {k: sum(r["status"] == k for r in rows.values()) for k in ("ok", "failed", "skipped")}
     summary = {"output": str(out), "manifest": str(manifest_path), **counts, "processed": len(todo),
                "reused": len(sources) - len(todo), "seconds": round(time.perf_counter() - t0, 2)}
-    tmp = out / f".summary.{uuid.uuid4().hex}.tmp"
+    tmp = out / f".{summary_path.name}.{uuid.uuid4().hex[:8]}.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(out / ("summary.json" if num_parts == 1 else f"summary.part{part_id}.json"))
+    tmp.replace(summary_path)
     return summary
+
+
+def _remove_leftovers(out: Path, dests: list[Path]) -> None:
+    """Delete what a killed earlier run left half-written for these outputs: the temporaries
+    (``.NAME.TAG.tmp*``) that `_atomic_write` and `write_manifest` rename when complete, and a DICOM
+    series moved aside (``.NAME.TAG.old``) for its replacement. Only this part's outputs, so parts
+    running side by side into one folder never touch each other's files."""
+    for dest in dests:
+        if not dest.parent.is_dir():
+            continue
+        for left in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
+            tag, _, rest = left.name[len(dest.name) + 2:].partition(".")
+            if len(tag) == 8 and (rest.startswith("tmp") or rest == "old"):
+                log.info("removing %s, left half-written by an earlier run", left.relative_to(out))
+                shutil.rmtree(left) if left.is_dir() else left.unlink()
 
 
 def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:

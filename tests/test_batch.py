@@ -140,6 +140,30 @@ def test_killed_run_leaves_no_partial_output_and_continue_completes(tmp_path, ph
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
 
 
+def test_a_new_run_removes_what_a_killed_one_left_half_written_and_nothing_else(study, tmp_path, tiny_model):
+    out = tmp_path / "out"
+    denoise_folder(study, out, model=str(tiny_model), device="cpu", progress=False)
+    series = next(p for p in (out / "pat").rglob("*") if p.is_dir() and list(p.glob("*.dcm")))
+    left = [out / ".manifest.csv.0a1b2c3d.tmp", out / ".summary.json.0a1b2c3d.tmp",
+            out / ".vol.nii.gz.0a1b2c3d.tmp.nii.gz", series.with_name(f".{series.name}.0a1b2c3d.old")]
+    for f in left[:3]:
+        f.write_text("half")
+    left[3].mkdir()
+    (left[3] / "x.dcm").write_bytes(b"half")
+    tmp_series = series.with_name(f".{series.name}.0a1b2c3d.tmp")
+    tmp_series.mkdir()
+    (tmp_series / "y.dcm").write_bytes(b"half")
+    others = [out / ".vol.nii.gz.notes", out / ".other.nii.gz.0a1b2c3d.tmp.nii.gz", out / ".manifest.part1.csv.0a1b2c3d.tmp"]
+    for f in others:  # not temporaries of this run's outputs: a user's file, another output, another part's
+        f.write_text("keep")
+    before = (out / "vol.nii.gz").read_bytes()
+    s = denoise_folder(study, out, model=str(tiny_model), device="cpu", resume=True, progress=False)
+    assert s["processed"] == 0 and s["ok"] == 3
+    assert not any(f.exists() for f in [*left, tmp_series])
+    assert all(f.read_text() == "keep" for f in others)
+    assert (out / "vol.nii.gz").read_bytes() == before
+
+
 def test_reference_adds_metrics_and_nifti_format(study, tmp_path, tiny_model):
     out = tmp_path / "out"
     denoise_folder(study, out, model=str(tiny_model), device="cpu", reference=study, fmt="nifti", noise_map=True,
