@@ -19,6 +19,10 @@
 # 31.06/28.45 dB at Rician 5/9% on the three-slab check (`python scripts/planes_check.py CKPT`, axial;
 # this script's mr-2d 31.22/28.64): the curriculum that pays for CT does not for MR. mr-2d with
 # --ema 0.999 (a moving average of the weights): 31.19/28.57, nothing over the cosine schedule's end.
+# Promising, not yet adopted (quick_check and the mr-3d grown from it not rerun): mr-2d at --lr 2e-3
+# (this command otherwise; 30 min measured): 31.31/28.74 dB axial, 31.63/29.08 along three planes on
+# the three-slab check, against 31.22/28.64 and 31.46/28.86 at the default 1e-3 and the shipped
+# mr-2d's 31.37/28.76 and 31.66/29.07.
 # A third ct-2d phase (the second's command, 4000 steps at lr 1e-4 from its end): held-out
 # GE CT 43.09/40.83/38.12 dB at 50/25/10% dose against 43.05/40.83/38.13, saturated.
 set -euo pipefail
