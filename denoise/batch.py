@@ -130,8 +130,8 @@ def denoise_folder(
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / ("manifest.csv" if num_parts == 1 else f"manifest.part{part_id}.csv")
     summary_path = out / ("summary.json" if num_parts == 1 else f"summary.part{part_id}.json")
-    _remove_leftovers(out, [manifest_path, summary_path] + [
-        out / rel for s in sources for rel in (_output_relpath(s, fmt), _noise_relpath(_output_relpath(s, fmt)))])
+    outputs = [_output_relpath(s, fmt) for s in sources]
+    _remove_leftovers(out, [manifest_path, summary_path, *(out / r for r in outputs), *(out / _noise_relpath(r) for r in outputs)])
     previous = read_manifest(manifest_path) if resume else {}
     rows: dict[str, dict[str, Any]] = dict(previous)
     for sk in skipped:
