@@ -23,7 +23,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from denoise.io import ScanReadError, ScanSource, discover_scans, write_scan
-from denoise.manifest import MANIFEST_FIELDS, input_hash, read_manifest, skip_row, still_done, write_manifest
+from denoise.manifest import (
+    MANIFEST_FIELDS,
+    input_hash,
+    is_leftover,
+    read_manifest,
+    skip_row,
+    still_done,
+    temp_sibling,
+    write_manifest,
+    write_text_atomic,
+)
 from denoise.metrics import CT_DATA_RANGE, estimate_sigma, foreground_mask, psnr, ssim
 from denoise.normalize import hu_warning, reference_intensity
 
@@ -160,9 +170,7 @@ def denoise_folder(
     counts = {k: sum(r["status"] == k for r in rows.values()) for k in ("ok", "failed", "skipped")}
     summary = {"output": str(out), "manifest": str(manifest_path), **counts, "processed": len(todo),
                "reused": len(sources) - len(todo), "seconds": round(time.perf_counter() - t0, 2)}
-    tmp = out / f".{summary_path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(summary_path)
+    write_text_atomic(summary_path, json.dumps(summary, indent=1))
     return summary
 
 
@@ -175,8 +183,7 @@ def _remove_leftovers(out: Path, dests: list[Path]) -> None:
         if not dest.parent.is_dir():
             continue
         for left in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
-            tag, _, rest = left.name[len(dest.name) + 2:].partition(".")
-            if len(tag) == 8 and (rest.startswith("tmp") or rest == "old"):
+            if is_leftover(left, dest):
                 log.info("removing %s, left half-written by an earlier run", left.relative_to(out))
                 shutil.rmtree(left) if left.is_dir() else left.unlink()
 
@@ -284,14 +291,14 @@ def _atomic_write(scan, dest: Path, description: str) -> None:
     tag = uuid.uuid4().hex[:8]
     if dest.name.endswith((".nii", ".nii.gz")):
         ext = ".nii.gz" if dest.name.endswith(".gz") else ".nii"
-        tmp = dest.with_name(f".{dest.name}.{tag}.tmp{ext}")
+        tmp = temp_sibling(dest, tag=tag, ext=ext)
         write_scan(scan, tmp)
         os.replace(tmp, dest)
         return
-    tmp = dest.with_name(f".{dest.name}.{tag}.tmp")
+    tmp = temp_sibling(dest, tag=tag)
     write_scan(scan, tmp, description=description)
     if dest.exists():
-        old = dest.with_name(f".{dest.name}.{tag}.old")
+        old = temp_sibling(dest, "old", tag)
         os.replace(dest, old)
         os.replace(tmp, dest)
         shutil.rmtree(old, ignore_errors=True)

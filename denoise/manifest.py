@@ -70,9 +70,32 @@ def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
         return {r["input"]: r for r in csv.DictReader(fh)}
 
 
+def temp_sibling(path: Path, kind: str = "tmp", tag: str | None = None, ext: str = "") -> Path:
+    """``.NAME.TAG.KIND[EXT]`` beside ``path``: where an output is written before it is renamed into
+    place (kind ``tmp``) or where a DICOM series it replaces waits (kind ``old``). The 8-hex TAG keeps
+    concurrent writers apart; `is_leftover` recognises these names after a killed run."""
+    return path.with_name(f".{path.name}.{tag or uuid.uuid4().hex[:8]}.{kind}{ext}")
+
+
+def is_leftover(candidate: Path, path: Path) -> bool:
+    """Whether ``candidate`` is one of `temp_sibling`'s names for ``path``."""
+    prefix = f".{path.name}."
+    if candidate.parent != path.parent or not candidate.name.startswith(prefix):
+        return False
+    tag, _, kind = candidate.name[len(prefix):].partition(".")
+    return len(tag) == 8 and all(c in "0123456789abcdef" for c in tag) and (kind.startswith("tmp") or kind == "old")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write under a temporary name, then rename: readers see the old file or the whole new one."""
+    tmp = temp_sibling(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_manifest(path: Path, rows: dict[str, dict[str, Any]]) -> None:
     """Write every row (sorted by input) under a temporary name, then rename: never half a manifest."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_sibling(path)
     with open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
         w.writeheader()

@@ -22,7 +22,6 @@ Same spec and seed give the same output; arrays are never modified in place.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -157,8 +156,7 @@ def _lowdose(x, level, ref, rng, pixel_mm):
     same as one slice after another."""
     flat = x.reshape(-1, *x.shape[-2:])
     out = np.empty(flat.shape, dtype=np.float64)
-    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=_lowdose_workers()) as pool:
         for lo in range(0, len(flat), _LOWDOSE_CHUNK):  # bounded memory: sinograms of a chunk at a time
             chunk = flat[lo:lo + _LOWDOSE_CHUNK]
             lines = list(pool.map(lambda hu: _line_integrals(hu, pixel_mm), chunk))
@@ -169,6 +167,14 @@ def _lowdose(x, level, ref, rng, pixel_mm):
 
 
 _LOWDOSE_CHUNK = 32
+
+
+def _lowdose_workers() -> int:
+    """As many threads as torch may use (`--threads` of train and run set it), at most 8: the noise
+    never takes more cores than the job it serves was given."""
+    import torch
+
+    return max(1, min(torch.get_num_threads(), 8))
 
 
 def _geometry(shape: tuple[int, int]) -> tuple[int, int, np.ndarray]:

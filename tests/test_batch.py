@@ -164,6 +164,20 @@ def test_a_new_run_removes_what_a_killed_one_left_half_written_and_nothing_else(
     assert (out / "vol.nii.gz").read_bytes() == before
 
 
+def test_every_temporary_name_the_writers_use_is_recognised_as_a_leftover(tmp_path):
+    """The writers (temp_sibling) and the sweep (is_leftover) share one naming rule, so no temporary
+    of a killed run can escape the sweep, and nothing else is caught by it."""
+    from denoise.manifest import is_leftover, temp_sibling
+
+    dest = tmp_path / "vol.nii.gz"
+    for name in (temp_sibling(dest), temp_sibling(dest, ext=".nii.gz"), temp_sibling(dest, "old")):
+        assert name.parent == dest.parent and name.name.startswith(".") and is_leftover(name, dest)
+    assert temp_sibling(dest).name != temp_sibling(dest).name  # concurrent writers never collide
+    for other in (dest, tmp_path / ".vol.nii.gz.notes", tmp_path / ".vol.nii.gz.zzzzzzzz.tmp",
+                  temp_sibling(tmp_path / "vol.nii"), temp_sibling(tmp_path / "sub" / "vol.nii.gz")):
+        assert not is_leftover(other, dest)
+
+
 def test_reference_adds_metrics_and_nifti_format(study, tmp_path, tiny_model):
     out = tmp_path / "out"
     denoise_folder(study, out, model=str(tiny_model), device="cpu", reference=study, fmt="nifti", noise_map=True,
