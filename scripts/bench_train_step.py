@@ -4,7 +4,7 @@
     python scripts/bench_train_step.py workers     # steps/s with 0-2 DataLoader workers and 1-2 torch threads
     python scripts/bench_train_step.py lowdose     # ct-2d's preparation: low-dose noise fields, 1 vs all threads
 
-The mr-2d recipe as scripts/train_quick.sh runs it (two neighbouring slices each side, batch 32,
+The mr-2d recipe as scripts/train_all.sh runs it (two neighbouring slices each side, batch 32,
 contrast and coarse augmentation, bfloat16 autocast), on the recipe's training volumes in
 ../shared/data. A timing, not a test: run it on an otherwise idle machine. ``lowdose`` times what a ct-2d run does
 before its first step: the full-dose noise fields of its volumes (`denoise.train.prepare_volumes`).

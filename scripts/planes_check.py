@@ -3,7 +3,7 @@
     python scripts/planes_check.py MODEL_OR_CHECKPOINT
 
 Prints axial / coronal / sagittal / axial+coronal / axial+sagittal / all three (one noise realisation
-per slab, seeded; the numbers for the 30-minute mr-2d and the all-axes phase in scripts/train_all.sh).
+per slab, seeded; the numbers for the mr-2d variants tried are in scripts/train_all.sh's header).
 """
 import sys
 

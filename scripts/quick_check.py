@@ -1,12 +1,14 @@
-"""Held-out quality of the 30-minute models (scripts/train_quick.sh) beside the shipped ones.
+"""Held-out quality of retrained models (a run folder of scripts/train_all.sh) beside the shipped ones.
 
-    python scripts/quick_check.py [--runs runs/quick] [--data ../shared/data]
+    bash scripts/train_all.sh --no-ship       # retrain every model into runs/quick/, nothing shipped
+    python scripts/quick_check.py [--runs runs/quick] [--data ../shared/data] [--out runs/quick/check]
 
 Same cases, noise realisations and scoring as docs/benchmarks.md (scripts/benchmark.py): the
 held-out T1's three 16-slice slabs at Rician 5/9% and the held-out GE CT at 25/10% dose, fg PSNR.
 BM3D with oracle sigma is copied from docs/benchmarks/{mr,ct}/results.csv where the noisy input is
-identical (recomputed for the first four cases). Writes docs/benchmarks/quick/{mr,ct}/results.* and
-summary.md, and prints the table: model, shipped, 30-minute, difference.
+identical (recomputed for the first four cases). Writes OUT/{mr,ct}/results.* and OUT/summary.md,
+and prints the table: model, shipped, retrained, difference. (docs/benchmarks/quick/ holds the one
+run of it that compared the 30-minute recipe with the 12-hour one it replaced, session 15.)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from benchmark import ROOT, T1_SLABS, copy_ge_ct, write_t1_slabs  # noqa: E402
 from denoise.bench import run_benchmark  # noqa: E402
 from denoise.models import bm3d_available  # noqa: E402
 
-# (row label, shipped method, 30-minute method with {runs} for the run folder)
+# (row label, shipped method, retrained method with {runs} for the run folder)
 MR_PAIRS = [("mr-2d", "dae:mr-2d", "dae:{runs}/mr-2d/last.pt"),
             ("mr-2d along three planes (= mr-3d on this volume)", "dae:mr-2d:3planes", "dae:{runs}/mr-2d/last.pt:3planes"),
             ("mr-3d slab network", "dae:mr-3d:1plane", "dae:{runs}/mr-3d/last.pt"),
@@ -39,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--runs", type=Path, default=Path("runs/quick"))
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "quick")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "quick" / "check")
     args = p.parse_args(argv)
     bm3d = ["bm3d:oracle"] if bm3d_available() else []
-    lines = ["| model | noise | shipped | 30-minute | difference | BM3D oracle |", "|---|---|---|---|---|---|"]
+    lines = ["| model | noise | shipped | retrained | difference | BM3D oracle |", "|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for part, pairs, noises, cases in [
                 ("mr", MR_PAIRS, ["rician:0.05", "rician:0.09"], lambda d: write_t1_slabs(args.data, d, T1_SLABS)),

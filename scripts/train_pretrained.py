@@ -51,7 +51,7 @@ CT_NORM = Normalization(kind="window", low=-1000, high=1000)
 
 RECIPES = {
     # FFDNet-style: pixel-unshuffle x2 (4x fewer FLOPs per pixel at the same width), noise-level
-    # channel; mr-2d is 2.5D (one neighbouring slice each side; the last phases grow it to two: train_all.sh).
+    # channel; mr-2d is 2.5D (one neighbouring slice each side here; train_all.sh runs it with two: --context 2).
     "mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), noise_channel=True,
                                                      shuffle=2, context=1),
                   train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM)),

@@ -1,6 +1,6 @@
 """Write denoise/pretrained/<name>.md model cards from each checkpoint and the benchmark results.
 
-    python scripts/write_model_cards.py   # after train_all.sh and benchmark.py
+    python scripts/write_model_cards.py   # after train_all.sh and benchmark.py (runs the MR models on the GE EPI: ~2 min)
 """
 
 from __future__ import annotations
@@ -48,10 +48,26 @@ PURPOSE = {
 }
 
 
-# The 2-pixel pattern on a coarse real scan: sigma_before, sigma_after and sigma_after with --tta
-# from the manifest of `denoise run -i ../shared/data/dicom/ge_mr_epi_fmri -o OUT -m NAME [--tta]`
-# (re-measure after retraining)
-PATTERN = {"mr-2d": (10.5, 16.9, 7.6), "mr-3d": (10.5, 19.3, 8.2)}
+# The 2-pixel pattern on a coarse real scan (the GE EPI, 64x64): measured by running the models
+PATTERN_MODELS = ("mr-2d", "mr-3d")
+EPI = ROOT.parent / "shared" / "data" / "dicom" / "ge_mr_epi_fmri"
+
+
+def epi_pattern(name: str) -> tuple[str, str, str]:
+    """sigma_before, sigma_after and sigma_after with --tta from the manifests of
+    `denoise run -i ../shared/data/dicom/ge_mr_epi_fmri -o OUT -m NAME [--tta]` (the first series)."""
+    import tempfile
+
+    from denoise.batch import denoise_folder
+    from denoise.manifest import read_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for tta in (False, True):
+            out = Path(tmp) / f"tta{tta}"
+            denoise_folder(EPI, out, model=name, device="cpu", tta=tta, progress=False)
+            rows.append(sorted(read_manifest(out / "manifest.csv").items())[0][1])
+    return tuple(f"{float(v):.1f}" for v in (rows[0]["sigma_before"], rows[0]["sigma_after"], rows[1]["sigma_after"]))
 
 
 def _split_line(data: dict) -> str:
@@ -162,11 +178,11 @@ def main() -> int:
                "scale, an independent draw of the same sinogram noise) under the dose's noise: low-dose -> full-dose "
                "restoration" if t.get("reference_noise") else ""),
             f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
-            + (f"(this last phase on a GPU: batches drawn by {t['num_workers']} DataLoader workers, mixed precision; "
-               "scripts/train_all.sh has the exact commands and what they take on 2 CPU cores)" if t.get("num_workers")
-               else "(CPU; scripts/train_all.sh has the exact commands and thread counts)")
-            + (f"; fine-tuned from `{info['init']}` (an earlier training phase; scripts/train_all.sh runs every phase), shipping the final weights"
-               if info.get("init") else ""),
+            "with the options above, as run by scripts/train_all.sh (the exact command"
+            + (f"; DataLoader workers: {t['num_workers']}" if t.get("num_workers") else "; CPU, 2 threads, at most ~30 minutes")
+            + ")"
+            + (f"; grown or fine-tuned from `{info['init']}` (the run before it in that script), shipping the final weights"
+               if info.get("init") else "; shipping the final weights"),
             "",
             "## Validation (patches of the validation scan, normalised scale, data range 1)",
             f"- PSNR {v.get('val_psnr', float('nan')):.2f} dB (noisy input {v.get('val_psnr_noisy', float('nan')):.2f} dB), "
@@ -195,8 +211,8 @@ def main() -> int:
             "interpolation) is not modelled; residual maps should be inspected.",
             "- Training scans are 8-bit or smoothed templates: fine texture may be under-represented.",
         ]
-        if name in PATTERN:
-            before, after, tta = PATTERN[name]
+        if name in PATTERN_MODELS and EPI.is_dir():
+            before, after, tta = epi_pattern(name)
             lines.append("- On inputs with little noise or coarse pixels it leaves a faint 2-pixel periodic pattern (the "
                          "pixel-unshuffle's sub-images disagree slightly). On the 64x64 GE EPI (../shared/data; `denoise run -i "
                          "../shared/data/dicom/ge_mr_epi_fmri`, manifest columns sigma_before/sigma_after) the wavelet "
