@@ -92,6 +92,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         raise ValueError("no training scans")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     rank, world = _dist_init()
     torch.manual_seed(train_cfg.seed + rank)
     device = resolve_device(train_cfg.device) if world == 1 else torch.device(
@@ -223,6 +224,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
             break
     bar.close()
     del batches  # stops the loader's worker processes
+    if world > 1 and owns_group:  # leave together and shut the group down (PyTorch's documented
+        torch.distributed.barrier()  # shutdown; without it one CI run saw rank 0 abort at exit)
+        torch.distributed.destroy_process_group()
     return history
 
 
