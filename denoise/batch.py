@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,17 +287,16 @@ def _noise_relpath(rel: str) -> str:
 
 def _atomic_write(scan, dest: Path, description: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
     if dest.name.endswith((".nii", ".nii.gz")):
         ext = ".nii.gz" if dest.name.endswith(".gz") else ".nii"
-        tmp = temp_sibling(dest, tag=tag, ext=ext)
+        tmp = temp_sibling(dest, ext=ext)
         write_scan(scan, tmp)
         os.replace(tmp, dest)
         return
-    tmp = temp_sibling(dest, tag=tag)
+    tmp = temp_sibling(dest)
     write_scan(scan, tmp, description=description)
     if dest.exists():
-        old = temp_sibling(dest, "old", tag)
+        old = temp_sibling(dest, "old")
         os.replace(dest, old)
         os.replace(tmp, dest)
         shutil.rmtree(old, ignore_errors=True)
