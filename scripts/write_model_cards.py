@@ -1,6 +1,6 @@
 """Write denoise/pretrained/<name>.md model cards from each checkpoint and the benchmark results.
 
-    python scripts/write_model_cards.py   # after train_all.sh and benchmark.py (runs the MR models on the GE EPI: ~2 min)
+    python scripts/write_model_cards.py   # after train_all.sh and benchmark.py (33 s on 2 cores, most of it running the MR models on the GE EPI)
 """
 
 from __future__ import annotations
