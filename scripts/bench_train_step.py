@@ -12,7 +12,6 @@ before its first step: the full-dose noise fields of its volumes (`denoise.train
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import time
@@ -33,14 +32,14 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def _setup():
     recipe = RECIPES["mr-2d"]
-    model_cfg = dataclasses.replace(recipe["model"], context=2)
-    train_cfg = TrainConfig(**{**recipe["train"], "contrast_augment": 0.5, "coarse_augment": 0.3,
-                               "noise": "rician:0.002-0.09", "batch_size": 32})
+    model_cfg = recipe["model"]
+    train_cfg = TrainConfig(**recipe["train"])
     vols, _ = prepare_volumes(load_training_scans(DATA, recipe["files"]), train_cfg, 0)
     sampler = PatchSampler(vols, noise=train_cfg.noise, spatial_dims=2, patch_size=train_cfg.patch_size, seed=0,
-                           context=2, noise_channel=model_cfg.noise_channel, contrast_augment=0.5, coarse_augment=0.3)
+                           context=model_cfg.context, noise_channel=model_cfg.noise_channel,
+                           contrast_augment=train_cfg.contrast_augment, coarse_augment=train_cfg.coarse_augment)
     model = build_model(model_cfg)
-    return model, torch.optim.AdamW(model.parameters(), 1e-3), sampler, train_cfg
+    return model, torch.optim.AdamW(model.parameters(), train_cfg.lr), sampler, train_cfg
 
 
 def _step(model, opt, x, y, cfg) -> None:

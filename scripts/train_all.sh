@@ -38,25 +38,26 @@ cd "$(dirname "$0")/.."
 SHIP=""
 if [[ "${1:-}" == "--no-ship" ]]; then SHIP="--no-ship"; fi
 mkdir -p runs/quick
-F32="python scripts/train_pretrained.py --threads 2 --take last $SHIP"
+F32="python scripts/train_pretrained.py --threads 2 $SHIP"
 Q="$F32 --bf16"
-MR="--contrast-augment 0.5 --coarse-augment 0.3 --noise rician:0.002-0.09 --val-scans 1"
-# mr-2d: two neighbouring slices each side from the start, batch 32, lr 2e-3 (24-30 min)
-$Q --model mr-2d --context 2 --steps 10000 --batch-size 32 --lr 2e-3 $MR --run-name quick/mr-2d > runs/quick/mr-2d.log 2>&1
+# Each model's settings are its recipe in train_pretrained.py (RECIPES; `--print-config` shows them).
+# mr-2d: two neighbouring slices each side, batch 32, lr 2e-3, 10000 steps (24-30 min)
+$Q --model mr-2d --run-name quick/mr-2d > runs/quick/mr-2d.log 2>&1
 # mr-3d's slab network grown from the mr-2d above, half of its patches with slices 2-3 apart
-# (near-isotropic volumes go to mr-2d along three planes instead; 25-29 min)
-$Q --model mr-3d --init runs/quick/mr-2d/last.pt --steps 4000 --lr 1e-4 --thick-augment 0.5 $MR --run-name quick/mr-3d > runs/quick/mr-3d.log 2>&1
+# (near-isotropic volumes go to mr-2d along the three planes instead; 4000 steps, 25-29 min)
+$Q --model mr-3d --init runs/quick/mr-2d/last.pt --run-name quick/mr-3d > runs/quick/mr-3d.log 2>&1
 # ct-2d in two phases (26.5 min in all when measured, 11 of them preparing the pseudo-CT volumes and
 # their noise fields, once per phase; the noise fields now take 164 s instead of 336 s per phase on
 # threads, `python scripts/bench_train_step.py lowdose`, so ~21 min): single slices with noise-free
-# targets, then grown to one neighbouring slice each side (zero weights) with full-dose targets
-# keeping 0-25 HU of their own noise. Held-out GE CT 40.83/38.13 dB at 25/10% dose (BM3D with
-# oracle sigma 40.63/37.73; the 5-phase ct-2d shipped until session 14: 40.71/38.03)
-$Q --model ct-2d --steps 6000 --no-ship --run-name quick/ct-2d-a > runs/quick/ct-2d-a.log 2>&1
-$Q --model ct-2d --context 1 --steps 8000 --init runs/quick/ct-2d-a/last.pt --lr 3e-4 --reference-noise 0.0125 --run-name quick/ct-2d > runs/quick/ct-2d.log 2>&1
-# the comparison VAE (bf16) and sparse AE (float32; 4.2 and 4.1 min)
-$Q --model vae-mr-2d --steps 3000 --run-name quick/vae-mr-2d > runs/quick/vae-mr-2d.log 2>&1
-$F32 --model sparse-mr-2d --steps 3000 --run-name quick/sparse-mr-2d > runs/quick/sparse-mr-2d.log 2>&1
+# targets (6000 steps), then the recipe: grown to one neighbouring slice each side (zero weights)
+# with full-dose targets keeping 0-25 HU of their own noise (8000 steps). Held-out GE CT 40.83/38.13
+# dB at 25/10% dose (BM3D with oracle sigma 40.63/37.73; the 5-phase ct-2d shipped until session 14:
+# 40.71/38.03)
+$Q --model ct-2d --context 0 --lr 1e-3 --reference-noise 0 --steps 6000 --no-ship --run-name quick/ct-2d-a > runs/quick/ct-2d-a.log 2>&1
+$Q --model ct-2d --init runs/quick/ct-2d-a/last.pt --run-name quick/ct-2d > runs/quick/ct-2d.log 2>&1
+# the comparison VAE (bf16) and sparse AE (float32; 3000 steps, 4.2 and 4.1 min)
+$Q --model vae-mr-2d --run-name quick/vae-mr-2d > runs/quick/vae-mr-2d.log 2>&1
+$F32 --model sparse-mr-2d --run-name quick/sparse-mr-2d > runs/quick/sparse-mr-2d.log 2>&1
 # the cards read docs/benchmarks/: after shipping, rerun the benchmark first for current numbers
 # (python scripts/benchmark.py --reuse-classical; then write_model_cards.py, write_benchmarks_doc.py)
 if [[ -z "$SHIP" ]]; then python scripts/write_model_cards.py; fi

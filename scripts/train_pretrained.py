@@ -1,8 +1,11 @@
 """Train the shipped pretrained models from the real scans in ../shared/data (CPU, 2 cores).
 
-    python scripts/train_pretrained.py --model mr-2d [--data ../shared/data] [--minutes 25]
+    python scripts/train_pretrained.py --model mr-2d [--bf16] [--data ../shared/data] [--print-config]
 
-Writes denoise/pretrained/<name>.pt and <name>.md (model card) and runs/<name>/ (logs, last.pt).
+Each model's recipe (RECIPES) is the run that ships; scripts/train_all.sh runs them all in order,
+with the --init of the grown ones (mr-3d from mr-2d, ct-2d from its first phase). Options replace
+the recipe's settings for experiments. Writes runs/<run-name>/ (checkpoints, history.json) and,
+unless --no-ship, denoise/pretrained/<name>.pt (the model cards: scripts/write_model_cards.py).
 Held out from every model (test data for docs/benchmarks.md): MR nifti/mr_t1_electrodes_seg3d,
 CT dicom/ge_ct_colonography_3slices.
 """
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 
 from denoise.checkpoint import load_checkpoint, save_checkpoint
-from denoise.config import ModelConfig, TrainConfig
+from denoise.config import ModelConfig, TrainConfig, to_dict
 from denoise.io import read_scan
 from denoise.normalize import Normalization
 from denoise.scan import Scan
@@ -49,41 +52,53 @@ HELD_OUT = ["nifti/mr_t1_electrodes_seg3d.nii.gz", "dicom/ge_ct_colonography_3sl
 MR_NORM = Normalization(kind="percentile")
 CT_NORM = Normalization(kind="window", low=-1000, high=1000)
 
+# Each recipe is the run that ships (scripts/train_all.sh runs them in order): its architecture, its
+# TrainConfig fields and its step count, so `train_pretrained.py --model NAME` alone trains what
+# ships (`--print-config` shows the resolved configs). `grown_from`: the model starts from another
+# run's weights (--init; denoise.models.grow), without which it is not shipped.
+MR_DAE_TRAIN = dict(noise="rician:0.002-0.09", patch_size=64, normalization=MR_NORM, contrast_augment=0.5,
+                    coarse_augment=0.3, val_scans=(1,))  # validated on the FLAIR (the recipe's second file)
 RECIPES = {
     # FFDNet-style: pixel-unshuffle x2 (4x fewer FLOPs per pixel at the same width), noise-level
-    # channel; mr-2d is 2.5D (one neighbouring slice each side here; train_all.sh runs it with two: --context 2).
+    # channel; 2.5D with two neighbouring slices each side (24-30 min with --bf16)
     "mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), noise_channel=True,
-                                                     shuffle=2, context=1),
-                  train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM)),
+                                                     shuffle=2, context=2),
+                  train=dict(MR_DAE_TRAIN, batch_size=32, lr=2e-3), steps=10000),
+    # two phases: single slices with noise-free targets (`--context 0 --lr 1e-3 --reference-noise 0
+    # --steps 6000`), then this one, grown to one neighbouring slice each side (zero weights) with
+    # full-dose targets keeping 0-25 HU of their own noise
     "ct-2d": dict(files=CT_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), noise_channel=True,
-                                                     shuffle=2),
+                                                     shuffle=2, context=1),
                   # dose is relative to each training volume; these small volumes have ~2-8 HU of
                   # full-dose noise, so 0.1-25% dose gives ~4-250 HU (a 1% floor, tried, left the model
                   # unable to denoise the held-out abdomen at 10% dose, ~35 HU added: a 35-cm body is
                   # far noisier per dose than a head-sized volume). Half the patches anywhere: air and
                   # air-tissue edges are absent from foreground patches
                   train=dict(noise="lowdose:0.001-0.25", patch_size=64, batch_size=16, normalization=CT_NORM,
-                             foreground_fraction=0.5,
-                             val_fraction=0.25), halves=True, pseudo_ct=PSEUDO_CT),
+                             foreground_fraction=0.5, val_fraction=0.25, lr=3e-4, reference_noise=0.0125),
+                  steps=8000, halves=True, pseudo_ct=PSEUDO_CT, grown_from="its first phase (--context 0)"),
     # mr-3d is the slab (slice-preserving) 3D form of mr-2d: grown from it with the same output
     # (--init a 2.5D mr-2d checkpoint; denoise.models.grow) and fine-tuned on 16-slice patches, its
-    # three levels' convolutions spanning 3 slices. (The earlier isotropic 3D DAE, channels
-    # 24,48,96, unshuffle in all three axes, 48^3 patches, trained from scratch in four phases,
-    # trailed mr-2d by 0.9-1.8 dB: 3D training on 2 cores never got as far as the 2D model.)
+    # three levels' convolutions spanning 3 slices, half of them with slices 2-3 apart. (The earlier
+    # isotropic 3D DAE, channels 24,48,96, unshuffle in all three axes, 48^3 patches, trained from
+    # scratch in four phases, trailed mr-2d by 0.9-1.8 dB: 3D training on 2 cores never got as far
+    # as the 2D model.)
     "mr-3d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=3, channels=(32, 64, 128), noise_channel=True,
                                                      shuffle=2, context=2, slab=True, depth_levels=3),
-                  train=dict(noise="rician:0.01-0.09", patch_size=64, patch_depth=16, batch_size=4, normalization=MR_NORM),
+                  train=dict(MR_DAE_TRAIN, patch_depth=16, batch_size=4, lr=1e-4, thick_augment=0.5), steps=4000,
+                  grown_from="mr-2d",
                   # on near-isotropic volumes mr-3d runs mr-2d along the three planes instead (denoise.infer:
                   # held-out T1 +0.3 dB over either network alone; the slab network stays for thick slices)
                   inference={"isotropic_model": "mr-2d"}),
     "vae-mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="vae", spatial_dims=2, channels=(16, 32, 64),
                                                          latent_channels=16, residual=False),
                       train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM,
-                                 beta=1e-3, beta_warmup_epochs=5)),
+                                 beta=1e-3, beta_warmup_epochs=5), steps=3000),
+    # trains in float32 (with --bf16 it lost 0.4-0.8 dB; the VAE did not)
     "sparse-mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="sparse", spatial_dims=2, channels=(16, 32, 64),
                                                             latent_channels=32, residual=False),
                          train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM,
-                                    sparsity_weight=1e-3)),
+                                    sparsity_weight=1e-3), steps=3000),
 }
 
 
@@ -145,14 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, choices=sorted(RECIPES))
     p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
-    p.add_argument("--minutes", type=float, default=25.0, help="approximate training budget")
-    p.add_argument("--seconds-per-step", type=float, default=None, help="override the measured step time")
-    p.add_argument("--steps", type=int, default=None, help="exact number of training steps (overrides --minutes)")
+    p.add_argument("--steps", type=int, default=None, help="training steps replacing the recipe's")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--init", type=Path, help="fine-tune: start from this checkpoint's weights (same architecture)")
     p.add_argument("--lr", type=float, help="learning rate (default: the TrainConfig default)")
     p.add_argument("--run-name", help="folder under runs/ (default: the model name)")
-    p.add_argument("--take", choices=["best", "last"], default="best",
+    p.add_argument("--take", choices=["best", "last"], default="last",
                    help="ship the best-validation checkpoint or the last one (end of the schedule; no early stop)")
     p.add_argument("--all-axes", action="store_true", help="2D: slice training patches along all three axes")
     p.add_argument("--contrast-augment", type=float, default=None,
@@ -197,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra-pseudo-ct", action="store_true",
                    help="ct-2d: add the remapped pseudo-CT variants (PSEUDO_CT_REMAPPED) to the recipe's")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the model and training configuration this command line resolves to, and exit")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -213,13 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe["model"] = dataclasses.replace(recipe["model"], **changes)
     if args.extra_pseudo_ct:
         recipe["pseudo_ct"] = [*recipe.get("pseudo_ct", ()), *PSEUDO_CT_REMAPPED]
-    scans = load_training_scans(args.data, recipe["files"], halves=recipe.get("halves", False),
-                                pseudo=recipe.get("pseudo_ct", ()))
-    if args.steps:
-        steps = args.steps
-    else:
-        step = args.seconds_per_step or _measure_step(recipe)
-        steps = max(100, int(args.minutes * 60 / step * 0.85))
+    steps = args.steps or recipe["steps"]
     epochs = 25
     overrides = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
                                    ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
@@ -233,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**{**recipe["train"], **overrides}, epochs=epochs, steps_per_epoch=max(4, steps // epochs),
                             early_stop_patience=8 if args.take == "best" else epochs, val_patches=48, seed=args.seed)
+    if args.print_config:  # what this command line would train, without training it
+        print(json.dumps({"model": to_dict(recipe["model"]), "train": to_dict(train_cfg), "init": str(args.init or ""),
+                          "files": recipe["files"], "pseudo_ct": recipe.get("pseudo_ct", [])}, indent=1, default=str))
+        return 0
+    if recipe.get("grown_from") and not args.init and not args.no_ship:
+        p.error(f"{args.model} ships grown from {recipe['grown_from']}: pass --init CHECKPOINT (or --no-ship to experiment)")
+    scans = load_training_scans(args.data, recipe["files"], halves=recipe.get("halves", False),
+                                pseudo=recipe.get("pseudo_ct", ()))
     out = Path("runs") / (args.run_name or args.model)
     resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
     history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume, init=args.init,
@@ -257,29 +274,6 @@ def ship(src: Path, dest: Path, inference: dict | None = None) -> None:
     if inference:
         info["inference"] = inference
     save_checkpoint(dest, net, info)
-
-
-def _measure_step(recipe: dict) -> float:
-    import time
-
-    from denoise.models import build_model
-
-    net = build_model(recipe["model"])
-    opt = torch.optim.Adam(net.parameters())
-    p, b, m = recipe["train"]["patch_size"], recipe["train"]["batch_size"], recipe["model"]
-    depth = [recipe["train"].get("patch_depth") or p] if m.spatial_dims == 3 else []
-    x = torch.randn(b, m.input_channels, *depth, p, p)
-    times = []
-    for _ in range(4):
-        t = time.perf_counter()
-        out = net(x)
-        out = out.recon if hasattr(out, "recon") else out
-        loss = out.pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times[1:])) * 1.3  # + data sampling and validation
 
 
 if __name__ == "__main__":

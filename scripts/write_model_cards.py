@@ -177,9 +177,10 @@ def main() -> int:
             + (f"; the target keeps full-dose noise of its own (std drawn up to {t['reference_noise']:g} on the normalised "
                "scale, an independent draw of the same sinogram noise) under the dose's noise: low-dose -> full-dose "
                "restoration" if t.get("reference_noise") else ""),
-            f"- recipe: `python scripts/train_pretrained.py --model {name} --steps {t['epochs'] * t['steps_per_epoch']}` "
-            "with the options above, as run by scripts/train_all.sh (the exact command"
-            + (f"; DataLoader workers: {t['num_workers']}" if t.get("num_workers") else "; CPU, 2 threads, at most ~30 minutes")
+            f"- recipe: `python scripts/train_pretrained.py --model {name}{' --bf16' if t.get('cpu_bf16') else ''}"
+            f"{' --init ...' if info.get('init') else ''}`: its recipe (the settings above, "
+            f"{t['epochs'] * t['steps_per_epoch']} steps), as scripts/train_all.sh runs it ("
+            + (f"DataLoader workers: {t['num_workers']}" if t.get("num_workers") else "CPU, 2 threads, at most ~30 minutes")
             + ")"
             + (f"; grown or fine-tuned from `{info['init']}` (the run before it in that script), shipping the final weights"
                if info.get("init") else "; shipping the final weights"),
