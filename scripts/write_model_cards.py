@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from clean_input_check import CASES, PHANTOM_3D, SHEPP, change  # scripts/ (this script's folder, first on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 PRE = ROOT / "denoise" / "pretrained"
@@ -50,7 +51,7 @@ PURPOSE = {
 
 # The 2-pixel pattern on a coarse real scan (the GE EPI, 64x64): measured by running the models
 PATTERN_MODELS = ("mr-2d", "mr-3d")
-EPI = ROOT.parent / "shared" / "data" / "dicom" / "ge_mr_epi_fmri"
+EPI = CASES["GE EPI"]  # scripts/clean_input_check.py's real high-SNR series
 
 
 def epi_pattern(name: str) -> tuple[str, str, str]:
@@ -82,8 +83,6 @@ def _split_line(data: dict) -> str:
 def clean_input_change(name: str) -> tuple[str, float]:
     """(phantom, RMS change in % of its robust maximum) a model makes to a noise-free sample
     phantom (scripts/clean_input_check.py measures the same on real high-SNR scans)."""
-    from clean_input_check import PHANTOM_3D, SHEPP, change
-
     from denoise.infer import load_model
     from denoise.io import read_scan
 
