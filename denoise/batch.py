@@ -108,7 +108,7 @@ def denoise_folder(
         tile, overlap, batch_size: 3D sliding-window tile (z, y, x), overlap, tiles/slices per pass
             (None: 2 on CPU, 8 on GPU).
         noise_map: also write the removed noise (input - output) beside each output.
-        tta: learned models: average over the 8 in-plane flips/rotations (8x slower; the
+        tta: learned models: average over the 4 in-plane flips (4x slower; the
             manifest's model reads ``NAME+tta``).
         planes: learned 2D models: 3 = on near-isotropic volumes also run along the other two
             axes and average (3x slower; `denoise.infer.LearnedDenoiser.plan`); 1 = never (mr-3d:

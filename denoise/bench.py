@@ -213,7 +213,7 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
                              "or several joined by +")
         if "oracle" in options and not model.noise_channel:
             return None
-        # oracle: the noise-level channel reads the true added noise; tta: 8-fold self-ensemble;
+        # oracle: the noise-level channel reads the true added noise; tta: 4-flip self-ensemble;
         # 1plane / 3planes: `LearnedDenoiser.plan` (three-plane inference off / on)
         planes = 1 if "1plane" in options else 3 if "3planes" in options else None
         return model.variant(sigma=model_oracle(model, noisy, clean) if "oracle" in options else None,

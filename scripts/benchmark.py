@@ -54,7 +54,7 @@ def _mr(args, tmp: str, bm3d: list[str]) -> None:
     mr_dir = write_t1_slabs(args.data, Path(tmp) / "mr", T1_SLABS[: 1 if args.quick else 3])
     levels = ["rician:0.03", "rician:0.09"] if args.quick else [f"rician:0.0{i}" for i in (1, 3, 5, 7, 9)]
     # blind rows (what `denoise run` does) and oracle rows (true noise level given) for BM3D and
-    # mr-2d; mr-2d:tta is the 8-fold self-ensemble (`denoise run --tta`)
+    # mr-2d; mr-2d:tta is the 4-flip self-ensemble (`denoise run --tta`)
     mr_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
                   "dae:mr-2d", "dae:mr-2d:oracle", "dae:mr-2d:tta", "dae:mr-3d", "dae:mr-3d:tta", "dae:mr-3d:1plane", "vae:vae-mr-2d",
                   "sparse:sparse-mr-2d"]

@@ -29,8 +29,8 @@ def main() -> int:
         "classical methods get Rician bias correction under Rician noise; `dae:mr-2d` etc. = shipped models, blind "
         "(noise level estimated, what `denoise run` does); `dae:NAME:oracle` = the model's noise-level channel "
         "set from the true added noise (its own estimator read on noisy - clean, `denoise.bench.model_oracle`), "
-        "the learned counterpart of `X:oracle`; `:tta` = the 8-fold flip/rotation self-ensemble "
-        "(`denoise run --tta`, 8x the compute); `dae:mr-3d` = what `denoise run -m mr-3d` does: on these "
+        "the learned counterpart of `X:oracle`; `:tta` = the self-ensemble over the 4 in-plane flips "
+        "(`denoise run --tta`, 4x the compute; `denoise.infer.flip_ensemble`); `dae:mr-3d` = what `denoise run -m mr-3d` does: on these "
         "near-isotropic slabs, mr-2d along the three orthogonal planes, averaged (3x mr-2d's compute; "
         "`denoise.infer.LearnedDenoiser.plan`), on thick-slice series its slab network; `dae:mr-3d:1plane` = "
         "the slab network alone.",
