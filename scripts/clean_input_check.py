@@ -1,6 +1,9 @@
 """How much models change nearly noise-free scans (a denoiser should change them little).
 
-    python scripts/clean_input_check.py [MODEL_OR_CHECKPOINT ...]   # default: mr-2d mr-3d
+    python scripts/clean_input_check.py [MODEL_OR_CHECKPOINT[:tta] ...] [--odd]   # default: mr-2d mr-3d
+
+``NAME:tta`` runs the model with `denoise run --tta`; ``--odd`` adds each scan cropped by one row
+and one column (odd in-plane sizes, where a flip keeps every pixel's sub-pixel phase).
 
 For each real high-SNR series in ../shared/data and the noise-free sample phantoms: the wavelet
 noise estimate (`denoise.data.wavelet_sigma`: mean over up to 16 slices) before -> after, and the RMS change, both in % of the
@@ -40,12 +43,17 @@ def change(model: LearnedDenoiser, scan: Scan) -> tuple[float, float, float]:
     return wavelet_sigma(scan.array) / ref, wavelet_sigma(out) / ref, float(np.sqrt(np.mean((out - scan.array) ** 2)) / ref)
 
 
-def main(models: list[str]) -> int:
+def main(args: list[str]) -> int:
+    models = [a for a in args if a != "--odd"] or ["mr-2d", "mr-3d"]
     scans = {name: read_scan(path) for name, path in CASES.items() if path.exists()}
+    if "--odd" in args:
+        for name, s in list(scans.items()):
+            a = s.array[..., 1:, 1:].copy()
+            scans[f"{name}, {'x'.join(map(str, a.shape[-2:]))}"] = Scan(a, s.spacing, s.affine, s.modality)
     print("| model | scan | noise estimate before -> after (% of max) | RMS change (% of max) |")
     print("|---|---|---|---|")
     for m in models:
-        model = load_model(m, device="cpu")
+        model = load_model(m.removesuffix(":tta"), device="cpu").variant(tta=m.endswith(":tta"))
         for name, scan in scans.items():
             if model.spatial_dims == 3 and scan.array.ndim == 2:
                 continue
@@ -55,4 +63,4 @@ def main(models: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["mr-2d", "mr-3d"]))
+    sys.exit(main(sys.argv[1:]))
