@@ -32,7 +32,7 @@ from denoise.noise import add_noise, parse_noise
 from denoise.normalize import normalization_for, reference_intensity
 from denoise.scan import Scan
 
-__all__ = ["run_benchmark", "default_methods", "summarize", "FIELDS"]
+__all__ = ["run_benchmark", "default_methods", "summarize", "paired_difference", "FIELDS"]
 
 FIELDS = ["scan", "noise", "method", "psnr_fg", "ssim_fg", "psnr", "ssim", "seconds", "voxels_per_s", "peak_mb",
           "residual_corr", "lesion_contrast_kept", "edge_rise_mm", "edge_rise_clean_mm", "edge_gradient_ratio",
@@ -148,7 +148,7 @@ def summarize(rows: list[dict[str, Any]]) -> str:
             cols = [_mean_sd([float(r[k]) for r in rs]) for k in ("psnr_fg", "ssim_fg", "psnr", "ssim")]
             diff = ""
             if base and method != base:
-                paired = _paired(rs, by[(noise, base)])
+                paired = paired_difference(rs, by[(noise, base)])
                 if paired is not None:
                     d, lo, hi = paired
                     diff = f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}] vs {base}"
@@ -273,9 +273,11 @@ def _mean_sd(v: list[float]) -> str:
     return f"{np.mean(v):.3f} ± {np.std(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
 
-def _paired(rs, base_rows, n_boot: int = 2000) -> tuple[float, float, float] | None:
+def paired_difference(rows, base_rows, n_boot: int = 2000) -> tuple[float, float, float] | None:
+    """Mean fg-PSNR difference of ``rows`` to ``base_rows`` (results.csv rows of one noise, paired by
+    scan) and its bootstrap 95% CI: (mean, low, high); None when no scan is in both."""
     b = {r["scan"]: float(r["psnr_fg"]) for r in base_rows}
-    d = np.array([float(r["psnr_fg"]) - b[r["scan"]] for r in rs if r["scan"] in b])
+    d = np.array([float(r["psnr_fg"]) - b[r["scan"]] for r in rows if r["scan"] in b])
     if len(d) == 0:
         return None
     boot = np.random.default_rng(0).choice(d, size=(n_boot, len(d))).mean(axis=1)
