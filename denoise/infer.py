@@ -272,8 +272,13 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     ``spacing`` (voxel size in mm, array order) lets learned models pick three-plane inference on
     near-isotropic volumes (`LearnedDenoiser.plan`); without it they slice along the first axis.
     ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models).
+    Raises ValueError on NaN/inf values (the NIfTI reader refuses such files too).
     """
     array = np.asarray(array, dtype=np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():  # one NaN would spread through every convolution window it touches
+        raise ValueError(f"the image holds {array.size - np.count_nonzero(finite)} NaN/inf values; denoising would "
+                         "spread them into their neighbours (replace them first, e.g. with np.nan_to_num)")
     if array.ndim == 2 and not denoiser.accepts_2d:
         raise ValueError(f"{denoiser.name} is a 3D model and needs a volume; this scan is a single 2D slice "
                          "(use a 2D model)")

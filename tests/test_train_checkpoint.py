@@ -175,6 +175,21 @@ def test_torchrun_ddp_on_cpu(tmp_path, tiny_training_set):
     assert model.info["model"]["channels"] == [4, 8]
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_is_refused_with_the_count_not_spread(bad):
+    """A NaN (masked NIfTI maps) would spread through every convolution window it touches; the
+    Python entry points refuse it with the number of bad values, as the NIfTI reader does."""
+    from denoise.infer import denoise_array, denoise_scan
+    from denoise.models import ClassicalDenoiser
+
+    a = np.random.default_rng(0).random((2, 16, 16)).astype(np.float32)
+    a[0, :3, :2] = bad
+    with pytest.raises(ValueError, match="6 NaN/inf"):
+        denoise_array(a, ClassicalDenoiser("gaussian"))
+    with pytest.raises(ValueError, match="NaN/inf"):
+        denoise_scan(Scan(a, (1, 1, 1), modality="MR"), ClassicalDenoiser("gaussian"))
+
+
 def test_ct_values_outside_the_model_range_pass_through():
     """Out-of-field padding (-3024 HU) and metal reach the model clipped to its range (no
     artefacts from unseen intensities) and come back exactly as they were: the model's output over
