@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, type=Path)
     t.add_argument("--model", choices=["dae", "vae", "sparse", "linear"], help="model family (default: dae)")
     t.add_argument("--dims", type=int, choices=[2, 3], help="spatial dims (default: 2)")
-    t.add_argument("--noise", help="noise SPEC added on the fly (default: the --config file's, else the --init model's, else rician:0.01-0.09)")
+    t.add_argument("--noise", help="noise SPEC added on the fly (default: the --config file's, else the --init model's, else "
+                        "rician:0.01-0.09 for MR, lowdose:0.1-0.5 for CT)")
     t.add_argument("--init", metavar="NAME|PATH",
                    help="fine-tune a shipped model or checkpoint on these scans (its architecture, intensity "
                         "scaling and patch size; learning rate 1e-4 unless set)")

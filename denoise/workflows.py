@@ -14,7 +14,11 @@ from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
 from denoise.noise import add_noise, parse_noise
 from denoise.normalize import reference_intensity
 
-__all__ = ["simulate_folder", "evaluate_folder", "train_folder"]
+__all__ = ["simulate_folder", "evaluate_folder", "train_folder", "DEFAULT_NOISE"]
+
+# `train_folder`'s noise when neither the call, the config nor an init checkpoint sets one: blind
+# over the range the shipped models cover (ct-2d's model card: 10-50% dose)
+DEFAULT_NOISE = {"MR": "rician:0.01-0.09", "CT": "lowdose:0.1-0.5"}
 
 
 def simulate_folder(input: str | Path, output: str | Path, noise: str, *, seed: int = 0,
@@ -85,7 +89,10 @@ def train_folder(data: str | Path, out: str | Path, *, kind: str | None = None, 
                  progress: bool = True) -> Path:
     """Train on every scan under ``data`` (via `discover_scans`); return the best checkpoint path.
 
-    Defaults: the config's model (a 2D ``dae`` without one) on ``rician:0.01-0.09``. With ``init`` (a shipped model's name or a
+    Defaults: the config's model (a 2D ``dae`` without one) on `DEFAULT_NOISE` for the scans' modality
+    (MR: Rician 1-9% of the robust maximum; CT: sinogram low-dose noise at 10-50% of the scan's dose).
+    A folder holding CT and MR scans needs ``modality`` ("CT" or "MR"; the others are left out).
+    With ``init`` (a shipped model's name or a
     checkpoint) the run fine-tunes it on these scans: architecture, intensity scaling, patch size
     and noise come from the checkpoint unless given here or in ``config`` (a larger DAE in the
     config is grown from it, `denoise.models.grow`), and the learning rate defaults to 1e-4.
@@ -116,19 +123,35 @@ def train_folder(data: str | Path, out: str | Path, *, kind: str | None = None, 
                      "lr": 1e-4, "noise": start["noise"]}
         train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in inherited.items() if k not in yaml_train})
     sources, _ = discover_scans(data)
-    scans = []
+    loaded = []
     for s in sources:
         try:
-            scans.append(s.load())
+            loaded.append((s, s.load()))
         except ScanReadError as exc:
             tqdm.write(f"skipped for training: {exc}")
-    if not scans:
+    if not loaded:
         raise ValueError(f"{data}: no readable scans to train on")
-    mod = modality or max({s.modality for s in scans}, key=lambda m: sum(x.modality == m for x in scans))
+    # one model learns one intensity scale and one noise physics: CT (HU window, low-dose noise) or
+    # the rest (MR and unlabelled scans: percentile scaling, Rician noise)
+    is_ct = [scan.modality.upper() == "CT" for _, scan in loaded]
+    if modality is None and 0 < sum(is_ct) < len(loaded):
+        raise ValueError(f"{data}: {sum(is_ct)} CT and {len(loaded) - sum(is_ct)} MR/other scans; a model learns one "
+                         "modality's intensity scale and noise: choose one with --modality CT or --modality MR "
+                         "(the other scans are then left out)")
+    mod = (modality or ("CT" if is_ct[0] else "MR")).upper()
+    kept = [(src, scan) for (src, scan), ct in zip(loaded, is_ct) if ct == (mod == "CT")]
+    for src, _ in loaded:
+        if all(src is not k for k, _ in kept):
+            tqdm.write(f"left out of training: {src.relpath} (not {mod})")
+    if not kept:
+        raise ValueError(f"{data}: no {mod} scans to train on")
+    sources, scans = [src for src, _ in kept], [scan for _, scan in kept]
     model_cfg = dataclasses.replace(model_cfg, kind=kind or model_cfg.kind, spatial_dims=dims or model_cfg.spatial_dims)
     updates: dict[str, Any] = {"device": device}
-    if noise:  # otherwise the config's, the init checkpoint's, or TrainConfig's rician:0.01-0.09
+    if noise:  # otherwise the config's, the init checkpoint's, or the modality's default
         updates["noise"] = noise
+    elif not init and "noise" not in yaml_train:
+        updates["noise"] = DEFAULT_NOISE[mod]
     if lr:
         updates["lr"] = lr
     if not init and "normalization" not in yaml_train:

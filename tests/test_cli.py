@@ -119,3 +119,21 @@ def test_train_cli_fine_tunes_a_checkpoint(tmp_path, tiny_training_set):
                  "--device", "cpu"]) == 2
     assert main(["train", "--data", str(data), "--init", str(first / "last.pt"), "--dims", "3",
                  "--out", str(tmp_path / "y"), "--quiet", "--device", "cpu"]) == 2
+
+
+def test_train_cli_needs_a_modality_for_a_mixed_folder_and_defaults_the_noise_to_it(tmp_path, tiny_training_set, phantom_3d):
+    """A folder with CT and MR scans is refused without --modality (one model, one intensity scale
+    and noise physics); with it, the other modality is left out of training, and without --noise
+    the noise suits the modality (Rician for MR, sinogram low-dose for CT), never Rician on HU."""
+    data, cfg = tiny_training_set
+    for i in range(2):  # CT volumes in HU: air around a water-like body
+        nib.save(nib.Nifti1Image((phantom_3d - 1000.0 + 10 * i).T.copy(), np.eye(4)), str(data / f"c{i}_ct.nii.gz"))
+    common = ["--config", str(cfg), "--epochs", "1", "--steps-per-epoch", "1", "--quiet", "--device", "cpu"]
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "mixed"), *common]) == 2
+    assert not (tmp_path / "mixed" / "last.pt").exists()
+    for modality, noise, scaling in [("MR", "rician:0.01-0.09", "percentile"), ("CT", "lowdose:0.1-0.5", "window")]:
+        out = tmp_path / modality
+        assert main(["train", "--data", str(data), "--modality", modality, "--out", str(out), *common]) == 0
+        info = load_checkpoint(out / "last.pt")[1]
+        assert info["noise"] == noise and info["normalization"]["kind"] == scaling
+        assert info["data"]["files"] and all(("_ct" in f) == (modality == "CT") for f in info["data"]["files"])
