@@ -1,10 +1,12 @@
 """Held-out quality of retrained models (a run folder of scripts/train_all.sh) beside the shipped ones.
 
     bash scripts/train_all.sh --no-ship       # retrain every model into runs/quick/, nothing shipped
-    python scripts/quick_check.py [--runs runs/quick] [--data ../shared/data] [--out runs/quick/check]
+    python scripts/quick_check.py [--runs runs/quick] [--data ../shared/data] [--out runs/quick/check] [--other]
+                                  [--levels rician:0.05,rician:0.09]
 
 Same cases, noise realisations and scoring as docs/benchmarks.md (scripts/benchmark.py): the
-held-out T1's three 16-slice slabs at Rician 5/9% and the held-out GE CT at 25/10% dose, fg PSNR.
+held-out T1's three 16-slice slabs at Rician 5/9% and the held-out GE CT at 25/10% dose, fg PSNR;
+with --other also mr-2d on the other scanners' MR series (`benchmark.py --only other`'s cases).
 BM3D with oracle sigma is copied from docs/benchmarks/{mr,ct}/results.csv where the noisy input is
 identical (recomputed for the first four cases). Writes OUT/{mr,ct}/results.* and OUT/summary.md,
 and prints the table: model, shipped, retrained, difference. (docs/benchmarks/quick/ holds the one
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import ROOT, T1_SLABS, copy_ge_ct, write_t1_slabs  # noqa: E402
+from benchmark import OTHER_MR, ROOT, T1_SLABS, copy_ge_ct, write_t1_slabs  # noqa: E402
 
 from denoise.bench import run_benchmark  # noqa: E402
 from denoise.models import bm3d_available  # noqa: E402
@@ -42,13 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/quick"))
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "quick" / "check")
+    p.add_argument("--levels", default="rician:0.05,rician:0.09", help="MR noise levels, comma-separated")
+    p.add_argument("--other", action="store_true",
+                   help="also the other scanners' MR series (benchmark.py --only other's cases; mr-2d only)")
     args = p.parse_args(argv)
     bm3d = ["bm3d:oracle"] if bm3d_available() else []
+    levels = args.levels.split(",")
     lines = ["| model | noise | shipped | retrained | difference | BM3D oracle |", "|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for part, pairs, noises, cases in [
-                ("mr", MR_PAIRS, ["rician:0.05", "rician:0.09"], lambda d: write_t1_slabs(args.data, d, T1_SLABS)),
-                ("ct", CT_PAIRS, ["lowdose:0.25", "lowdose:0.1"], lambda d: copy_ge_ct(args.data, d))]:
+                ("mr", MR_PAIRS, levels, lambda d: write_t1_slabs(args.data, d, T1_SLABS)),
+                ("ct", CT_PAIRS, ["lowdose:0.25", "lowdose:0.1"], lambda d: copy_ge_ct(args.data, d)),
+                *([("other", MR_PAIRS[:1], levels, lambda d: copy_other(args.data, d))]
+                  if args.other else [])]:
             pairs = [(label, a, b.format(runs=args.runs)) for label, a, b in pairs]
             pairs = [(label, a, b) for label, a, b in pairs if Path(b.split(":")[1]).is_file()]  # runs done
             if not pairs:
@@ -66,12 +74,22 @@ def main(argv: list[str] | None = None) -> int:
                 ref = f"{np.mean(fg[('bm3d:oracle', noise)]):.2f}" if fg[("bm3d:oracle", noise)] else "-"
                 for label, a, b in pairs:
                     sa, sb = np.mean(fg[(a, noise)]), np.mean(fg[(b, noise)])
-                    lines.append(f"| {label} | {noise} | {sa:.2f} | {sb:.2f} | {sb - sa:+.2f} | {ref} |")
+                    where = " (other scanners: mean of the 3 series)" if part == "other" else ""
+                    lines.append(f"| {label}{where} | {noise} | {sa:.2f} | {sb:.2f} | {sb - sa:+.2f} | {ref} |")
     table = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.md").write_text(table)
     print(table)
     return 0
+
+
+def copy_other(data: Path, folder: Path) -> Path:
+    """The other scanners' MR series (benchmark.py's OTHER_MR) copied into ``folder``."""
+    import shutil
+
+    for name in OTHER_MR:
+        shutil.copytree(data / "dicom" / name, folder / name)
+    return folder
 
 
 if __name__ == "__main__":

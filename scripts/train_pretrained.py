@@ -134,14 +134,22 @@ def pseudo_ct(scan: Scan, variants: list[tuple]) -> list[Scan]:
 
 
 def load_training_scans(data: Path, files: list[str], *, halves: bool = False,
-                        pseudo: list[tuple[str, float]] = ()) -> list[Scan]:
+                        pseudo: list[tuple[str, float]] = (), clean: str | None = None) -> list[Scan]:
     """Read the training volumes; with ``halves`` each is split into two slabs along z (so a
-    validation slab exists for every subject when there are only two subjects, as for CT)."""
+    validation slab exists for every subject when there are only two subjects, as for CT). With
+    ``clean`` (MR: "nlm" or "bm3d") each volume is first denoised by that classical method, sigma
+    estimated per slice, so that the targets lose the volumes' own noise (2-3% of the maximum for
+    the clinical T1 and FLAIR)."""
+    from denoise.infer import denoise_scan
+    from denoise.models import ClassicalDenoiser
+
     scans = []
     for rel in files:
         s = read_scan(data / rel)
         if "scct" in rel:
             s = s.with_array(cormack_to_hu(s.array))
+        if clean:
+            s = s.with_array(np.clip(denoise_scan(s, ClassicalDenoiser(clean)).array, 0.0, None))
         if halves:
             mid = s.array.shape[0] // 2
             scans += [Scan(s.array[:mid], s.spacing, s.affine, s.modality), Scan(s.array[mid:], s.spacing, s.affine, s.modality)]
@@ -209,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
     p.add_argument("--extra-pseudo-ct", action="store_true",
                    help="ct-2d: add the remapped pseudo-CT variants (PSEUDO_CT_REMAPPED) to the recipe's")
+    p.add_argument("--clean-targets", choices=["nlm", "bm3d"],
+                   help="MR: denoise the training volumes with this classical method first (noise-free targets; "
+                        "an experiment, see docs/design.md)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--print-config", action="store_true",
                    help="print the model and training configuration this command line resolves to, and exit")
@@ -248,12 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if recipe.get("grown_from") and not args.init and not args.no_ship:
         p.error(f"{args.model} ships grown from {recipe['grown_from']}: pass --init CHECKPOINT (or --no-ship to experiment)")
+    if args.clean_targets and recipe["model"].kind == "dae" and recipe["train"]["normalization"].kind == "window":
+        p.error("--clean-targets is for the MR recipes (it clips at 0, as for magnitude images)")
     scans = load_training_scans(args.data, recipe["files"], halves=recipe.get("halves", False),
-                                pseudo=recipe.get("pseudo_ct", ()))
+                                pseudo=recipe.get("pseudo_ct", ()), clean=args.clean_targets)
     out = Path("runs") / (args.run_name or args.model)
     resume = out / "last.pt" if args.resume and (out / "last.pt").exists() else None
     history = fit(recipe["model"], train_cfg, scans, out, name=args.model, resume=resume, init=args.init,
                   data_summary={"files": recipe["files"], "held_out": HELD_OUT,
+                                **({"targets_cleaned_with": args.clean_targets} if args.clean_targets else {}),
                                 **({"pseudo_ct": [f"{r} (slope {k:g} HU{f', remapped, seed {x[0]}' if x else ''})" for r, k, *x in recipe["pseudo_ct"]]}
                                    if "pseudo_ct" in recipe else {})})
     (out / "history.json").write_text(json.dumps(history, indent=1))
