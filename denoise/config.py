@@ -105,12 +105,14 @@ class TrainConfig:
     ``amp``: mixed precision (float16 autocast with loss scaling) on CUDA. ``cpu_bf16``: bfloat16
     autocast on the CPU (weights, optimiser and loss stay float32): ~1.5x the steps per second on
     CPUs with AVX512-BF16 or AMX, slower elsewhere; off by default so CPU runs repeat earlier ones
-    (and not free: the sparse AE trained with it scored 0.4-0.7 dB below float32; the VAE was level).
+    (and not free: the sparse AE trained with it scored 0.4-0.8 dB below float32; the VAE was level).
     ``ema``: decay of an exponential moving average of the weights, updated every step (0 = off;
     e.g. 0.999). When on, validation, ``best.pt`` and ``last.pt`` carry the averaged weights (the
     raw ones travel in ``last.pt`` for ``resume``). Off in the shipped recipes: with their cosine
     schedule, which anneals to zero, 0.999 gave nothing (quick mr-2d 31.19/28.57 dB at Rician 5/9%
-    against 31.22/28.64 without; docs/design.md)."""
+    against 31.22/28.64 without; docs/design.md).
+    ``grad_clip``: largest global gradient norm per step (clipped above it; 0 = off, as in the
+    shipped recipes): a guard against the rare loss spike of a high learning rate."""
 
     noise: str = "rician:0.01-0.09"
     patch_size: int = 64
@@ -141,6 +143,7 @@ class TrainConfig:
     amp: bool = True
     cpu_bf16: bool = False
     ema: float = 0.0
+    grad_clip: float = 0.0
     num_workers: int = 0
     normalization: Normalization = field(default_factory=Normalization)
 
@@ -165,6 +168,8 @@ class TrainConfig:
         object.__setattr__(self, "val_scans", tuple(int(i) for i in self.val_scans))
         if any(i < 0 for i in self.val_scans) or len(set(self.val_scans)) != len(self.val_scans):
             raise ValueError(f"val_scans must be distinct scan indices >= 0, got {list(self.val_scans)}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip is a gradient norm, >= 0 (0 = off), got {self.grad_clip}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema is a decay per step, in [0, 1), got {self.ema}")
         if self.num_workers < 0:

@@ -186,6 +186,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
                 loss = _loss(model, noisy, clean, model_cfg.kind, train_cfg, beta)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if train_cfg.grad_clip:
+                scaler.unscale_(opt)  # (a no-op scale without CUDA mixed precision)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             scaler.step(opt)
             scaler.update()
             sched.step()

@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       "(the recipes use 0)")
     p.add_argument("--loss", choices=["mse", "l1"], help="reconstruction loss replacing the recipe's (TrainConfig.loss)")
     p.add_argument("--ema", type=float, help="exponential moving average of the weights, decay per step (TrainConfig.ema)")
+    p.add_argument("--grad-clip", type=float, help="largest global gradient norm per step (TrainConfig.grad_clip)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast on the CPU (TrainConfig.cpu_bf16; ~1.5x faster with AVX512-BF16/AMX)")
     p.add_argument("--no-ship", action="store_true", help="leave denoise/pretrained/ alone (experiments)")
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                                    ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                    ("patch_size", args.patch_size), ("batch_size", args.batch_size),
                                    ("patch_depth", args.patch_depth), ("num_workers", args.workers),
-                                   ("cpu_bf16", args.bf16 or None), ("loss", args.loss), ("ema", args.ema),
+                                   ("cpu_bf16", args.bf16 or None), ("loss", args.loss), ("ema", args.ema), ("grad_clip", args.grad_clip),
                                    ("val_scans", tuple(int(i) for i in args.val_scans.split(",")) if args.val_scans else None)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**{**recipe["train"], **overrides}, epochs=epochs, steps_per_epoch=max(4, steps // epochs),
