@@ -139,9 +139,11 @@ def train_folder(data: str | Path, out: str | Path, *, kind: str | None = None, 
                          "modality's intensity scale and noise: choose one with --modality CT or --modality MR "
                          "(the other scans are then left out)")
     mod = (modality or ("CT" if is_ct[0] else "MR")).upper()
-    kept = [(src, scan) for (src, scan), ct in zip(loaded, is_ct) if ct == (mod == "CT")]
-    for src, _ in loaded:
-        if all(src is not k for k, _ in kept):
+    kept = []
+    for (src, scan), ct in zip(loaded, is_ct):
+        if ct == (mod == "CT"):
+            kept.append((src, scan))
+        else:
             tqdm.write(f"left out of training: {src.relpath} (not {mod})")
     if not kept:
         raise ValueError(f"{data}: no {mod} scans to train on")

@@ -99,10 +99,15 @@ def _ct(args, tmp: str, bm3d: list[str]) -> None:
 OTHER_MR = ["siemens_mr_cardiac_3d_ir_tfl_slab12", "canon_mr_dwi_b0", "ge_mr_epi_fmri"]
 
 
+def copy_other_mr(data: Path, other: Path, names: list[str] = OTHER_MR) -> Path:
+    """The other scanners' MR series (``names`` of OTHER_MR) copied into ``other`` (the cases)."""
+    for name in names:
+        shutil.copytree(data / "dicom" / name, other / name)
+    return other
+
+
 def _other(args, tmp: str, bm3d: list[str]) -> None:
-    other = Path(tmp) / "other"
-    for name in OTHER_MR[: 1 if args.quick else None]:
-        shutil.copytree(args.data / "dicom" / name, other / name)
+    other = copy_other_mr(args.data, Path(tmp) / "other", OTHER_MR[: 1 if args.quick else None])
     methods = ["noisy", "nlm", *bm3d, "dae:mr-2d", "dae:mr-2d:tta", "dae:mr-3d", "dae:mr-3d:tta"]
     run_benchmark(other, ["rician:0.05", "rician:0.09"], args.out / "other", methods=methods, seed=0,
                   reuse=_reuse(args, "other"))

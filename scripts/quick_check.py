@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import OTHER_MR, ROOT, T1_SLABS, copy_ge_ct, write_t1_slabs  # noqa: E402
+from benchmark import ROOT, T1_SLABS, copy_ge_ct, copy_other_mr, write_t1_slabs  # noqa: E402
 
 from denoise.bench import run_benchmark  # noqa: E402
 from denoise.models import bm3d_available  # noqa: E402
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         for part, pairs, noises, cases in [
                 ("mr", MR_PAIRS, levels, lambda d: write_t1_slabs(args.data, d, T1_SLABS)),
                 ("ct", CT_PAIRS, ["lowdose:0.25", "lowdose:0.1"], lambda d: copy_ge_ct(args.data, d)),
-                *([("other", MR_PAIRS[:1], levels, lambda d: copy_other(args.data, d))]
+                *([("other", MR_PAIRS[:1], levels, lambda d: copy_other_mr(args.data, d))]
                   if args.other else [])]:
             pairs = [(label, a, b.format(runs=args.runs)) for label, a, b in pairs]
             pairs = [(label, a, b) for label, a, b in pairs if Path(b.split(":")[1]).is_file()]  # runs done
@@ -81,15 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.md").write_text(table)
     print(table)
     return 0
-
-
-def copy_other(data: Path, folder: Path) -> Path:
-    """The other scanners' MR series (benchmark.py's OTHER_MR) copied into ``folder``."""
-    import shutil
-
-    for name in OTHER_MR:
-        shutil.copytree(data / "dicom" / name, folder / name)
-    return folder
 
 
 if __name__ == "__main__":

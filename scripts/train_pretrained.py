@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if recipe.get("grown_from") and not args.init and not args.no_ship:
         p.error(f"{args.model} ships grown from {recipe['grown_from']}: pass --init CHECKPOINT (or --no-ship to experiment)")
-    if args.clean_targets and recipe["model"].kind == "dae" and recipe["train"]["normalization"].kind == "window":
+    if args.clean_targets and recipe["train"]["normalization"].kind == "window":
         p.error("--clean-targets is for the MR recipes (it clips at 0, as for magnitude images)")
     scans = load_training_scans(args.data, recipe["files"], halves=recipe.get("halves", False),
                                 pseudo=recipe.get("pseudo_ct", ()), clean=args.clean_targets)
