@@ -15,17 +15,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from denoise import add_noise, denoise_scan, load_model, read_scan
+from denoise import add_noise, denoise_scan, load_model
 from denoise.models import ClassicalDenoiser, bm3d_available
 from denoise.noise import parse_noise
 from denoise.pretrained import list_pretrained
 from denoise.viewer_support import (
     SAMPLE_DIR,
+    links_outside,
     list_scans_under,
     metrics_rows,
     n_slices,
     plane_slice,
-    resolve_under_root,
+    read_scan_under_root,
     scan_from_upload,
     scan_to_download,
     timed,
@@ -50,8 +51,9 @@ def _model(name: str):
 
 
 @st.cache_data(max_entries=8)
-def _read(path: str):
-    return read_scan(path)
+def _read(root: str, relative: str):
+    """A scan under ``root``; every file it opens is checked to resolve inside ``root``."""
+    return read_scan_under_root(root, relative)
 
 
 @st.cache_data(max_entries=4)
@@ -180,17 +182,20 @@ def _pick_scan(source: str, root: Path | None):
         if source == "sample":
             options = list_scans_under(SAMPLE_DIR)
             pick = st.selectbox("sample scan", options, index=options.index(DEFAULT_SAMPLE) if DEFAULT_SAMPLE in options else 0)
-            return _read(str(SAMPLE_DIR / pick)), f"sample:{pick}"
+            return _read(str(SAMPLE_DIR), pick), f"sample:{pick}"
         if source == "data root":
             options = list_scans_under(root)
+            outside = links_outside(root)
+            if outside:
+                st.warning(f"{len(outside)} file(s) under the data root link outside it and are not offered "
+                           f"(e.g. {outside[0]})")
             pick = st.selectbox("scan under data root", options) if options else None
             typed = st.text_input("or a path relative to the data root", "")
             rel = typed or pick
             if not rel:
                 st.info("no scans under the data root")
                 return None, ""
-            path = resolve_under_root(root, rel)
-            return _read(str(path)), f"root:{rel}"
+            return _read(str(root), rel), f"root:{rel}"
         up = st.file_uploader("NIfTI (.nii/.nii.gz) or a zip of one DICOM series", type=["nii", "gz", "zip"])
         if up is None:
             st.info("upload a scan")

@@ -2,8 +2,11 @@
 
 Each scan is processed by `process_scan` (a pure function of its arguments, so it runs the same
 in this process or on a Dask worker). Outputs are written under a temporary name and renamed when
-complete; the manifest is rewritten atomically after every scan, so a killed run loses at most the
-scan in flight and ``resume=True`` finishes the job.
+complete; the manifest is rewritten atomically after every scan (starting from the earlier run's
+rows, so it always describes what is on disk), so a killed run loses at most the scan in flight
+and ``resume=True`` finishes the job. Before anything is written the run refuses an output folder
+that overlaps the input (`denoise.outdir`) and a model that cannot be loaded; while it runs it holds
+an exclusive lock on the output folder. docs/reliability.md lists these promises and their tests.
 """
 
 from __future__ import annotations
@@ -14,64 +17,38 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from denoise.io import ScanReadError, ScanSource, discover_scans, write_scan
+from denoise.io import ScanSource, discover_scans
 from denoise.manifest import (
     MANIFEST_FIELDS,
-    input_hash,
     is_leftover,
     read_manifest,
+    relative_reason,
     skip_row,
     still_done,
-    temp_sibling,
     write_manifest,
     write_text_atomic,
 )
-from denoise.metrics import CT_DATA_RANGE, estimate_sigma, foreground_mask, psnr, ssim
-from denoise.normalize import hu_warning, reference_intensity
+from denoise.outdir import OutputLock, UsageError, check_destinations, check_separate
+from denoise.scan_task import (
+    BatchOptions,
+    atomic_write,
+    default_model_for,
+    get_model,
+    noise_relpath,
+    output_relpath,
+    process_scan,
+)
+
+_atomic_write = atomic_write  # used by denoise.workflows.simulate_folder
 
 __all__ = ["denoise_folder", "process_scan", "BatchOptions", "UsageError", "MANIFEST_FIELDS", "default_model_for"]
 
 log = logging.getLogger(__name__)
-DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
-_MODEL_CACHE: dict[tuple, Any] = {}
-
-
-class UsageError(ValueError):
-    """Bad arguments (CLI exit code 2): nothing has been written."""
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """Per-scan options shared by every worker."""
-
-    output: str
-    model: str | None = None
-    device: str = "cpu"
-    fmt: str = "same"
-    tile: tuple[int, int, int] | None = None
-    overlap: float = 0.25
-    batch_size: int | None = None
-    noise_map: bool = False
-    reference: str | None = None
-    threads: int | None = None
-    tta: bool = False
-    planes: int | None = None
-
-
-def default_model_for(modality: str, array: np.ndarray | None = None) -> str:
-    """The shipped model for a modality; unknown modality: CT when air-like values (< -500) occur."""
-    if modality in DEFAULT_MODELS:
-        return DEFAULT_MODELS[modality]
-    if array is not None and float(np.min(array)) < -500:
-        return DEFAULT_MODELS["CT"]
-    return DEFAULT_MODELS["MR"]
 
 
 def denoise_folder(
@@ -99,7 +76,8 @@ def denoise_folder(
 
     Args:
         input: folder (or single file) to read; never modified.
-        output: folder that mirrors ``input`` (must not be ``input`` or inside it).
+        output: folder that mirrors ``input``; it may not be ``input``, lie inside it or hold it
+            (symlinks followed), and only one run at a time may write into it (a lock file).
         model: shipped name or checkpoint path; default: the shipped model for each scan's modality.
         device: auto, cpu, cuda or mps.
         resume: skip scans already done with the same input hash and model; redo failed/changed ones.
@@ -124,7 +102,9 @@ def denoise_folder(
         Summary dict: counts per status, output folder, manifest path, seconds.
 
     Raises:
-        UsageError: bad arguments (nothing written).
+        UsageError: bad arguments, an output folder that overlaps the input, cannot be written or
+            is in use by another run (`denoise.outdir.OutputLocked`), a model that cannot be
+            loaded, or no scans under ``input`` (nothing written).
     """
     t0 = time.perf_counter()
     src, out = Path(input).resolve(), Path(output).resolve()
@@ -134,101 +114,99 @@ def denoise_folder(
     if tta and model in CLASSICAL_METHODS:
         raise UsageError(f"--tta is for learned models; {model!r} is a classical method")
     _check_planes(model, planes, CLASSICAL_METHODS)
-    sources, skipped = discover_scans(src)
-    sources = [s for i, s in enumerate(sources) if i % num_parts == part_id]
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / ("manifest.csv" if num_parts == 1 else f"manifest.part{part_id}.csv")
-    summary_path = out / ("summary.json" if num_parts == 1 else f"summary.part{part_id}.json")
-    outputs = [_output_relpath(s, fmt) for s in sources]
-    _remove_leftovers(out, [manifest_path, summary_path, *(out / r for r in outputs), *(out / _noise_relpath(r) for r in outputs)])
-    previous = read_manifest(manifest_path) if resume else {}
-    rows: dict[str, dict[str, Any]] = dict(previous)
-    for sk in skipped:
-        if part_id == 0:
-            rows[sk.relpath] = skip_row(sk)
     opts = BatchOptions(output=str(out), model=model, device=device, fmt=fmt, tile=tile, overlap=overlap,
                         batch_size=batch_size, noise_map=noise_map, tta=tta, planes=planes,
                         reference=str(Path(reference).resolve()) if reference else None,
-                        threads=max(1, (os.cpu_count() or 1) // workers) if workers else None)
-    todo = []
-    for s in sources:
-        old = previous.get(s.relpath)
-        if old and old["status"] == "ok" and still_done(old, s, out, model, tta, planes):
-            continue
-        todo.append(s)
-    write_manifest(manifest_path, rows)
-    bar = tqdm(total=len(todo), desc="scans", unit="scan", disable=not progress)
-    for row in _run(todo, opts, workers, scheduler):
-        rows[row["input"]] = row
+                        threads=max(1, (os.cpu_count() or 1) // workers) if workers else None,
+                        input_root=str(src if src.is_dir() else src.parent))
+    _check_model(model, opts)
+    sources, skipped = discover_scans(src)
+    if not sources and not any(sk.failed for sk in skipped):
+        raise UsageError(f"no DICOM or NIfTI scans found under {input}"
+                         + (f" ({len(skipped)} other file(s) looked at and skipped)" if skipped else " (it is empty)"))
+    mine = [s for i, s in enumerate(sources) if i % num_parts == part_id]
+    manifest_path = out / ("manifest.csv" if num_parts == 1 else f"manifest.part{part_id}.csv")
+    summary_path = out / ("summary.json" if num_parts == 1 else f"summary.part{part_id}.json")
+    outputs = [output_relpath(s, fmt) for s in mine]
+    dests = [*outputs, *(noise_relpath(r) for r in outputs), manifest_path.name, summary_path.name]
+    check_destinations(src, out, dests, [f for s in sources for f in s.files])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output folder {output}: {exc.strerror}") from None
+    with OutputLock(out, num_parts, part_id):
+        _remove_leftovers(out, [manifest_path, summary_path, *(out / r for r in dests)])
+        rows = _rows_on_disk(read_manifest(manifest_path), out)
+        previous = dict(rows)
+        roots = [Path(opts.input_root), out]
+        for sk in skipped:
+            if part_id == 0:
+                row = skip_row(sk)
+                row["reason"] = relative_reason(row["reason"], roots)
+                rows[sk.relpath] = row
+        todo = [s for s in mine if not (resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes))]
         write_manifest(manifest_path, rows)
-        bar.update(1)
-        bar.set_postfix(status=row["status"])
-        if row["status"] == "failed":
-            log.warning("failed: %s: %s", row["input"], row["reason"])
-    bar.close()
-    counts = {k: sum(r["status"] == k for r in rows.values()) for k in ("ok", "failed", "skipped")}
-    summary = {"output": str(out), "manifest": str(manifest_path), **counts, "processed": len(todo),
-               "reused": len(sources) - len(todo), "seconds": round(time.perf_counter() - t0, 2)}
-    write_text_atomic(summary_path, json.dumps(summary, indent=1))
+        bar = tqdm(total=len(todo), desc="scans", unit="scan", disable=not progress)
+        for row in _run(todo, opts, workers, scheduler):
+            _keep_earlier_output(row, previous.get(row["input"]), out)
+            rows[row["input"]] = row
+            write_manifest(manifest_path, rows)
+            bar.update(1)
+            bar.set_postfix(status=row["status"])
+            if row["status"] == "failed":
+                log.warning("failed: %s: %s", row.get("files") or row["input"], row["reason"])
+        bar.close()
+        counts = {k: sum(r["status"] == k for r in rows.values()) for k in ("ok", "failed", "skipped")}
+        summary = {"output": str(out), "manifest": str(manifest_path), **counts, "processed": len(todo),
+                   "reused": len(mine) - len(todo), "seconds": round(time.perf_counter() - t0, 2)}
+        write_text_atomic(summary_path, json.dumps(summary, indent=1))
     return summary
 
 
-def _remove_leftovers(out: Path, dests: list[Path]) -> None:
-    """Delete what a killed earlier run left half-written for these outputs: the temporaries
-    (``.NAME.TAG.tmp*``) that `_atomic_write` and `write_manifest` rename when complete, and a DICOM
-    series moved aside (``.NAME.TAG.old``) for its replacement. Only this part's outputs, so parts
-    running side by side into one folder never touch each other's files."""
-    for dest in dests:
-        if not dest.parent.is_dir():
-            continue
-        for left in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
-            if is_leftover(left, dest):
-                log.info("removing %s, left half-written by an earlier run", left.relative_to(out))
-                shutil.rmtree(left) if left.is_dir() else left.unlink()
-
-
-def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
-    """Denoise one scan and write its outputs; never raises for a bad scan (returns a failed row)."""
-    from denoise.infer import denoise_scan
-
-    t0 = time.perf_counter()
-    row: dict[str, Any] = {"input": source.relpath, "kind": source.kind, "status": "failed",
-                           "input_hash": input_hash(source)}
-    if opts.threads:
-        import torch
-
-        torch.set_num_threads(opts.threads)
+def _still_done(old: dict[str, Any] | None, source: ScanSource, out: Path, model: str | None, tta: bool,
+                planes: int | None) -> bool:
+    if not old or old.get("status") != "ok":
+        return False
     try:
-        scan = source.load()
-        row.update(modality=scan.modality, shape="x".join(map(str, scan.array.shape)))
-        name = opts.model or default_model_for(scan.modality, scan.array)
-        denoiser = _get_model(name, opts)
-        row.update(model=denoiser.name, model_hash=getattr(denoiser, "checkpoint_hash", ""))
-        warnings = [w for w in (modality_warning(denoiser, scan.modality),
-                                 hu_warning(scan.array) if scan.modality == "CT" else None) if w]
-        if warnings:
-            row["warning"] = "; ".join(warnings)
-            log.warning("%s: %s", source.relpath, row["warning"])
-        den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16)
-        row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
-        row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"
-        if opts.reference:
-            row.update(_reference_metrics(source, den, Path(opts.reference)))
-        out_rel = _output_relpath(source, opts.fmt)
-        _atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}")
-        if opts.noise_map:
-            noise = den.with_array(scan.array - den.array)
-            _atomic_write(noise, Path(opts.output) / _noise_relpath(out_rel), f"noise map {denoiser.name}")
-        row.update(status="ok", reason="", output=out_rel)
-    except ScanReadError as exc:
-        row["reason"] = exc.reason
-    except Exception as exc:  # one bad scan never stops the batch
-        row["reason"] = f"{type(exc).__name__}: {exc}"
-    row["seconds"] = f"{time.perf_counter() - t0:.3f}"
-    return row
+        return still_done(old, source, out, model, tta, planes)
+    except OSError:  # the input cannot be read any more: redo it, and let its row say why
+        return False
 
 
-# --- helpers ---------------------------------------------------------------------------------
+def _rows_on_disk(rows: dict[str, dict[str, Any]], out: Path) -> dict[str, dict[str, Any]]:
+    """An earlier manifest's rows, less what no longer matches the disk: an ``ok`` row whose output
+    is gone is dropped (its scan is redone or was removed), a failed row's stale output cleared."""
+    kept = {}
+    for key, row in rows.items():
+        there = bool(row.get("output")) and (out / row["output"]).exists()
+        if row.get("status") == "ok" and not there:
+            continue
+        if row.get("output") and not there:
+            row = {**row, "output": ""}
+        kept[key] = row
+    return kept
+
+
+def _keep_earlier_output(row: dict[str, Any], old: dict[str, Any] | None, out: Path) -> None:
+    """A scan that fails now but has an earlier run's output on disk: its row says so, so the
+    manifest keeps describing every file in the output folder."""
+    if row["status"] != "failed" or not old or not old.get("output") or not (out / old["output"]).exists():
+        return
+    row["output"] = old["output"]
+    earlier = old.get("model") or "an earlier model"
+    row["reason"] = f"{row['reason']}; the output on disk is from an earlier run ({earlier})"
+
+
+def _check_model(model: str | None, opts: BatchOptions) -> None:
+    """Load a given model once before the run (unknown name, missing, corrupt or unsafe checkpoint,
+    a classical method whose package is missing): exit 2 instead of every scan failing."""
+    if model is None:
+        return
+    try:
+        get_model(model, opts)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, FileNotFoundError)) else str(exc)
+        raise UsageError(f"model {model!r} cannot be used: {reason}") from None
 
 
 def _run(todo: list[ScanSource], opts: BatchOptions, workers: int | None, scheduler: str | None):
@@ -254,87 +232,18 @@ def _run(todo: list[ScanSource], opts: BatchOptions, workers: int | None, schedu
             cluster.close()
 
 
-def _get_model(name: str, opts: BatchOptions):
-    """A shipped model, checkpoint, or classical method (sigma estimated per slice; no Rician
-    correction, since the noise type of real data is unknown), cached per worker."""
-    from denoise.infer import load_model
-    from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser
-
-    key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size, opts.tta, opts.planes)
-    if key not in _MODEL_CACHE:
-        if name in CLASSICAL_METHODS:
-            _MODEL_CACHE[key] = ClassicalDenoiser(name)
-        else:
-            kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size, "tta": opts.tta, "planes": opts.planes}
-            if opts.tile:
-                kwargs["tile"] = tuple(opts.tile)
-            _MODEL_CACHE[key] = load_model(name, device=opts.device, **kwargs)
-    return _MODEL_CACHE[key]
-
-
-def _output_relpath(source: ScanSource, fmt: str) -> str:
-    if source.kind == "nifti":
-        return source.relpath
-    return source.relpath + ".nii.gz" if fmt == "nifti" else source.relpath
-
-
-def _noise_relpath(rel: str) -> str:
-    for ext in (".nii.gz", ".nii"):
-        if rel.endswith(ext):
-            return rel[: -len(ext)] + "_noise" + ext
-    return rel + "_noise"
-
-
-def _atomic_write(scan, dest: Path, description: str) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.name.endswith((".nii", ".nii.gz")):
-        ext = ".nii.gz" if dest.name.endswith(".gz") else ".nii"
-        tmp = temp_sibling(dest, ext=ext)
-        write_scan(scan, tmp)
-        os.replace(tmp, dest)
-        return
-    tmp = temp_sibling(dest)
-    write_scan(scan, tmp, description=description)
-    if dest.exists():
-        old = temp_sibling(dest, "old")
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)
-
-
-def _reference_metrics(source: ScanSource, den, ref_root: Path) -> dict[str, str]:
-    from denoise.io import read_scan
-
-    ref_path = ref_root / (source.relpath if source.kind == "nifti" else str(Path(source.relpath).parent))
-    try:
-        if source.kind == "nifti":
-            ref = read_scan(ref_path)
-        else:
-            refs, _ = discover_scans(ref_path)
-            match = [r for r in refs if Path(r.relpath).name == Path(source.relpath).name]
-            if not match:
-                return {"reason": f"no reference series at {ref_path}"}
-            ref = match[0].load()
-    except Exception as exc:
-        return {"reason": f"reference unreadable: {exc}"}
-    if ref.array.shape != den.array.shape:
-        return {"reason": f"reference shape {ref.array.shape} differs"}
-    rng = CT_DATA_RANGE if den.modality == "CT" else reference_intensity(ref.array)
-    mask = foreground_mask(ref.array)
-    return {"psnr_fg": f"{psnr(ref.array, den.array, data_range=rng, mask=mask):.3f}",
-            "ssim_fg": f"{ssim(ref.array, den.array, data_range=rng, mask=mask):.4f}"}
-
-
-def modality_warning(denoiser: Any, modality: str) -> str | None:
-    """A warning when a learned model meets a scan of the other modality (an MR model on CT, a CT
-    model on MR): it runs, but its intensity scaling and training do not fit the scan."""
-    trained = getattr(denoiser, "trained_modality", None)
-    if trained and modality in ("CT", "MR") and modality != trained:
-        return (f"model {denoiser.name} was trained on {trained} scans and this scan is {modality}: "
-                f"the result is not meaningful (use a {modality} model)")
-    return None
+def _remove_leftovers(out: Path, dests: list[Path]) -> None:
+    """Delete what a killed earlier run left half-written for these outputs: the temporaries
+    (``.NAME.TAG.tmp*``) that `_atomic_write` and `write_manifest` rename when complete, and a DICOM
+    series moved aside (``.NAME.TAG.old``) for its replacement. Only this part's outputs, so parts
+    running side by side into one folder never touch each other's files."""
+    for dest in dests:
+        if not dest.parent.is_dir():
+            continue
+        for left in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
+            if is_leftover(left, dest):
+                log.info("removing %s, left half-written by an earlier run", left.relative_to(out))
+                shutil.rmtree(left) if left.is_dir() else left.unlink()
 
 
 def _check_planes(model: str | None, planes: int | None, classical: tuple[str, ...]) -> None:
@@ -357,8 +266,7 @@ def _check_planes(model: str | None, planes: int | None, classical: tuple[str, .
 def _check_usage(src: Path, out: Path, fmt: str, num_parts: int, part_id: int, workers, scheduler, reference) -> None:
     if not src.exists():
         raise UsageError(f"input {src} does not exist")
-    if out == src or src in out.parents:
-        raise UsageError(f"output {out} is the input folder or inside it; choose a folder outside {src}")
+    check_separate(src, out)
     if fmt not in ("same", "nifti"):
         raise UsageError(f"--format must be 'same' or 'nifti', got {fmt!r}")
     if num_parts < 1 or not 0 <= part_id < num_parts:

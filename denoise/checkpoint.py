@@ -51,11 +51,15 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[tor
     try:
         payload = torch.load(str(path), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused, the file holds pickled objects beyond weights and plain data ({exc})") from exc
+        detail = _one_line(exc)
+        if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(f"{path}: refused, the file holds pickled objects beyond weights and plain data "
+                                  f"({detail})") from exc
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or not a torch file: {detail})") from exc
     except FileNotFoundError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_one_line(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a denoise checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
     info = json.loads(payload["config"])
@@ -64,6 +68,14 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[tor
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, info, payload
+
+
+def _one_line(exc: BaseException) -> str:
+    """The telling line of a (often many-line) torch.load error: the refused global, else the first line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    keys = ("GLOBAL", "Unsupported global", "Unsupported operand", "invalid load key")
+    telling = [ln for ln in lines if any(k in ln for k in keys)]
+    return ((telling or lines or [type(exc).__name__])[0])[:240]
 
 
 def file_hash(path: str | Path, *, length: int = 12) -> str:

@@ -133,7 +133,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    import signal
+
     from denoise.batch import denoise_folder
+
+    # SIGTERM (kill, a cluster's job scheduler) unwinds like Ctrl-C: the lock on OUT is released
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
     s = denoise_folder(args.input, args.output, model=args.model, device=args.device, resume=args.resume,
                        reference=args.reference, fmt=args.fmt, tile=tuple(args.tile) if args.tile else None,
@@ -195,19 +200,37 @@ def _models(args) -> int:
 
 
 def _info(args) -> int:
-    from denoise.io import discover_scans
+    """One line per scan and per skipped file; 1 when nothing usable was found or something
+    failed to read (like ``run``), 0 when every scan read. Messages name paths relative to PATH."""
+    import os
+
+    from denoise.io import ScanReadError, discover_scans
+
+    def one_line(reason: str) -> str:  # no newlines; paths relative to PATH, as each line starts
+        return " ".join(reason.replace(f"{Path(args.path)}{os.sep}", "").split())
 
     scans, skipped = discover_scans(args.path)
+    failed = 0
     for s in scans:
         try:
             d = s.load().describe()
             print(f"{s.relpath}\t{d['format']}\t{d['kind']}\t{d['modality']}\tshape {d['shape']}\tspacing {d['spacing']} mm"
                   f"\t{len(s.files)} file(s)\t{d['transfer_syntax']}")
         except Exception as exc:
-            print(f"{s.relpath}\tunreadable: {exc}")
+            failed += 1
+            why = exc.reason if isinstance(exc, ScanReadError) else f"{type(exc).__name__}: {exc}"
+            print(f"{s.relpath}\tunreadable: {one_line(why)}")
     for k in skipped:
-        print(f"{k.relpath}\tskipped: {k.reason}")
-    return 0
+        failed += k.failed
+        print(f"{k.relpath}\t{'unreadable' if k.failed else 'skipped'}: {one_line(k.reason)}")
+    if not scans:
+        n = len(skipped)
+        print(f"denoise: no DICOM or NIfTI scans found under {args.path} ({n} file{'s' * (n != 1)} looked at)",
+              file=sys.stderr)
+        return 1
+    if failed:
+        print(f"denoise: {failed} scan(s) or file(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _view(args) -> int:

@@ -272,6 +272,9 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     ``spacing`` (voxel size in mm, array order) lets learned models pick three-plane inference on
     near-isotropic volumes (`LearnedDenoiser.plan`); without it they slice along the first axis.
     ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models).
+    MR magnitude and other non-negative inputs stay non-negative: when the input has no negative
+    value the output is clipped at 0 (a zeroed background is not pushed below zero); inputs with
+    negative values (CT in HU, phase, difference images) are returned unclipped.
     Raises ValueError on NaN/inf values (the NIfTI reader refuses such files too).
     """
     array = np.asarray(array, dtype=np.float32)
@@ -307,7 +310,10 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     out = out.reshape(array.shape)
     if x is not x_full:  # the model saw a limited range: values outside it pass through as they were
         out = np.where(x == x_full, out, x_full)
-    return (out * scale + offset).astype(np.float32)
+    result = (out * scale + offset).astype(np.float32)
+    if array.size and array.min() >= 0:  # magnitude data: no negative intensities to restore
+        np.maximum(result, 0, out=result)
+    return result
 
 
 def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, bar: tqdm) -> np.ndarray:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 from denoise.io import ScanSource, Skipped
 
-__all__ = ["MANIFEST_FIELDS", "input_hash", "read_manifest", "write_manifest", "still_done", "model_label", "skip_row"]
+__all__ = ["MANIFEST_FIELDS", "input_hash", "read_manifest", "write_manifest", "still_done", "model_label", "skip_row",
+           "files_label", "relative_reason"]
 
-MANIFEST_FIELDS = ["input", "output", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
+MANIFEST_FIELDS = ["input", "files", "output", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
                    "input_hash", "seconds", "sigma_before", "sigma_after", "psnr_fg", "ssim_fg", "warning"]
 
 
@@ -58,8 +60,41 @@ def model_label(model: str) -> str:
 
 def skip_row(sk: Skipped) -> dict[str, Any]:
     """The row of a file the scan discovery skipped (not a scan) or could not read (failed)."""
-    return {"input": sk.relpath, "status": "failed" if sk.failed else "skipped", "reason": sk.reason,
-            "kind": "dicom" if sk.failed else "other"}
+    from denoise.io.nifti import is_nifti_path
+
+    kind = "nifti" if is_nifti_path(sk.relpath) else "dicom" if sk.failed else "other"
+    return {"input": sk.relpath, "files": sk.relpath, "status": "failed" if sk.failed else "skipped",
+            "reason": sk.reason, "kind": kind}
+
+
+def files_label(source: ScanSource, root: Path | None, culprit: Path | None = None) -> str:
+    """The file(s) a user has to look at for a row, relative to the input folder: the file an error
+    names (``culprit``), a NIfTI file, or a DICOM series' folder with its file count."""
+    def rel(p: Path) -> str:
+        if root is None:
+            return p.name
+        try:
+            return Path(os.path.abspath(p)).relative_to(root).as_posix()
+        except ValueError:
+            return p.name
+    if culprit is not None and (culprit.is_file() or culprit.is_symlink() or not culprit.exists()):
+        return rel(culprit)
+    if len(source.files) == 1:
+        return rel(source.files[0])
+    folder = rel(source.files[0].parent)
+    return f"{folder}/ ({len(source.files)} files)" if folder != "." else f"({len(source.files)} files)"
+
+
+_ABS_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s'\",:;()\[\]]+/)*([^\s'\",:;()\[\]/]+)")
+
+
+def relative_reason(text: str, roots: list[Path]) -> str:
+    """``text`` with paths under ``roots`` made relative to them and any other absolute path cut to
+    its last component: the parent folders of a scan (often named after the patient) never reach
+    the manifest or the log."""
+    for root in sorted({str(r) for r in roots if str(r) not in ("", "/")}, key=len, reverse=True):
+        text = text.replace(root + os.sep, "").replace(root, ".")
+    return _ABS_PATH.sub(lambda m: m.group(1), text)
 
 
 def read_manifest(path: Path) -> dict[str, dict[str, Any]]:

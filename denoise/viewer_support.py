@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 import time
 import zipfile
@@ -12,12 +13,13 @@ from typing import Any
 import numpy as np
 
 from denoise.io import ScanReadError, discover_scans, read_scan, write_scan
+from denoise.io.nifti import is_nifti_path
 from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
 from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 
-__all__ = ["resolve_under_root", "scan_from_upload", "plane_slice", "window_presets", "metrics_rows",
-           "scan_to_download", "MAX_UPLOAD_MB", "SAMPLE_DIR"]
+__all__ = ["resolve_under_root", "read_scan_under_root", "list_scans_under", "links_outside", "scan_from_upload",
+           "plane_slice", "window_presets", "metrics_rows", "scan_to_download", "MAX_UPLOAD_MB", "SAMPLE_DIR"]
 
 MAX_UPLOAD_MB = 200
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
@@ -32,7 +34,10 @@ def resolve_under_root(root: str | Path, relative: str) -> Path:
     root_r = Path(root).resolve()
     if Path(relative).is_absolute():
         raise ValueError("absolute paths are not allowed; give a path relative to the data root")
-    target = (root_r / relative).resolve()
+    try:
+        target = (root_r / relative).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise ValueError(f"{relative!r} cannot be resolved (a symlink loop?)") from exc
     if target != root_r and root_r not in target.parents:
         raise ValueError(f"{relative!r} leads outside the data root")
     if not target.exists():
@@ -40,13 +45,108 @@ def resolve_under_root(root: str | Path, relative: str) -> Path:
     return target
 
 
+def read_scan_under_root(root: str | Path, relative: str) -> Scan:
+    """Read the scan at ``root / relative`` (a NIfTI file, a DICOM file or a folder of one series),
+    opening only files that resolve inside ``root``.
+
+    Besides the checks of `resolve_under_root`, every file under a folder is resolved before
+    anything is opened: a member that is a symlink leading outside the root makes the whole
+    folder refused (its content is never read), and each file of the discovered scan is checked
+    again before the pixels are loaded.
+
+    Raises:
+        ValueError: the path or one of the scan's files leaves the root, or no single readable scan
+            is there; the message names paths relative to the root only.
+    """
+    root_r = Path(root).resolve()
+    target = resolve_under_root(root_r, relative)
+    try:
+        if target.is_file():  # resolved: the file itself lies inside the root
+            return read_scan(target)
+        outside = links_outside(root_r, under=target)
+        if outside:
+            raise ValueError(f"{outside[0]!r} leads outside the data root; refusing to read {relative!r}")
+        scans, skipped = discover_scans(target)
+        for source in scans:
+            bad = [f for f in source.files if not _inside(root_r, f)]
+            if bad:
+                raise ValueError(f"{_rel(root_r, bad[0])!r} leads outside the data root; refusing to read {relative!r}")
+        if len(scans) != 1:
+            what = ", ".join(s.relpath for s in scans[:5]) or "; ".join(f"{k.relpath}: {k.reason}" for k in skipped[:3])
+            raise ValueError(f"{relative!r} holds {len(scans)} scans" + (f" ({what})" if what else "")
+                             + ("; pick one of them" if scans else ""))
+        return scans[0].load()
+    except ScanReadError as exc:  # reasons may quote the file (nibabel does): no server paths
+        reason = exc.reason.replace(str(root_r) + os.sep, "").replace(str(root_r), ".")
+        raise ValueError(f"{_rel(root_r, Path(exc.path))}: {reason}") from exc
+
+
 def list_scans_under(root: str | Path, *, limit: int = 500) -> list[str]:
-    """Relative paths of the scans found under ``root`` (NIfTI files and DICOM series folders)."""
-    scans, _ = discover_scans(root)
-    out = []
-    for s in scans[:limit]:
-        out.append(s.relpath if s.kind == "nifti" else str(Path(s.relpath).parent))
-    return sorted(set(out))
+    """Relative paths of the scans found under ``root`` (NIfTI files and DICOM series folders)
+    that `read_scan_under_root` accepts as far as confinement goes.
+
+    Folders holding (at any depth) a symlink that leads outside the root are not searched, so such
+    links are never opened; NIfTI files directly inside them that stay inside the root are listed.
+    `links_outside` names the links left out.
+    """
+    root_r = Path(root).resolve()
+    blocked: set[Path] = set()  # every folder from an outside link's own up to the root
+    for link in links_outside(root_r):
+        blocked.update(p for p in (root_r / link).parents if p == root_r or root_r in p.parents)
+    out: list[str] = []
+
+    def visit(folder: Path) -> None:
+        rel_dir = folder.relative_to(root_r)
+        if folder not in blocked:
+            scans, _ = discover_scans(folder)
+            for s in scans:
+                if all(_inside(root_r, f) for f in s.files):
+                    rel = rel_dir / s.relpath
+                    out.append((rel if s.kind == "nifti" else rel.parent).as_posix())
+            return
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                visit(entry)
+            elif entry.is_file() and is_nifti_path(entry) and _inside(root_r, entry):
+                out.append((rel_dir / entry.name).as_posix())
+
+    visit(root_r)
+    return sorted(set(out[:limit]))
+
+
+def links_outside(root: str | Path, *, under: str | Path | None = None) -> list[str]:
+    """Files under ``under`` (default: ``root``) that resolve outside ``root`` (symlinks), as paths
+    relative to ``root``; only names are looked at, nothing is opened. Hidden names and symlinked
+    folders are skipped, as scan discovery skips them."""
+    root_r = Path(root).resolve()
+    start = Path(under) if under is not None else root_r
+    found = []
+    for dirpath, dirnames, filenames in os.walk(start):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not name.startswith(".") and not _inside(root_r, path):
+                found.append(_rel(root_r, path))
+    return found
+
+
+def _inside(root_r: Path, path: Path) -> bool:
+    """True when ``path`` with every symlink followed lies in the resolved root ``root_r``."""
+    try:
+        real = Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: leads nowhere readable, treated as outside
+        return False
+    return real == root_r or root_r in real.parents
+
+
+def _rel(root_r: Path, path: Path) -> str:
+    """``path`` (not resolved) relative to the root, or just its name when it is elsewhere."""
+    try:
+        return Path(path).relative_to(root_r).as_posix()
+    except ValueError:
+        return Path(path).name
 
 
 def scan_from_upload(name: str, data: bytes) -> Scan:

@@ -16,6 +16,7 @@ from denoise.io.dicom_read import DicomStack, group_dicom, load_stack, read_dico
 from denoise.io.dicom_write import RESEARCH_NOTE, write_dicom_series
 from denoise.io.errors import NotAnImageError, ScanReadError
 from denoise.io.nifti import is_nifti_path, read_nifti, write_nifti
+from denoise.io.probe import unreadable_reason
 from denoise.scan import Scan
 
 __all__ = [
@@ -39,7 +40,9 @@ class ScanSource:
         kind: ``"nifti"`` or ``"dicom"``.
         relpath: POSIX path relative to the searched root: the NIfTI file, or for DICOM the folder
             holding the series followed by the series label (unique per series).
-        files: the files that make up the scan.
+        files: the files that make up the scan. For DICOM this includes duplicate copies of an
+            object (same SOPInstanceUID, e.g. saved in two transfer syntaxes) that are read only
+            once: they are part of the input, so its hash covers them.
     """
 
     kind: str
@@ -48,7 +51,10 @@ class ScanSource:
     stack: DicomStack | None = None
 
     def load(self) -> Scan:
-        """Read the pixels into a Scan (raises ScanReadError naming the file on failure)."""
+        """Read the pixels into a Scan (raises ScanReadError naming the file on failure).
+
+        A DICOM scan's ``meta["read_notes"]`` lists, as short strings with file names only, what
+        the reader noticed but did not refuse (duplicates ignored, MR values below zero ...)."""
         if self.kind == "nifti":
             return read_nifti(self.files[0])
         assert self.stack is not None
@@ -69,8 +75,10 @@ def discover_scans(root: str | Path) -> tuple[list[ScanSource], list[Skipped]]:
 
     DICOM files are grouped into series regardless of file names, order or folder mixing;
     images of one series that share positions but differ in kind (magnitude/phase, echoes,
-    b-values) become separate scans; repeated positions of one kind become a 4D time series.
-    Hidden files (dot files) are ignored.
+    b-values; GE's private image type, RescaleType, an enhanced object's per-frame type) become
+    separate scans; repeated positions of one kind become a 4D time series (refused on load when
+    the values show two kinds, e.g. a field map stored with its magnitude). Copies of one object
+    (same SOPInstanceUID) are read once. Hidden files (dot files) are ignored.
 
     Returns:
         (scans sorted by relpath, skipped files with reasons).
@@ -89,6 +97,10 @@ def discover_scans(root: str | Path) -> tuple[list[ScanSource], list[Skipped]]:
     frames_by_dir: dict[Path, list] = {}
     for path in files:
         rel = path.relative_to(base).as_posix()
+        why = unreadable_reason(path)
+        if why is not None:
+            skipped.append(Skipped(rel, why, failed=True))
+            continue
         if is_nifti_path(path):
             scans.append(ScanSource("nifti", rel, (path,)))
             continue

@@ -3,6 +3,11 @@
 Every image becomes a *frame record* (one 2D image with its own geometry and rescale); frames are
 grouped into stacks that share series, size, orientation and kind, sorted along the slice normal,
 and split into time points when positions repeat. Errors name the file and the reason.
+
+Copies of one object (same SOPInstanceUID and frame, e.g. the same image saved in two transfer
+syntaxes) are read once; image kinds are kept apart by the header where any tag tells them apart
+and by the values where none does (see `denoise.io.dicom_kinds`). What the reader noticed but
+did not refuse goes into ``scan.meta["read_notes"]`` (short strings, file names only).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from denoise.io.dicom_decode import read_frames
+from denoise.io.dicom_duplicates import duplicate_notes, split_duplicates
+from denoise.io.dicom_kinds import frame_kinds, mixed_kinds_reason, negative_values_note
 from denoise.io.errors import NotAnImageError, ScanReadError
 from denoise.scan import Scan
 
@@ -39,18 +47,31 @@ class FrameRef:
     position: np.ndarray
     orientation: np.ndarray  # 6 direction cosines (row, column)
     order_key: tuple = ()
+    frame_type: tuple[str, ...] = ()  # an enhanced object's per-frame FrameType
 
 
 @dataclass
 class DicomStack:
-    """Frames that form one scan (3D, or 4D when positions repeat)."""
+    """Frames that form one scan (3D, or 4D when positions repeat).
+
+    Attributes:
+        frames: the frames read into the scan.
+        notes: what grouping noticed (duplicate objects ignored), without paths; `load_stack`
+            adds what it notices and puts them all in ``scan.meta["read_notes"]``.
+        duplicates: (ignored copy, frame used instead) pairs: frames with the SOPInstanceUID and
+            frame number of a frame first by file path. Never made into time points.
+    """
 
     key: tuple
     frames: list[FrameRef] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    duplicates: list[tuple[FrameRef, FrameRef]] = field(default_factory=list)
 
     @property
     def files(self) -> list[Path]:
-        return sorted({f.path for f in self.frames})
+        """Every file of the stack, the ignored duplicate copies included: the scan's input (its
+        hash covers them, and whether their pixels differ goes into the read notes)."""
+        return sorted({f.path for f in self.frames} | {d.path for d, _ in self.duplicates})
 
     @property
     def label(self) -> str:
@@ -104,11 +125,16 @@ def read_dicom_headers(path: Path) -> list[FrameRef]:
 
 
 def group_dicom(frames: Iterable[FrameRef]) -> list[DicomStack]:
-    """Group frame records into stacks: same series, matrix size, orientation and image kind."""
+    """Group frame records into stacks: same series, matrix size, orientation and image kind.
+
+    A frame whose SOPInstanceUID and frame number repeat those of a frame first by file path is
+    a duplicate copy: kept out of the stack's frames, listed in its ``duplicates`` and noted.
+    """
+    frames, duplicates = split_duplicates(sorted(frames, key=lambda f: (f.path, f.frame)))
     stacks: dict[tuple, DicomStack] = {}
-    for f in frames:
+    stack_of: dict[int, DicomStack] = {}
+    for f, kind in zip(frames, frame_kinds(frames)):
         h = f.header
-        kind = _kind(h)
         key = (
             str(h.get("SeriesInstanceUID", "")),
             str(f.path) if "PerFrameFunctionalGroupsSequence" in h else "",
@@ -117,7 +143,17 @@ def group_dicom(frames: Iterable[FrameRef]) -> list[DicomStack]:
             tuple(np.round(f.orientation, 3)),
             kind,
         )
-        stacks.setdefault(key, DicomStack(key)).frames.append(f)
+        stack = stacks.setdefault(key, DicomStack(key))
+        stack.frames.append(f)
+        stack_of[id(f)] = stack
+    for dup, orig in duplicates:
+        stack_of[id(orig)].duplicates.append((dup, orig))
+    for stack in stacks.values():
+        if stack.duplicates:
+            names = sorted({d.path.name for d, _ in stack.duplicates})
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            stack.notes.append(f"{len(names)} duplicate object{'s' if len(names) > 1 else ''} "
+                               f"(same SOPInstanceUID) ignored: {shown}")
     return list(stacks.values())
 
 
@@ -142,9 +178,23 @@ def load_stack(stack: DicomStack) -> Scan:
     for group in by_pos.values():
         group.sort(key=_time_key)
     ordered = [by_pos[p][t] for t in range(n_t) for p in positions]
-    pixels = _read_pixels(ordered)
+    pixels = read_frames(ordered)
     rows, cols = int(first.header.Rows), int(first.header.Columns)
     array = pixels.reshape(n_t, len(positions), rows, cols)
+    modality = str(first.header.get("Modality", "OT")).upper()
+    notes = list(stack.notes) + duplicate_notes(stack.duplicates, ordered, pixels)
+    if modality == "MR":
+        why = mixed_kinds_reason(array)
+        if why:
+            raise ScanReadError(
+                first.path,
+                f"series '{stack.label}' mixes image kinds: {why} (a field map or phase image stored "
+                f"with its magnitude?); split the series by image kind (e.g. convert it with dcm2niix) "
+                f"and denoise the magnitude images alone",
+            )
+        note = negative_values_note(array)
+        if note:
+            notes.append(note)
     if n_t == 1:
         array = array[0]
     if array.ndim == 3 and array.shape[0] == 1:
@@ -164,7 +214,6 @@ def load_stack(stack: DicomStack) -> Scan:
     affine = _affine(first.orientation, by_pos[positions[0]][0].position, (dz, dy, dx))
     spacing = (abs(dz), dy, dx) if array.ndim >= 3 else (dy, dx)
     headers = [f.header for f in ordered]
-    modality = str(first.header.get("Modality", "OT")).upper()
     return Scan(
         array=array,
         spacing=spacing,
@@ -177,27 +226,12 @@ def load_stack(stack: DicomStack) -> Scan:
             "source": str(first.path.parent),
             "series_label": stack.label,
             "transfer_syntax": str(getattr(first.header.file_meta, "TransferSyntaxUID", "")),
+            "read_notes": notes,
         },
     )
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _kind(h: Dataset) -> str:
-    """What distinguishes images sharing positions that must not be stacked (magnitude/phase ...)."""
-    parts = []
-    image_type = [str(v).upper() for v in h.get("ImageType", [])]
-    for token in ("M", "P", "R", "I", "PHASE", "MAGNITUDE", "REAL", "IMAGINARY", "FIELD_MAP", "B0", "ADC", "TRACEW", "FA"):
-        if token in image_type[2:]:
-            parts.append(token)
-    echo = h.get("EchoNumbers")
-    if echo not in (None, "", 1, "1"):
-        parts.append(f"e{echo}")
-    bval = h.get((0x0018, 0x9087))
-    if bval is not None and bval.value not in (None, ""):
-        parts.append(f"b{float(bval.value):g}")
-    return "-".join(parts)
 
 
 def _time_key(f: FrameRef) -> tuple:
@@ -245,44 +279,6 @@ def _affine(ori: np.ndarray, pos0: np.ndarray, spacing: tuple[float, float, floa
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
-def _read_pixels(frames: list[FrameRef]) -> np.ndarray:
-    """Stored values -> physical values (per-frame rescale) as float32, shape (n, rows, cols)."""
-    cache: dict[Path, np.ndarray] = {}
-    out = []
-    for f in frames:
-        if f.path not in cache:
-            cache.clear()
-            cache[f.path] = _decode(f.path)
-        data = cache[f.path]
-        img = data[f.frame] if data.ndim == 3 else data
-        slope = float(f.header.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(f.header.get("RescaleIntercept", 0.0) or 0.0)
-        out.append(img.astype(np.float32) * np.float32(slope) + np.float32(intercept))
-    return np.stack(out)
-
-
-def _decode(path: Path) -> np.ndarray:
-    try:
-        ds = pydicom.dcmread(str(path))
-    except Exception as exc:
-        raise ScanReadError(path, f"corrupt or truncated DICOM file ({type(exc).__name__}: {exc})") from exc
-    if "PixelData" not in ds:
-        raise ScanReadError(path, "DICOM image without PixelData")
-    try:
-        arr = ds.pixel_array
-    except Exception as exc:
-        ts = getattr(ds.file_meta, "TransferSyntaxUID", None)
-        name = getattr(ts, "name", str(ts))
-        if ts is not None and getattr(ts, "is_compressed", False):
-            raise ScanReadError(
-                path,
-                f"compressed pixel data ({name}) cannot be decoded: install the codecs extra "
-                f"(pip install 'denoise[codecs]') ({type(exc).__name__}: {exc})",
-            ) from exc
-        raise ScanReadError(path, f"pixel data cannot be decoded, file truncated or corrupt ({type(exc).__name__}: {exc})") from exc
-    return np.asarray(arr)
-
-
 def _enhanced_frames(path: Path, ds: Dataset) -> list[FrameRef]:
     """Flatten an enhanced multi-frame object into classic per-frame headers."""
     shared = ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
@@ -304,12 +300,20 @@ def _enhanced_frames(path: Path, ds: Dataset) -> list[FrameRef]:
                         if a in sub:
                             setattr(h, a, sub[a].value)
         h.NumberOfFrames = 1
+        frame_type: tuple[str, ...] = ()
+        for group in (shared, item):
+            for seq_name in ("MRImageFrameTypeSequence", "CTImageFrameTypeSequence"):
+                if seq_name in group and len(group[seq_name].value):
+                    sub = group[seq_name].value[0]
+                    frame_type = tuple(str(v) for v in sub.get("FrameType", frame_type))
+                    if "ComplexImageComponent" in sub:
+                        h.ComplexImageComponent = sub.ComplexImageComponent
         if "FrameContentSequence" in item:
             fc = item.FrameContentSequence[0]
             if "TemporalPositionIndex" in fc:
                 h.TemporalPositionIdentifier = int(fc.TemporalPositionIndex)
         pos, ori = _geometry(h, path)
-        frames.append(FrameRef(path, i, h, pos, ori))
+        frames.append(FrameRef(path, i, h, pos, ori, frame_type=frame_type))
     return frames
 
 

@@ -66,13 +66,16 @@ def write_nifti(scan: Scan, path: str | Path) -> Path:
     """Write ``scan`` as NIfTI at ``path`` (float32), keeping the source header when there is one.
 
     The affine, qform/sform codes, units and description of the source header are kept; the data
-    type becomes float32 with no scaling, so denoised values are stored exactly.
+    type becomes float32 with no scaling, so denoised values are stored exactly. Singleton
+    dimensions that `read_nifti` dropped (a ``(x, y, z, 1)`` or ``(x, y, 1)`` source) are put back,
+    so the output has the same dimensions as the source.
     """
     path = Path(path)
     data = np.ascontiguousarray(scan.array.T)  # (t, z, y, x) -> (x, y, z, t)
     source_header = scan.meta.get("nifti_header")
     if isinstance(source_header, nib.Nifti1Header):
         header = source_header.copy()
+        data = _source_shape(data, tuple(int(d) for d in header.get_data_shape()))
         qcode = int(header["qform_code"])
         scode = int(header["sform_code"])
         img = nib.Nifti1Image(data, scan.affine, header=header)
@@ -88,6 +91,13 @@ def write_nifti(scan: Scan, path: str | Path) -> Path:
     img.header.set_slope_inter(1.0, 0.0)
     nib.save(img, str(path))
     return path
+
+
+def _source_shape(data: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``data`` in the source's ``shape`` when the two differ only by singleton dimensions."""
+    if data.shape != shape and [d for d in data.shape if d != 1] == [d for d in shape if d != 1]:
+        return data.reshape(shape)
+    return data
 
 
 def _guess_modality(path: Path, header: nib.Nifti1Header) -> str:

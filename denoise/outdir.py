@@ -1,0 +1,197 @@
+"""The output folder of a batch run: kept apart from the input, taken by one run at a time.
+
+`check_separate` and `check_destinations` refuse, before anything is written, every layout in
+which an output could land on an input file or inside the input tree (the same folder, one inside
+the other, symlinks, ``.``/``..``, a single-file input beside its output). `OutputLock` is the
+exclusive lock a run holds on its output folder: a lock file with pid and host, held with
+``flock`` (the kernel releases it when the process dies, so a killed run's lock is stale and the
+next run takes it over), and removed on exit.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["UsageError", "OutputLocked", "OutputLock", "check_separate", "check_destinations", "lock_name",
+           "real_path"]
+
+log = logging.getLogger(__name__)
+
+
+class UsageError(ValueError):
+    """Bad arguments (CLI exit code 2): nothing has been written."""
+
+
+class OutputLocked(UsageError):
+    """Another live run holds the output folder."""
+
+
+def real_path(path: str | Path) -> Path:
+    """``path`` made absolute with every existing symlink followed (also for paths not yet there)."""
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_separate(src: Path, out: Path) -> None:
+    """Refuse an output folder that is, contains, or lies inside the input (after following symlinks).
+
+    ``src`` may be a single file: then the output folder may not hold it either (its outputs mirror
+    the file's name into the folder).
+    """
+    src_r, out_r = real_path(src), real_path(out)
+    if out_r.exists() and not out_r.is_dir():
+        raise UsageError(f"output {out} exists and is not a folder")
+    if src_r.is_file():
+        if _inside(src_r, out_r):
+            raise UsageError(f"output folder {out} holds the input file {src.name}; outputs would overwrite it. "
+                             "Choose an output folder that does not hold the input")
+        return
+    if _inside(out_r, src_r):
+        raise UsageError(f"output {out} is the input folder or inside it; choose a folder outside {src}")
+    if _inside(src_r, out_r):
+        raise UsageError(f"input {src} lies inside the output folder {out}; outputs could replace inputs. "
+                         "Choose an output folder outside the input")
+
+
+def check_destinations(src: Path, out: Path, relpaths: Iterable[str], input_files: Iterable[Path]) -> None:
+    """Refuse when any output path (``out/rel``, symlinks in ``out`` followed) is an input file or
+    lies inside the input tree, e.g. through a symlinked folder inside ``out``."""
+    src_r = real_path(src)
+    inputs = {real_path(p) for p in input_files}
+    for rel in relpaths:
+        dest = real_path(out / rel)
+        if dest in inputs or (src_r.is_dir() and _inside(dest, src_r)):
+            raise UsageError(f"output {rel} would be written onto the input ({dest.name}) through a symlink "
+                             f"inside {out}; remove the link or choose another output folder")
+
+
+def lock_name(num_parts: int = 1, part_id: int = 0) -> str:
+    """The lock file of a whole run, or of one part of a run split with ``--num-parts``."""
+    return ".denoise-run.lock" if num_parts == 1 else f".denoise-run.part{part_id}-of-{num_parts}.lock"
+
+
+def _conflicts(mine: str, other: str) -> bool:
+    """Whole runs exclude everything; parts of one split exclude only the same part or another split."""
+    if mine == other:
+        return True
+    whole = lock_name()
+    if whole in (mine, other):
+        return True
+    split_mine, split_other = mine.split("-of-")[-1], other.split("-of-")[-1]
+    return split_mine != split_other
+
+
+class OutputLock:
+    """Exclusive lock of a run on its output folder (a context manager).
+
+    The lock file holds ``{"pid", "host", "started"}``. It is live while a process holds an
+    ``flock`` on it; a lock file nobody holds is stale (its run was killed) and is taken over.
+
+    Raises:
+        OutputLocked: another live run holds the folder (the message names its pid and host).
+        UsageError: the folder cannot be written (read-only, permissions).
+    """
+
+    def __init__(self, out: Path, num_parts: int = 1, part_id: int = 0) -> None:
+        self.out = Path(out)
+        self.path = self.out / lock_name(num_parts, part_id)
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        for _ in range(5):
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+                    raise OutputLocked(self._held_message(self.path)) from None
+                raise UsageError(f"cannot lock output folder {self.out}: {exc.strerror}") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the previous holder removed the file while we waited: try again
+                os.close(fd)
+                continue
+            self._fd = fd
+            previous = os.pread(fd, 4096, 0)
+            if previous:
+                log.info("taking over a stale lock in %s left by a run that ended without releasing it (%s)",
+                         self.out.name, previous.decode(errors="replace"))
+            info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info.encode(), 0)
+            os.fsync(fd)
+            self._check_other_parts()
+            return
+        raise OutputLocked(f"could not take the lock {self.path.name} in {self.out} (it keeps changing hands)")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UsageError(f"cannot write to output folder {self.out}: {exc.strerror} "
+                             "(choose a writable folder)") from None
+
+    def _check_other_parts(self) -> None:
+        """A whole run and parts of a split (or two different splits) never share a folder."""
+        for other in self.out.glob(".denoise-run*.lock"):
+            if other == self.path or not _conflicts(self.path.name, other.name):
+                continue
+            if _is_live(other):
+                message = self._held_message(other)
+                self.release()
+                raise OutputLocked(message)
+
+    def _held_message(self, path: Path) -> str:
+        try:
+            info = json.loads(path.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        who = f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"])) if "started" in info else "?"
+        return (f"output folder {self.out} is in use by another denoise run ({who}, started {since}); "
+                f"wait for it to finish or choose another output folder (lock file: {path.name})")
+
+
+def _is_live(path: Path) -> bool:
+    """Whether some process holds the flock of a lock file."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False

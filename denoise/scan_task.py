@@ -1,0 +1,203 @@
+"""One scan of a batch run: `process_scan` reads, denoises and writes it, and returns its manifest row.
+
+`process_scan` is a pure function of its arguments (so it runs the same in this process or on a
+Dask worker) and never raises for a bad scan: whatever goes wrong becomes a ``failed`` row whose
+reason names the file relative to the input folder (no absolute paths, so no patient-named parent
+folders reach the manifest). Outputs are written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from denoise.io import ScanReadError, ScanSource, discover_scans, write_scan
+from denoise.manifest import files_label, input_hash, relative_reason, temp_sibling
+from denoise.metrics import CT_DATA_RANGE, estimate_sigma, foreground_mask, psnr, ssim
+from denoise.normalize import hu_warning, reference_intensity
+from denoise.outdir import real_path
+
+__all__ = ["BatchOptions", "process_scan", "default_model_for", "modality_warning", "output_relpath",
+           "noise_relpath", "atomic_write", "get_model", "DEFAULT_MODELS"]
+
+log = logging.getLogger(__name__)
+DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
+_MODEL_CACHE: dict[tuple, Any] = {}
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Per-scan options shared by every worker."""
+
+    output: str
+    model: str | None = None
+    device: str = "cpu"
+    fmt: str = "same"
+    tile: tuple[int, int, int] | None = None
+    overlap: float = 0.25
+    batch_size: int | None = None
+    noise_map: bool = False
+    reference: str | None = None
+    threads: int | None = None
+    tta: bool = False
+    planes: int | None = None
+    input_root: str = ""  # the folder relative paths refer to (reasons are made relative to it)
+
+
+def default_model_for(modality: str, array: np.ndarray | None = None) -> str:
+    """The shipped model for a modality; unknown modality: CT when air-like values (< -500) occur."""
+    if modality in DEFAULT_MODELS:
+        return DEFAULT_MODELS[modality]
+    if array is not None and float(np.min(array)) < -500:
+        return DEFAULT_MODELS["CT"]
+    return DEFAULT_MODELS["MR"]
+
+
+def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
+    """Denoise one scan and write its outputs; never raises for a bad scan (returns a failed row)."""
+    from denoise.infer import denoise_scan
+
+    t0 = time.perf_counter()
+    root = Path(opts.input_root) if opts.input_root else None
+    row: dict[str, Any] = {"input": source.relpath, "kind": source.kind, "status": "failed",
+                           "files": files_label(source, root)}
+    if opts.threads:
+        import torch
+
+        torch.set_num_threads(opts.threads)
+    try:
+        row["input_hash"] = input_hash(source)
+        scan = source.load()
+        row.update(modality=scan.modality, shape="x".join(map(str, scan.array.shape)))
+        name = opts.model or default_model_for(scan.modality, scan.array)
+        denoiser = get_model(name, opts)
+        row.update(model=denoiser.name, model_hash=getattr(denoiser, "checkpoint_hash", ""))
+        warnings = [w for w in (modality_warning(denoiser, scan.modality),
+                                hu_warning(scan.array) if scan.modality == "CT" else None,
+                                *scan.meta.get("read_notes", ())) if w]
+        if warnings:
+            row["warning"] = relative_reason("; ".join(warnings), _roots(opts))
+            log.warning("%s: %s", source.relpath, row["warning"])
+        den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16)
+        row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
+        row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"
+        ref = _reference_metrics(source, den, Path(opts.reference)) if opts.reference else {}
+        row.update({k: v for k, v in ref.items() if k != "reason"})
+        out_rel = output_relpath(source, opts.fmt)
+        inputs = {real_path(p) for p in source.files}
+        atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}", inputs)
+        if opts.noise_map:
+            noise = den.with_array(scan.array - den.array)
+            atomic_write(noise, Path(opts.output) / noise_relpath(out_rel), f"noise map {denoiser.name}", inputs)
+        row.update(status="ok", reason=relative_reason(ref.get("reason", ""), _roots(opts)), output=out_rel)
+    except ScanReadError as exc:
+        row["reason"] = relative_reason(exc.reason, _roots(opts))
+        if root is not None and exc.path:
+            row["files"] = files_label(source, root, Path(exc.path))
+    except Exception as exc:  # one bad scan never stops the batch
+        row["reason"] = relative_reason(f"{type(exc).__name__}: {exc}", _roots(opts))
+    row["seconds"] = f"{time.perf_counter() - t0:.3f}"
+    return row
+
+
+def _roots(opts: BatchOptions) -> list[Path]:
+    return [Path(p) for p in (opts.input_root, opts.output, opts.reference) if p]
+
+
+def get_model(name: str, opts: BatchOptions):
+    """A shipped model, checkpoint, or classical method (sigma estimated per slice; no Rician
+    correction, since the noise type of real data is unknown), cached per worker."""
+    from denoise.infer import load_model
+    from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser
+
+    key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size, opts.tta, opts.planes)
+    if key not in _MODEL_CACHE:
+        if name in CLASSICAL_METHODS:
+            _MODEL_CACHE[key] = ClassicalDenoiser(name)
+        else:
+            kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size, "tta": opts.tta, "planes": opts.planes}
+            if opts.tile:
+                kwargs["tile"] = tuple(opts.tile)
+            _MODEL_CACHE[key] = load_model(name, device=opts.device, **kwargs)
+    return _MODEL_CACHE[key]
+
+
+def output_relpath(source: ScanSource, fmt: str) -> str:
+    """Where a scan's output goes, relative to the output folder."""
+    if source.kind == "nifti":
+        return source.relpath
+    return source.relpath + ".nii.gz" if fmt == "nifti" else source.relpath
+
+
+def noise_relpath(rel: str) -> str:
+    """Where a scan's noise map (``--noise-map``) goes, beside its output."""
+    for ext in (".nii.gz", ".nii"):
+        if rel.endswith(ext):
+            return rel[: -len(ext)] + "_noise" + ext
+    return rel + "_noise"
+
+
+def atomic_write(scan, dest: Path, description: str, inputs: set[Path] | None = None) -> None:
+    """Write under a temporary name beside ``dest`` and rename into place when complete.
+
+    ``inputs`` (resolved input files): refuse, as a last guard, a destination that resolves to one
+    of them (the run checks every destination before it starts; this catches a symlink made since).
+    """
+    if inputs and (real_path(dest) in inputs or real_path(dest.parent) in inputs):
+        raise RuntimeError(f"refusing to write {dest.name}: the path leads to an input file")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.name.endswith((".nii", ".nii.gz")):
+        ext = ".nii.gz" if dest.name.endswith(".gz") else ".nii"
+        tmp = temp_sibling(dest, ext=ext)
+        write_scan(scan, tmp)
+        os.replace(tmp, dest)
+        return
+    tmp = temp_sibling(dest)
+    write_scan(scan, tmp, description=description)
+    if dest.exists():
+        old = temp_sibling(dest, "old")
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+
+
+def _reference_metrics(source: ScanSource, den, ref_root: Path) -> dict[str, str]:
+    from denoise.io import read_scan
+
+    ref_path = ref_root / (source.relpath if source.kind == "nifti" else str(Path(source.relpath).parent))
+    try:
+        if source.kind == "nifti":
+            ref = read_scan(ref_path)
+        else:
+            refs, _ = discover_scans(ref_path)
+            match = [r for r in refs if Path(r.relpath).name == Path(source.relpath).name]
+            if not match:
+                return {"reason": f"no reference series at {ref_path}"}
+            ref = match[0].load()
+    except Exception as exc:
+        return {"reason": f"reference unreadable: {exc}"}
+    if ref.array.shape != den.array.shape:
+        return {"reason": f"reference shape {ref.array.shape} differs"}
+    rng = CT_DATA_RANGE if den.modality == "CT" else reference_intensity(ref.array)
+    mask = foreground_mask(ref.array)
+    return {"psnr_fg": f"{psnr(ref.array, den.array, data_range=rng, mask=mask):.3f}",
+            "ssim_fg": f"{ssim(ref.array, den.array, data_range=rng, mask=mask):.4f}"}
+
+
+def modality_warning(denoiser: Any, modality: str) -> str | None:
+    """A warning when a learned model meets a scan of the other modality (an MR model on CT, a CT
+    model on MR): it runs, but its intensity scaling and training do not fit the scan."""
+    trained = getattr(denoiser, "trained_modality", None)
+    if trained and modality in ("CT", "MR") and modality != trained:
+        return (f"model {denoiser.name} was trained on {trained} scans and this scan is {modality}: "
+                f"the result is not meaningful (use a {modality} model)")
+    return None
