@@ -106,9 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(handler=_train)
 
-    b = sub.add_parser("bench", help="compare methods on clean scans with synthetic noise")
-    b.add_argument("--data", required=True, type=Path)
-    b.add_argument("--noise", required=True, help="SPEC[,SPEC...]")
+    b = sub.add_parser("bench", help="compare methods on clean scans with synthetic noise, or on real repeats (--real)")
+    b.add_argument("--data", type=Path, help="clean scans (synthetic-noise bench)")
+    b.add_argument("--real", type=Path, metavar="DIR",
+                   help="scans with repeated acquisitions (4D): score each repeat against the others (real noise)")
+    b.add_argument("--max-repeats", type=int, default=None, help="--real: score at most N repeats per scan")
+    b.add_argument("--noise", help="SPEC[,SPEC...] (required with --data)")
     b.add_argument("--methods", help="comma list (default: all available)")
     b.add_argument("--mask", default="auto", choices=["auto", "none"])
     b.add_argument("--out", required=True, type=Path)
@@ -178,7 +181,20 @@ def _train(args) -> int:
 
 
 def _bench(args) -> int:
+    from denoise.batch import UsageError
     from denoise.bench import run_benchmark
+
+    if (args.data is None) == (args.real is None):
+        raise UsageError("give either --data DIR --noise SPEC (synthetic noise) or --real DIR (repeated acquisitions)")
+    if args.real is not None:
+        from denoise.bench_real import run_real_benchmark
+
+        path = run_real_benchmark(args.real, args.out, methods=args.methods.split(",") if args.methods else None,
+                                  max_repeats=args.max_repeats, progress=not args.quiet)
+        print(f"-> {path}")
+        return 0
+    if not args.noise:
+        raise UsageError("--data needs --noise SPEC[,SPEC...]")
 
     path = run_benchmark(args.data, args.noise.split(","), args.out,
                          methods=args.methods.split(",") if args.methods else None, mask=args.mask,
