@@ -104,6 +104,9 @@ def main() -> None:
         default_methods = [o for o in options if o.startswith("dae:") and o.endswith("-2d")][:1] + ["nlm"]
         methods = st.multiselect("methods", options, default=[m for m in default_methods if m in options])
         ckpt = st.file_uploader("or a checkpoint (.pt)", type=["pt"])
+        strength = st.slider("strength", 0.0, 1.0, 1.0, 0.05,
+                             help="blend each result with the input: 0 = the input, 1 = full denoising "
+                                  "(as denoise run --strength); lower keeps more texture and faint structure")
 
     clean = scan if mode == "simulate" else None
     if mode == "simulate":
@@ -120,6 +123,8 @@ def main() -> None:
             results[method] = _denoise(noisy, noisy_key, method)
     if ckpt is not None:
         results["checkpoint"] = _user_checkpoint(noisy, noisy_key, ckpt)
+    if strength < 1.0:  # the blend of `denoise_array(strength=...)`, on the cached full-strength results
+        results = {m: (noisy.array + np.float32(strength) * (arr - noisy.array), secs) for m, (arr, secs) in results.items()}
 
     col1, col2, col3 = st.columns(3)
     planes = ["axial", "coronal", "sagittal"] if scan.array.ndim >= 3 else ["axial"]

@@ -66,6 +66,7 @@ def denoise_folder(
     noise_map: bool = False,
     tta: bool = False,
     planes: int | None = None,
+    strength: float = 1.0,
     workers: int | None = None,
     scheduler: str | None = None,
     num_parts: int = 1,
@@ -93,6 +94,8 @@ def denoise_folder(
             its slab network everywhere). None = the model's own choice (mr-3d: three planes of
             mr-2d on near-isotropic volumes). The manifest's model reads ``NAME+3planes`` /
             ``NAME+1plane``.
+        strength: blend each output with its input, 0 (unchanged) to 1 (full denoising; default);
+            the manifest's model reads ``NAME+strengthS`` below 1.
         workers: run scans in parallel on a local Dask cluster with this many worker processes.
         scheduler: address of an existing Dask scheduler (``tcp://host:port``).
         num_parts, part_id: process only every ``num_parts``-th scan starting at ``part_id``.
@@ -114,11 +117,17 @@ def denoise_folder(
     if tta and model in CLASSICAL_METHODS:
         raise UsageError(f"--tta is for learned models; {model!r} is a classical method")
     _check_planes(model, planes, CLASSICAL_METHODS)
+    from denoise.infer import check_strength
+
+    try:
+        strength = check_strength(strength)
+    except ValueError as exc:
+        raise UsageError(f"--strength: {exc}") from None
     opts = BatchOptions(output=str(out), model=model, device=device, fmt=fmt, tile=tile, overlap=overlap,
                         batch_size=batch_size, noise_map=noise_map, tta=tta, planes=planes,
                         reference=str(Path(reference).resolve()) if reference else None,
                         threads=max(1, (os.cpu_count() or 1) // workers) if workers else None,
-                        input_root=str(src if src.is_dir() else src.parent))
+                        input_root=str(src if src.is_dir() else src.parent), strength=strength)
     _check_model(model, opts)
     sources, skipped = discover_scans(src)
     if not sources and not any(sk.failed for sk in skipped):
@@ -144,7 +153,8 @@ def denoise_folder(
                 row = skip_row(sk)
                 row["reason"] = relative_reason(row["reason"], roots)
                 rows[sk.relpath] = row
-        todo = [s for s in mine if not (resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes))]
+        todo = [s for s in mine if not (resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes,
+                                                               strength))]
         write_manifest(manifest_path, rows)
         bar = tqdm(total=len(todo), desc="scans", unit="scan", disable=not progress)
         for row in _run(todo, opts, workers, scheduler):
@@ -164,11 +174,11 @@ def denoise_folder(
 
 
 def _still_done(old: dict[str, Any] | None, source: ScanSource, out: Path, model: str | None, tta: bool,
-                planes: int | None) -> bool:
+                planes: int | None, strength: float) -> bool:
     if not old or old.get("status") != "ok":
         return False
     try:
-        return still_done(old, source, out, model, tta, planes)
+        return still_done(old, source, out, model, tta, planes, strength)
     except OSError:  # the input cannot be read any more: redo it, and let its row say why
         return False
 

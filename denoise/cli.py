@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="learned 2D models: 3 = on near-isotropic volumes also along the other two axes, averaged "
                         "(3x slower); 1 = never (mr-3d: its slab network everywhere). Default: the model's own "
                         "choice (mr-3d takes near-isotropic volumes along three planes with mr-2d)")
+    r.add_argument("--strength", type=float, default=1.0,
+                   help="0-1: blend the output with the input (0 = unchanged, 1 = full denoising, the default); "
+                        "lower keeps more texture and faint structure")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(handler=_run)
 
@@ -146,7 +149,7 @@ def _run(args) -> int:
     s = denoise_folder(args.input, args.output, model=args.model, device=args.device, resume=args.resume,
                        reference=args.reference, fmt=args.fmt, tile=tuple(args.tile) if args.tile else None,
                        overlap=args.overlap, batch_size=args.batch_size, noise_map=args.noise_map, tta=args.tta,
-                       planes=args.planes, workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
+                       planes=args.planes, strength=args.strength, workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
                        part_id=args.part_id, progress=not args.quiet)
     print(f"{s['ok']} ok, {s['failed']} failed, {s['skipped']} skipped -> {s['manifest']}")
     return 1 if s["failed"] else 0

@@ -219,10 +219,19 @@ def flip_ensemble(forward: Callable[[torch.Tensor], np.ndarray], x: torch.Tensor
     return np.ascontiguousarray(total[..., :h, :w] / 4)
 
 
-def option_suffix(tta: bool = False, planes: int | None = None) -> str:
+def option_suffix(tta: bool = False, planes: int | None = None, strength: float = 1.0) -> str:
     """What a model's name gains for its inference options (manifests record it): ``+tta``, then
-    ``+1plane`` or ``+3planes`` when ``planes`` is given."""
-    return ("+tta" if tta else "") + {None: "", 1: "+1plane", 3: "+3planes"}[planes]
+    ``+1plane`` or ``+3planes`` when ``planes`` is given, then ``+strengthS`` below full strength."""
+    return (("+tta" if tta else "") + {None: "", 1: "+1plane", 3: "+3planes"}[planes]
+            + (f"+strength{strength:g}" if strength != 1.0 else ""))
+
+
+def check_strength(strength: float) -> float:
+    """``strength`` as a float in [0, 1]; ValueError otherwise."""
+    s = float(strength)
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(f"strength must be between 0 (the input unchanged) and 1 (full denoising), got {strength!r}")
+    return s
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
@@ -262,7 +271,7 @@ def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any)
 
 
 def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR", batch_size: int = 16,
-                  progress: bool = False, spacing: tuple[float, ...] | None = None) -> np.ndarray:
+                  progress: bool = False, spacing: tuple[float, ...] | None = None, strength: float = 1.0) -> np.ndarray:
     """Denoise an array in physical units ``(y, x)``, ``(z, y, x)`` or ``(t, z, y, x)``.
 
     The array is scaled with the denoiser's normalisation (or the modality default), denoised
@@ -272,12 +281,16 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     ``spacing`` (voxel size in mm, array order) lets learned models pick three-plane inference on
     near-isotropic volumes (`LearnedDenoiser.plan`); without it they slice along the first axis.
     ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models).
+    ``strength`` in [0, 1] blends the result with the input: ``input + strength * (denoised - input)``
+    (0 = the input unchanged, 1 = the full denoising): less of the noise removed, more of faint
+    structure and texture kept, for any method.
     MR magnitude and other non-negative inputs stay non-negative: when the input has no negative
     value the output is clipped at 0 (a zeroed background is not pushed below zero); inputs with
     negative values (CT in HU, phase, difference images) are returned unclipped.
     Raises ValueError on NaN/inf values (the NIfTI reader refuses such files too).
     """
     array = np.asarray(array, dtype=np.float32)
+    strength = check_strength(strength)
     finite = np.isfinite(array)
     if not finite.all():  # one NaN would spread through every convolution window it touches
         raise ValueError(f"the image holds {array.size - np.count_nonzero(finite)} NaN/inf values; denoising would "
@@ -311,6 +324,8 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     if x is not x_full:  # the model saw a limited range: values outside it pass through as they were
         out = np.where(x == x_full, out, x_full)
     result = (out * scale + offset).astype(np.float32)
+    if strength != 1.0:
+        result = (array + np.float32(strength) * (result - array)).astype(np.float32)
     if array.size and array.min() >= 0:  # magnitude data: no negative intensities to restore
         np.maximum(result, 0, out=result)
     return result
@@ -329,7 +344,8 @@ def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, bar: tqdm) -> 
     return out
 
 
-def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progress: bool = False) -> Scan:
+def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progress: bool = False,
+                 strength: float = 1.0) -> Scan:
     """Denoise a Scan; returns a new Scan in the same physical units and geometry.
 
     ``meta`` gains ``"denoiser"`` (name) and ``"seconds"`` (compute time). 2D models go slice by
@@ -338,7 +354,7 @@ def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progre
     """
     t0 = time.perf_counter()
     result = denoise_array(scan.array, denoiser, modality=scan.modality, batch_size=batch_size, progress=progress,
-                           spacing=scan.spacing)
+                           spacing=scan.spacing, strength=strength)
     return scan.with_array(result, denoiser=denoiser.name, seconds=time.perf_counter() - t0)
 
 

@@ -32,14 +32,14 @@ def input_hash(source: ScanSource) -> str:
 
 
 def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool,
-               planes: int | None) -> bool:
+               planes: int | None, strength: float = 1.0) -> bool:
     """Whether a scan's earlier manifest row can stand (``--continue``): same input hash, model
     and inference options, and its output still there."""
     from denoise.infer import option_suffix
 
     if old.get("input_hash") != input_hash(source):
         return False
-    label, options = str(old.get("model", "")), option_suffix(tta, planes)
+    label, options = str(old.get("model", "")), option_suffix(tta, planes, strength)
     if label.partition("+")[2] != options.lstrip("+"):  # run with other inference options
         return False
     if model is not None and label != model_label(model) + options:

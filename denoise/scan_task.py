@@ -49,6 +49,7 @@ class BatchOptions:
     tta: bool = False
     planes: int | None = None
     input_root: str = ""  # the folder relative paths refer to (reasons are made relative to it)
+    strength: float = 1.0  # blend with the input: 0 = unchanged, 1 = full denoising
 
 
 def default_model_for(modality: str, array: np.ndarray | None = None) -> str:
@@ -62,7 +63,7 @@ def default_model_for(modality: str, array: np.ndarray | None = None) -> str:
 
 def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
     """Denoise one scan and write its outputs; never raises for a bad scan (returns a failed row)."""
-    from denoise.infer import denoise_scan
+    from denoise.infer import denoise_scan, option_suffix
 
     t0 = time.perf_counter()
     root = Path(opts.input_root) if opts.input_root else None
@@ -78,14 +79,15 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         row.update(modality=scan.modality, shape="x".join(map(str, scan.array.shape)))
         name = opts.model or default_model_for(scan.modality, scan.array)
         denoiser = get_model(name, opts)
-        row.update(model=denoiser.name, model_hash=getattr(denoiser, "checkpoint_hash", ""))
+        row.update(model=denoiser.name + option_suffix(strength=opts.strength),
+                   model_hash=getattr(denoiser, "checkpoint_hash", ""))
         warnings = [w for w in (modality_warning(denoiser, scan.modality),
                                 hu_warning(scan.array) if scan.modality == "CT" else None,
                                 *scan.meta.get("read_notes", ())) if w]
         if warnings:
             row["warning"] = relative_reason("; ".join(warnings), _roots(opts))
             log.warning("%s: %s", source.relpath, row["warning"])
-        den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16)
+        den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength)
         row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
         row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"
         ref = _reference_metrics(source, den, Path(opts.reference)) if opts.reference else {}

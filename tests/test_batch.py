@@ -284,3 +284,27 @@ def test_a_model_of_the_other_modality_is_run_but_warned_about(tmp_path, tiny_mo
     rows = {Path(k).parts[0]: r for k, r in _manifest(out).items()}
     assert "trained on MR scans and this scan is CT" in rows["ct"]["warning"]
     assert rows["mr.nii.gz"]["warning"] == ""
+
+
+def test_strength_blends_with_the_input_and_is_recorded(tmp_path, phantom_3d):
+    """--strength S: output = input + S (full - input); 0 gives the input back; the manifest records
+    it and --continue redoes a scan run at another strength."""
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    vol = (phantom_3d + rng.normal(0, 30, phantom_3d.shape) + 100).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol.T.copy(), np.eye(4)), str(src / "mr_v.nii.gz"))
+    full = denoise_folder(src, tmp_path / "full", model="nlm", progress=False)
+    assert full["ok"] == 1
+    half = tmp_path / "half"
+    assert main(["run", "-i", str(src), "-o", str(half), "-m", "nlm", "--strength", "0.5", "--quiet"]) == 0
+    a_full = nib.load(str(tmp_path / "full" / "mr_v.nii.gz")).get_fdata()
+    a_half = nib.load(str(half / "mr_v.nii.gz")).get_fdata()
+    np.testing.assert_allclose(a_half, vol.T + 0.5 * (a_full - vol.T), rtol=1e-5, atol=1e-3)
+    assert _manifest(half)["mr_v.nii.gz"]["model"] == "nlm+strength0.5"
+    zero = tmp_path / "zero"
+    assert main(["run", "-i", str(src), "-o", str(zero), "-m", "nlm", "--strength", "0", "--quiet"]) == 0
+    np.testing.assert_allclose(nib.load(str(zero / "mr_v.nii.gz")).get_fdata(), vol.T, atol=1e-4)
+    s = denoise_folder(src, half, model="nlm", resume=True, progress=False)  # full strength now: redone
+    assert s["processed"] == 1
+    assert main(["run", "-i", str(src), "-o", str(tmp_path / "x"), "--strength", "1.5"]) == 2
