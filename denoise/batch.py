@@ -25,7 +25,9 @@ from tqdm.auto import tqdm
 from denoise.io import ScanSource, discover_scans
 from denoise.manifest import (
     MANIFEST_FIELDS,
+    files_label,
     is_leftover,
+    output_stamp,
     read_manifest,
     relative_reason,
     skip_row,
@@ -136,7 +138,9 @@ def denoise_folder(
     mine = [s for i, s in enumerate(sources) if i % num_parts == part_id]
     manifest_path = out / ("manifest.csv" if num_parts == 1 else f"manifest.part{part_id}.csv")
     summary_path = out / ("summary.json" if num_parts == 1 else f"summary.part{part_id}.json")
-    outputs = [output_relpath(s, fmt) for s in mine]
+    mine_keys = {s.relpath for s in mine}
+    collisions = {k: why for k, why in output_collisions(sources, fmt, noise_map).items() if k in mine_keys}
+    outputs = [output_relpath(s, fmt) for s in mine if s.relpath not in collisions]
     dests = [*outputs, *(noise_relpath(r) for r in outputs), manifest_path.name, summary_path.name]
     check_destinations(src, out, dests, [f for s in sources for f in s.files])
     try:
@@ -145,16 +149,20 @@ def denoise_folder(
         raise UsageError(f"cannot create output folder {output}: {exc.strerror}") from None
     with OutputLock(out, num_parts, part_id):
         _remove_leftovers(out, [manifest_path, summary_path, *(out / r for r in dests)])
-        rows = _rows_on_disk(read_manifest(manifest_path), out)
+        rows = _rows_on_disk(read_manifest(manifest_path), out, {s.relpath for s in sources} | {k.relpath for k in skipped})
         previous = dict(rows)
+        for s in mine:
+            if s.relpath in collisions:
+                rows[s.relpath] = {"input": s.relpath, "kind": s.kind, "status": "failed",
+                                   "reason": collisions[s.relpath], "files": files_label(s, Path(opts.input_root))}
         roots = [Path(opts.input_root), out]
         for sk in skipped:
             if part_id == 0:
                 row = skip_row(sk)
                 row["reason"] = relative_reason(row["reason"], roots)
                 rows[sk.relpath] = row
-        todo = [s for s in mine if not (resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes,
-                                                               strength))]
+        todo = [s for s in mine if s.relpath not in collisions and not (
+            resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes, strength, noise_map))]
         write_manifest(manifest_path, rows)
         bar = tqdm(total=len(todo), desc="scans", unit="scan", disable=not progress)
         for row in _run(todo, opts, workers, scheduler):
@@ -167,29 +175,61 @@ def denoise_folder(
                 log.warning("failed: %s: %s", row.get("files") or row["input"], row["reason"])
         bar.close()
         counts = {k: sum(r["status"] == k for r in rows.values()) for k in ("ok", "failed", "skipped")}
-        summary = {"output": str(out), "manifest": str(manifest_path), **counts, "processed": len(todo),
+        summary = {"manifest": manifest_path.name, **counts, "processed": len(todo),
                    "reused": len(mine) - len(todo), "seconds": round(time.perf_counter() - t0, 2)}
         write_text_atomic(summary_path, json.dumps(summary, indent=1))
     return summary
 
 
+def output_collisions(sources: list[ScanSource], fmt: str, noise_map: bool) -> dict[str, str]:
+    """Scans whose output path would be another scan's output (or noise map), or lie inside another
+    scan's output series folder (or hold one): the later of each pair (in relative-path order) fails
+    with the reason; the earlier one is written. Without this, one output would silently replace
+    another, or a series written later would replace a folder holding other outputs."""
+    claimed: dict[str, ScanSource] = {}  # output path -> the first scan writing it
+    for s in sources:
+        rel = output_relpath(s, fmt)
+        claimed.setdefault(rel, s)
+        if noise_map:
+            claimed.setdefault(noise_relpath(rel), s)
+    out: dict[str, str] = {}  # relpath of a failing scan -> reason
+    for s in sources:
+        rel = output_relpath(s, fmt)
+        paths = [rel, noise_relpath(rel)] if noise_map else [rel]
+        for p in paths:
+            owner = claimed.get(p)
+            if owner is not None and owner is not s:
+                out[s.relpath] = f"its output {p} is also the output of {owner.relpath}; rename one of the two inputs"
+                break
+            parent = next((str(a) for a in Path(p).parents if str(a) in claimed and claimed[str(a)] is not s), None)
+            if parent is not None:
+                out[s.relpath] = (f"its output {p} would lie inside the output series folder {parent} of "
+                          f"{claimed[parent].relpath}; move or rename one of the two inputs")
+                break
+    return out
+
+
 def _still_done(old: dict[str, Any] | None, source: ScanSource, out: Path, model: str | None, tta: bool,
-                planes: int | None, strength: float) -> bool:
+                planes: int | None, strength: float, noise_map: bool) -> bool:
     if not old or old.get("status") != "ok":
         return False
     try:
-        return still_done(old, source, out, model, tta, planes, strength)
+        return still_done(old, source, out, model, tta, planes, strength, noise_map)
     except OSError:  # the input cannot be read any more: redo it, and let its row say why
         return False
 
 
-def _rows_on_disk(rows: dict[str, dict[str, Any]], out: Path) -> dict[str, dict[str, Any]]:
+def _rows_on_disk(rows: dict[str, dict[str, Any]], out: Path, inputs: set[str]) -> dict[str, dict[str, Any]]:
     """An earlier manifest's rows, less what no longer matches the disk: an ``ok`` row whose output
-    is gone is dropped (its scan is redone or was removed), a failed row's stale output cleared."""
+    is gone, or was replaced since the row was written (its `output_stamp`: a killed run, another
+    part), is dropped (its scan is redone or was removed); a failed or skipped row of a file that is
+    no longer under IN is dropped; a failed row's stale output cleared."""
     kept = {}
     for key, row in rows.items():
         there = bool(row.get("output")) and (out / row["output"]).exists()
-        if row.get("status") == "ok" and not there:
+        if row.get("status") == "ok" and (not there or output_stamp(out / row["output"]) != row.get("output_stamp")):
+            continue
+        if not there and key not in inputs:
             continue
         if row.get("output") and not there:
             row = {**row, "output": ""}
@@ -253,7 +293,7 @@ def _remove_leftovers(out: Path, dests: list[Path]) -> None:
         for left in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
             if is_leftover(left, dest):
                 log.info("removing %s, left half-written by an earlier run", left.relative_to(out))
-                shutil.rmtree(left) if left.is_dir() else left.unlink()
+                shutil.rmtree(left) if left.is_dir() and not left.is_symlink() else left.unlink()
 
 
 def _check_planes(model: str | None, planes: int | None, classical: tuple[str, ...]) -> None:

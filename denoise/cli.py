@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.handler(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM in `run`): outputs are whole or temporaries, the lock is released
+        print("denoise: interrupted", file=sys.stderr)
+        return 130
     except UsageError as exc:
         print(f"denoise: error: {exc}", file=sys.stderr)
         return 2
@@ -144,14 +147,14 @@ def _run(args) -> int:
     from denoise.batch import denoise_folder
 
     # SIGTERM (kill, a cluster's job scheduler) unwinds like Ctrl-C: the lock on OUT is released
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # noqa: B023
 
     s = denoise_folder(args.input, args.output, model=args.model, device=args.device, resume=args.resume,
                        reference=args.reference, fmt=args.fmt, tile=tuple(args.tile) if args.tile else None,
                        overlap=args.overlap, batch_size=args.batch_size, noise_map=args.noise_map, tta=args.tta,
                        planes=args.planes, strength=args.strength, workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
                        part_id=args.part_id, progress=not args.quiet)
-    print(f"{s['ok']} ok, {s['failed']} failed, {s['skipped']} skipped -> {s['manifest']}")
+    print(f"{s['ok']} ok, {s['failed']} failed, {s['skipped']} skipped -> {Path(args.output) / s['manifest']}")
     return 1 if s["failed"] else 0
 
 

@@ -14,9 +14,9 @@ from typing import Any
 from denoise.io import ScanSource, Skipped
 
 __all__ = ["MANIFEST_FIELDS", "input_hash", "read_manifest", "write_manifest", "still_done", "model_label", "skip_row",
-           "files_label", "relative_reason"]
+           "files_label", "relative_reason", "output_stamp"]
 
-MANIFEST_FIELDS = ["input", "files", "output", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
+MANIFEST_FIELDS = ["input", "files", "output", "noise_map", "output_stamp", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
                    "input_hash", "seconds", "sigma_before", "sigma_after", "psnr_fg", "ssim_fg", "warning"]
 
 
@@ -24,7 +24,7 @@ def input_hash(source: ScanSource) -> str:
     """SHA-256 over the scan's files (names relative to each other and contents), 16 hex digits."""
     h = hashlib.sha256()
     for path in sorted(source.files):
-        h.update(path.name.encode())
+        h.update(os.fsencode(path.name))  # any file name, also one that is not valid UTF-8
         with open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
@@ -32,9 +32,10 @@ def input_hash(source: ScanSource) -> str:
 
 
 def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool,
-               planes: int | None, strength: float = 1.0) -> bool:
+               planes: int | None, strength: float = 1.0, noise_map: bool = False) -> bool:
     """Whether a scan's earlier manifest row can stand (``--continue``): same input hash, model
-    and inference options, and its output still there."""
+    and inference options, its output still there and still the file the row wrote (`output_stamp`:
+    not replaced since, by a killed run or another part), and its noise map when one is asked for."""
     from denoise.infer import option_suffix
 
     if old.get("input_hash") != input_hash(source):
@@ -44,7 +45,19 @@ def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | 
         return False
     if model is not None and label != model_label(model) + options:
         return False
-    return bool(old.get("output")) and (out / old["output"]).exists()
+    if not old.get("output") or output_stamp(out / old["output"]) != old.get("output_stamp"):
+        return False
+    return not noise_map or (bool(old.get("noise_map")) and (out / old["noise_map"]).exists())
+
+
+def output_stamp(path: Path) -> str:
+    """Identity and modification time of an output file or series folder: every write renames a new
+    file into place, so a changed stamp means the output is not the one a row describes."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_ino}:{st.st_mtime_ns}"
 
 
 def model_label(model: str) -> str:
@@ -101,7 +114,7 @@ def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
     """Rows of an earlier manifest by input path ({} when there is none)."""
     if not path.exists():
         return {}
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         return {r["input"]: r for r in csv.DictReader(fh)}
 
 
@@ -131,7 +144,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_manifest(path: Path, rows: dict[str, dict[str, Any]]) -> None:
     """Write every row (sorted by input) under a temporary name, then rename: never half a manifest."""
     tmp = temp_sibling(path)
-    with open(tmp, "w", newline="") as fh:
+    with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
         w = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
         w.writeheader()
         for key in sorted(rows):

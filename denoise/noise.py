@@ -1,4 +1,4 @@
-"""Physically meaningful synthetic noise: Gaussian, Rician, Poisson, low-dose CT, speckle.
+"""Physically meaningful synthetic noise: Gaussian, Rician, Poisson, low-dose CT, speckle, MR k-space.
 
 A noise *spec* is ``"kind:level"`` or ``"kind:low-high"`` (a level drawn uniformly per call, for
 blind training). Levels:
@@ -16,8 +16,20 @@ blind training). Levels:
   per ray at full dose for our parallel-beam geometry (max(180, N/2) views, pixel-sized bins),
   calibrated so full dose gives ~20 HU in a 35-cm abdomen (the GE colonography slice); sigma_e = 10.
 - ``speckle:s``: multiplicative, ``x (1 + n)`` with n ~ N(0, s^2) (skimage's speckle mode).
+- ``mrkspace:s[,coils=N][,zf=F][,pf=P][,accel=R][,filter=none|hamming|hann|fermi][,combine=sos|adaptive]``
+  (magnitude MR): complex noise per receive coil shaped by the reconstruction as on a scanner
+  (zero-filling by F, partial Fourier P, an apodisation filter, SENSE acceleration R with its
+  g-factor map, sum-of-squares or adaptive coil combination); the signal itself is untouched.
+  ``s`` is the per-pixel noise std per coil at g = 1, R = 1, as for ``rician:s``; the defaults
+  (coils=1, zf=1, pf=1, accel=1, filter=none, combine=sos) give Rician noise. Every numeric
+  option also takes a range ``a-b`` drawn per call (coils and accel as integers), e.g.
+  ``mrkspace:0.01-0.09,coils=1-16,zf=1-2,pf=0.6-1,accel=1-3``. The physics and the literature
+  are in `denoise.noise_mr`.
 
-Same spec and seed give the same output; arrays are never modified in place.
+A *mixture* ``spec|spec|...`` (e.g. ``rician:0.01-0.09|mrkspace:0.01-0.09,coils=1-16``, for
+blind training) picks one member uniformly at random per call (its ``kind`` is ``"mix"``).
+`str` of a parsed spec parses back to the same spec. Same spec and seed give the same output;
+arrays are never modified in place.
 """
 
 from __future__ import annotations
@@ -27,27 +39,35 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from denoise import noise_mr
 from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 
-__all__ = ["NoiseSpec", "parse_noise", "add_noise", "check_training_options", "NOISE_KINDS"]
+__all__ = ["NoiseSpec", "NoiseMix", "parse_noise", "add_noise", "check_training_options", "NOISE_KINDS"]
 
-NOISE_KINDS = ("gaussian", "rician", "poisson", "lowdose", "speckle")
+NOISE_KINDS = ("gaussian", "rician", "poisson", "lowdose", "speckle", "mrkspace")
 MU_WATER = 0.0192  # 1/mm at ~70 keV
 FULL_DOSE_PHOTONS = 1e7
 ELECTRONIC_SIGMA = 10.0
+_SYNTAX = ("expected one of " + ", ".join(f"{k}:LEVEL" for k in NOISE_KINDS[:-1])
+           + ", mrkspace:LEVEL[,coils=N][,zf=F][,pf=P][,accel=R][,filter=none|hamming|hann|fermi]"
+           "[,combine=sos|adaptive], or such specs joined by '|' (a mixture)")
 
 
 @dataclass(frozen=True)
 class NoiseSpec:
-    """A parsed noise spec: ``kind`` and a level range ``(low, high)`` (equal for a fixed level)."""
+    """A parsed noise spec: ``kind``, a level range ``(low, high)`` (equal for a fixed level) and,
+    for ``mrkspace``, the options that differ from their defaults, in `noise_mr.OPTION_ORDER`:
+    ``(name, (low, high))`` for numeric ones, ``(name, choice)`` for the others."""
 
     kind: str
     low: float
     high: float
+    options: tuple = ()
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.low:g}" if self.low == self.high else f"{self.kind}:{self.low:g}-{self.high:g}"
+        opts = "".join(f",{n}={_fmt_range(v) if isinstance(v, tuple) else v}" for n, v in self.options)
+        return f"{self.kind}:{_fmt_range((self.low, self.high))}{opts}"
 
     def draw(self, rng: np.random.Generator) -> float:
         """The level for one call: fixed, or uniform in [low, high]; log-uniform for ``lowdose``
@@ -59,35 +79,123 @@ class NoiseSpec:
             return float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
         return float(rng.uniform(self.low, self.high))
 
+    def draw_options(self, rng: np.random.Generator) -> dict:
+        """Every option's value for one call (defaults filled in): ranges drawn uniformly in
+        `noise_mr.OPTION_ORDER`, integers for integer options; ``accel`` clipped to ``coils``."""
+        given = dict(self.options)
+        out: dict = {}
+        for name, (default, _, _, integer) in noise_mr.NUMERIC_OPTIONS.items():
+            lo, hi = given.get(name, (default, default))
+            value = lo if lo == hi else (rng.integers(int(lo), int(hi) + 1) if integer else rng.uniform(lo, hi))
+            out[name] = int(value) if integer else float(value)
+        for name, choices in noise_mr.CHOICE_OPTIONS.items():
+            out[name] = given.get(name, choices[0])
+        out["accel"] = min(out["accel"], out["coils"])
+        return out
 
-def parse_noise(spec: str | NoiseSpec) -> NoiseSpec:
-    """Parse ``"kind:level"`` or ``"kind:low-high"``; raise ValueError listing the valid kinds."""
-    if isinstance(spec, NoiseSpec):
+
+@dataclass(frozen=True)
+class NoiseMix:
+    """A mixture of specs: each call picks one member uniformly at random."""
+
+    members: tuple[NoiseSpec, ...]
+
+    @property
+    def kind(self) -> str:
+        return "mix"
+
+    def __str__(self) -> str:
+        return "|".join(str(m) for m in self.members)
+
+
+def _fmt_range(r: tuple[float, float]) -> str:
+    return f"{r[0]:g}" if r[0] == r[1] else f"{r[0]:g}-{r[1]:g}"
+
+
+def _parse_range(text: str) -> tuple[float, float] | None:
+    """``"a"`` or ``"a-b"`` as floats (None if not numbers)."""
+    try:
+        parts = [float(p) for p in text.split("-")] if "-" in text.strip("-") else [float(text)]
+    except ValueError:
+        return None
+    return None if len(parts) > 2 else (parts[0], parts[-1])
+
+
+def parse_noise(spec: str | NoiseSpec | NoiseMix) -> NoiseSpec | NoiseMix:
+    """Parse ``"kind:level[,option=value...]"`` (level ``a`` or ``a-b``) or a mixture of such specs
+    joined by ``|``; raise ValueError listing the valid kinds (or options)."""
+    if isinstance(spec, (NoiseSpec, NoiseMix)):
         return spec
-    valid = ", ".join(f"{k}:LEVEL" for k in NOISE_KINDS)
-    kind, sep, level = str(spec).strip().partition(":")
+    text = str(spec).strip()
+    if "|" in text:
+        return NoiseMix(tuple(_parse_one(part, spec) for part in text.split("|")))
+    return _parse_one(text, spec)
+
+
+def _parse_one(text: str, spec) -> NoiseSpec:
+    kind, sep, rest = text.strip().partition(":")
     kind = kind.strip().lower()
     if kind not in NOISE_KINDS or not sep:
-        raise ValueError(f"bad noise spec {spec!r}: expected one of {valid} (e.g. rician:0.05 or rician:0.01-0.09)")
-    try:
-        parts = [float(p) for p in level.split("-")] if "-" in level.strip("-") else [float(level)]
-    except ValueError:
-        raise ValueError(f"bad noise level in {spec!r}: expected a number or a range like 0.01-0.09") from None
-    low, high = (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
-    if len(parts) > 2 or low < 0 or high < low:
+        raise ValueError(f"bad noise spec {spec!r}: {_SYNTAX} (e.g. rician:0.05 or rician:0.01-0.09)")
+    level, *opts = rest.split(",")
+    parsed = _parse_range(level.strip())
+    if parsed is None:
+        raise ValueError(f"bad noise level in {spec!r}: expected a number or a range like 0.01-0.09")
+    low, high = parsed
+    if low < 0 or high < low:
         raise ValueError(f"bad noise level in {spec!r}: need 0 <= low <= high")
     if kind == "lowdose" and not (0 < low and high <= 1):
         raise ValueError(f"lowdose level is a dose fraction in (0, 1], got {spec!r}")
-    return NoiseSpec(kind, low, high)
+    if opts and kind != "mrkspace":
+        raise ValueError(f"{kind} noise takes no options, got {','.join(opts)!r} in {spec!r}")
+    return NoiseSpec(kind, low, high, _parse_mr_options(opts, spec))
 
 
-def check_training_options(spec: str | NoiseSpec, *, reference_noise: float = 0.0, contrast_augment: float = 0.0,
-                           coarse_augment: float = 0.0, fine_augment: float = 0.0) -> None:
+def _parse_mr_options(opts: list[str], spec) -> tuple:
+    valid = ", ".join([f"{n}={lo:g}..{hi:g}" for n, (_, lo, hi, _) in noise_mr.NUMERIC_OPTIONS.items()]
+                      + [f"{n}={'|'.join(c)}" for n, c in noise_mr.CHOICE_OPTIONS.items()])
+    given: dict = {}
+    for opt in opts:
+        name, eq, value = (p.strip().lower() for p in opt.partition("="))
+        if name not in noise_mr.OPTION_ORDER or not eq or name in given:
+            why = "repeated" if name in given else "unknown" if name not in noise_mr.OPTION_ORDER else "needs a value"
+            raise ValueError(f"bad mrkspace option {opt.strip()!r} ({why}) in {spec!r}: valid options are {valid}")
+        if name in noise_mr.CHOICE_OPTIONS:
+            if value not in noise_mr.CHOICE_OPTIONS[name]:
+                raise ValueError(f"bad mrkspace option {name}={value!r} in {spec!r}: {name} is one of "
+                                 f"{', '.join(noise_mr.CHOICE_OPTIONS[name])}")
+            given[name] = value
+            continue
+        _, lo_ok, hi_ok, integer = noise_mr.NUMERIC_OPTIONS[name]
+        r = _parse_range(value)
+        kind_word = "an integer" if integer else "a number"
+        if (r is None or not lo_ok <= r[0] <= r[1] <= hi_ok
+                or (integer and not all(float(v).is_integer() for v in r))):
+            raise ValueError(f"bad mrkspace option {name}={value!r} in {spec!r}: {name} is {kind_word} or a range "
+                             f"a-b (a <= b) within [{lo_ok:g}, {hi_ok:g}]")
+        given[name] = r
+    coils, accel = given.get("coils", (1, 1)), given.get("accel", (1, 1))
+    if accel[0] > coils[1]:
+        raise ValueError(f"bad mrkspace options in {spec!r}: accel={_fmt_range(accel)} needs at least as many "
+                         f"coils (coils={_fmt_range(coils)}); a drawn accel above the drawn coils is clipped")
+    defaults = {n: (d[0], d[0]) for n, d in noise_mr.NUMERIC_OPTIONS.items()}
+    defaults.update({n: c[0] for n, c in noise_mr.CHOICE_OPTIONS.items()})
+    return tuple((n, given[n]) for n in noise_mr.OPTION_ORDER if n in given and given[n] != defaults[n])
+
+
+def check_training_options(spec: str | NoiseSpec | NoiseMix, *, reference_noise: float = 0.0,
+                           contrast_augment: float = 0.0, coarse_augment: float = 0.0,
+                           fine_augment: float = 0.0) -> None:
     """Refuse training options the noise kind cannot honour (one rule for `denoise.config.TrainConfig`
     and `denoise.data.PatchSampler`). ``lowdose`` noise comes from sinogram noise fields precomputed
     on the unaltered volumes: the kept full-dose noise (``reference_noise``) needs them, and
-    contrast/coarse/fine augmentation would change the attenuation they were computed from."""
-    kind = parse_noise(spec).kind
+    contrast/coarse/fine augmentation would change the attenuation they were computed from; for
+    the same reason it cannot be a member of a mixture."""
+    ns = parse_noise(spec)
+    if isinstance(ns, NoiseMix) and any(m.kind == "lowdose" for m in ns.members):
+        raise ValueError(f"lowdose noise cannot be part of a mixture ({ns}) in training: its patches use "
+                         "sinogram noise fields precomputed per volume; train lowdose on its own")
+    kind = ns.kind
     if reference_noise and kind != "lowdose":
         raise ValueError("reference_noise needs lowdose noise (its precomputed fields give the kept noise)")
     augments = [n for n, p in (("contrast_augment", contrast_augment), ("coarse_augment", coarse_augment),
@@ -99,7 +207,7 @@ def check_training_options(spec: str | NoiseSpec, *, reference_noise: float = 0.
 
 def add_noise(
     data: Scan | np.ndarray,
-    spec: str | NoiseSpec,
+    spec: str | NoiseSpec | NoiseMix,
     *,
     seed: int | np.random.Generator | None = None,
     reference: float | None = None,
@@ -109,24 +217,34 @@ def add_noise(
 
     Args:
         data: a Scan or an array ``(y, x)``, ``(z, y, x)`` or ``(t, z, y, x)``; CT in HU for lowdose.
-        spec: ``"kind:level"`` or ``"kind:low-high"`` (see the module docstring).
+        spec: ``"kind:level"``, ``"kind:low-high"``, with options for mrkspace, or a mixture
+            ``"spec|spec"`` (see the module docstring).
         seed: an int or a numpy Generator; the same seed gives the same noise.
         reference: intensity that levels are fractions of; default `reference_intensity(data)`.
         pixel_mm: in-plane pixel size for lowdose; default the Scan's spacing, else 1 mm.
 
     Returns:
-        The same type as ``data``, float32.
+        The same type as ``data``, float32 (a Scan's ``noise`` metadata names the kind and the
+        level and options drawn).
     """
     ns = parse_noise(spec)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if isinstance(ns, NoiseMix):
+        ns = ns.members[int(rng.integers(len(ns.members)))]
     array = data.array if isinstance(data, Scan) else np.asarray(data, dtype=np.float32)
     if isinstance(data, Scan) and pixel_mm is None:
         pixel_mm = float(data.spacing[-1])
     level = ns.draw(rng)
     ref = reference if reference is not None else (reference_intensity(array) if ns.kind != "lowdose" else 1.0)
-    noisy = _APPLY[ns.kind](array.astype(np.float64), level, ref, rng, pixel_mm or 1.0).astype(np.float32)
+    label = f"{ns.kind}:{level:.4g}"
+    if ns.kind == "mrkspace":
+        opts = ns.draw_options(rng)
+        noisy = noise_mr.mr_kspace_noise(array.astype(np.float64), level * ref, rng, **opts).astype(np.float32)
+        label += "".join(f",{k}={v:.4g}" if not isinstance(v, str) else f",{k}={v}" for k, v in opts.items())
+    else:
+        noisy = _APPLY[ns.kind](array.astype(np.float64), level, ref, rng, pixel_mm or 1.0).astype(np.float32)
     if isinstance(data, Scan):
-        return data.with_array(noisy, noise=f"{ns.kind}:{level:.4g}")
+        return data.with_array(noisy, noise=label)
     return noisy
 
 

@@ -16,12 +16,13 @@ import json
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["UsageError", "OutputLocked", "OutputLock", "check_separate", "check_destinations", "lock_name",
-           "real_path"]
+           "real_path", "identity"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,27 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def identity(path: str | Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing path, symlinks followed; None when it does not exist. Two paths
+    with one identity are one file or folder, whatever their names (hard links, bind mounts)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _chain(path: Path) -> set[tuple[int, int]]:
+    """Identities of ``path`` (or, if it does not exist yet, of its nearest existing ancestor) and of
+    every folder above it."""
+    out = set()
+    for p in [path, *path.parents]:
+        ident = identity(p)
+        if ident is not None:
+            out.add(ident)
+    return out
+
+
 def check_separate(src: Path, out: Path) -> None:
     """Refuse an output folder that is, contains, or lies inside the input (after following symlinks).
 
@@ -52,14 +74,16 @@ def check_separate(src: Path, out: Path) -> None:
     src_r, out_r = real_path(src), real_path(out)
     if out_r.exists() and not out_r.is_dir():
         raise UsageError(f"output {out} exists and is not a folder")
+    src_id, out_id = identity(src_r), identity(out_r)
     if src_r.is_file():
-        if _inside(src_r, out_r):
+        if _inside(src_r, out_r) or (out_id is not None and out_id in _chain(src_r.parent)):
             raise UsageError(f"output folder {out} holds the input file {src.name}; outputs would overwrite it. "
                              "Choose an output folder that does not hold the input")
         return
-    if _inside(out_r, src_r):
+    # by name (symlinks followed) and by identity (bind mounts: one folder under two names)
+    if _inside(out_r, src_r) or (src_id is not None and src_id in _chain(out_r)):
         raise UsageError(f"output {out} is the input folder or inside it; choose a folder outside {src}")
-    if _inside(src_r, out_r):
+    if _inside(src_r, out_r) or (out_id is not None and out_id in _chain(src_r)):
         raise UsageError(f"input {src} lies inside the output folder {out}; outputs could replace inputs. "
                          "Choose an output folder outside the input")
 
@@ -68,10 +92,15 @@ def check_destinations(src: Path, out: Path, relpaths: Iterable[str], input_file
     """Refuse when any output path (``out/rel``, symlinks in ``out`` followed) is an input file or
     lies inside the input tree, e.g. through a symlinked folder inside ``out``."""
     src_r = real_path(src)
-    inputs = {real_path(p) for p in input_files}
+    src_id = identity(src_r) if src_r.is_dir() else None
+    files = list(input_files)
+    inputs = {real_path(p) for p in files}
+    input_ids = {i for i in map(identity, files) if i is not None}
     for rel in relpaths:
         dest = real_path(out / rel)
-        if dest in inputs or (src_r.is_dir() and _inside(dest, src_r)):
+        ident = identity(dest)
+        if (dest in inputs or (src_r.is_dir() and _inside(dest, src_r)) or (ident is not None and ident in input_ids)
+                or (src_id is not None and src_id in _chain(dest))):
             raise UsageError(f"output {rel} would be written onto the input ({dest.name}) through a symlink "
                              f"inside {out}; remove the link or choose another output folder")
 
@@ -107,6 +136,7 @@ class OutputLock:
         self.out = Path(out)
         self.path = self.out / lock_name(num_parts, part_id)
         self._fd: int | None = None
+        self._ident: tuple[int, int] | None = None
 
     def __enter__(self) -> OutputLock:
         self.acquire()
@@ -116,6 +146,16 @@ class OutputLock:
         self.release()
 
     def acquire(self) -> None:
+        """Take the lock; the folder itself is flock'ed meanwhile, so two runs starting at the same
+        instant (a whole run and a part, say) are ordered and one of them proceeds."""
+        guard = os.open(self.out, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            self._acquire()
+        finally:
+            os.close(guard)  # drops the guard, never the lock file's flock
+
+    def _acquire(self) -> None:
         for _ in range(5):
             fd = self._open()
             try:
@@ -132,8 +172,13 @@ class OutputLock:
             if not same:  # the previous holder removed the file while we waited: try again
                 os.close(fd)
                 continue
-            self._fd = fd
             previous = os.pread(fd, 4096, 0)
+            if previous and not _is_lock_text(previous):
+                os.close(fd)
+                raise UsageError(f"{self.path.name} in {self.out} is not a lock file this program wrote; it is left "
+                                 "untouched (remove it, or choose another output folder)")
+            self._fd = fd
+            self._ident = identity(self.path)
             if previous:
                 log.info("taking over a stale lock in %s left by a run that ended without releasing it (%s)",
                          self.out.name, previous.decode(errors="replace"))
@@ -149,17 +194,33 @@ class OutputLock:
         if self._fd is None:
             return
         try:
-            self.path.unlink(missing_ok=True)
+            if identity(self.path) == self._ident:  # only the file this lock holds
+                self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
         finally:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
 
     def _open(self) -> int:
+        """The lock file, never through a link: a symlink, a hard link or anything but a plain file
+        under this name (which could be an input) is refused and left untouched."""
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
-            raise UsageError(f"cannot write to output folder {self.out}: {exc.strerror} "
-                             "(choose a writable folder)") from None
+            if exc.errno == errno.ELOOP:
+                raise UsageError(f"{self.path.name} in {self.out} is a symbolic link, not a lock file; it is left "
+                                 "untouched (remove it, or choose another output folder)") from None
+            if exc.errno in (errno.EISDIR, errno.ENOTDIR):
+                raise UsageError(f"{self.path.name} in {self.out} is a folder, not a lock file (remove it)") from None
+            raise UsageError(f"cannot write the lock file {self.path.name} in output folder {self.out}: "
+                             f"{exc.strerror} (choose a writable folder)") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            raise UsageError(f"{self.path.name} in {self.out} is not a plain lock file (a hard link or a special "
+                             "file); it is left untouched (remove it, or choose another output folder)")
+        return fd
 
     def _check_other_parts(self) -> None:
         """A whole run and parts of a split (or two different splits) never share a folder."""
@@ -182,10 +243,18 @@ class OutputLock:
                 f"wait for it to finish or choose another output folder (lock file: {path.name})")
 
 
+def _is_lock_text(data: bytes) -> bool:
+    try:
+        info = json.loads(data.decode())
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(info, dict) and "pid" in info and "host" in info
+
+
 def _is_live(path: Path) -> bool:
     """Whether some process holds the flock of a lock file."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return False
     try:

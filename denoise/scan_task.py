@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from denoise.io import ScanReadError, ScanSource, discover_scans, write_scan
-from denoise.manifest import files_label, input_hash, relative_reason, temp_sibling
+from denoise.manifest import files_label, input_hash, output_stamp, relative_reason, temp_sibling
 from denoise.metrics import CT_DATA_RANGE, estimate_sigma, foreground_mask, psnr, ssim
 from denoise.normalize import hu_warning, reference_intensity
-from denoise.outdir import real_path
+from denoise.outdir import identity
 
 __all__ = ["BatchOptions", "process_scan", "default_model_for", "modality_warning", "output_relpath",
            "noise_relpath", "atomic_write", "get_model", "DEFAULT_MODELS"]
@@ -93,18 +93,23 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         ref = _reference_metrics(source, den, Path(opts.reference)) if opts.reference else {}
         row.update({k: v for k, v in ref.items() if k != "reason"})
         out_rel = output_relpath(source, opts.fmt)
-        inputs = {real_path(p) for p in source.files}
-        atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}", inputs)
-        if opts.noise_map:
+        inputs = {i for i in map(identity, source.files) if i is not None}
+        if opts.noise_map:  # first, so that the main output's rename is the last step
             noise = den.with_array(scan.array - den.array)
             atomic_write(noise, Path(opts.output) / noise_relpath(out_rel), f"noise map {denoiser.name}", inputs)
-        row.update(status="ok", reason=relative_reason(ref.get("reason", ""), _roots(opts)), output=out_rel)
+            row["noise_map"] = noise_relpath(out_rel)
+        atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}", inputs)
+        row.update(status="ok", reason=relative_reason(ref.get("reason", ""), _roots(opts)), output=out_rel,
+                   output_stamp=output_stamp(Path(opts.output) / out_rel))
     except ScanReadError as exc:
         row["reason"] = relative_reason(exc.reason, _roots(opts))
         if root is not None and exc.path:
             row["files"] = files_label(source, root, Path(exc.path))
     except Exception as exc:  # one bad scan never stops the batch
         row["reason"] = relative_reason(f"{type(exc).__name__}: {exc}", _roots(opts))
+        culprit = getattr(exc, "filename", None)
+        if root is not None and isinstance(culprit, str):
+            row["files"] = files_label(source, root, Path(culprit))
     row["seconds"] = f"{time.perf_counter() - t0:.3f}"
     return row
 
@@ -146,15 +151,18 @@ def noise_relpath(rel: str) -> str:
     return rel + "_noise"
 
 
-def atomic_write(scan, dest: Path, description: str, inputs: set[Path] | None = None) -> None:
+def atomic_write(scan, dest: Path, description: str, inputs: set[tuple[int, int]] | None = None) -> None:
     """Write under a temporary name beside ``dest`` and rename into place when complete.
 
-    ``inputs`` (resolved input files): refuse, as a last guard, a destination that resolves to one
-    of them (the run checks every destination before it starts; this catches a symlink made since).
+    ``inputs`` (the input files' `denoise.outdir.identity`): refuse, as a last guard, a destination
+    that is one of them under another name (the run checks every destination before it starts; this
+    catches a link or mount made since). A symlink at ``dest`` is replaced, never written through.
     """
-    if inputs and (real_path(dest) in inputs or real_path(dest.parent) in inputs):
-        raise RuntimeError(f"refusing to write {dest.name}: the path leads to an input file")
+    if inputs and identity(dest) in inputs:
+        raise RuntimeError(f"refusing to write {dest.name}: it is an input file under another name")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink():
+        dest.unlink()
     if dest.name.endswith((".nii", ".nii.gz")):
         ext = ".nii.gz" if dest.name.endswith(".gz") else ".nii"
         tmp = temp_sibling(dest, ext=ext)
@@ -167,7 +175,10 @@ def atomic_write(scan, dest: Path, description: str, inputs: set[Path] | None = 
         old = temp_sibling(dest, "old")
         os.replace(dest, old)
         os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
     else:
         os.replace(tmp, dest)
 

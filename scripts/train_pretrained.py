@@ -48,6 +48,13 @@ PSEUDO_CT = [("nifti/mr_t1_template_spm152_niivue.nii.gz", 1300.0), ("nifti/mr_t
 PSEUDO_CT_REMAPPED = [("nifti/mr_t1_template_spm152_niivue.nii.gz", 1500.0, 1), ("nifti/mr_t2_stroke_clinical.nii.gz", 1300.0, 2),
                       ("nifti/mr_flair_stroke_brainextracted_vrd.nii.gz", 1200.0, 3), ("nifti/mr_t1_stroke_brainextracted_vrd.nii.gz", 1600.0, 4)]
 HELD_OUT = ["nifti/mr_t1_electrodes_seg3d.nii.gz", "dicom/ge_ct_colonography_3slices"]
+# The larger real MR set (issues #28/#31), one split per subject: MS patients 01, 03 and 04 train,
+# patient 12 stays out (lesion checks), as do every EPI (the real-noise benchmark's repeats), the
+# second tumour patient and the ADI volunteer (other scanners' checks).
+MR_EXTRA = ["nifti/mr_t1gd_tumour_pyradiomics_1.nii.gz", "nifti/mr_t1_mprage_child_siemens_sag_anon.nii.gz",
+            "nifti/mr_t2_prostate_monai.nii.gz", "nifti/mr_ms_patient01_t1w.nii.gz", "nifti/mr_ms_patient01_t2w.nii.gz",
+            "nifti/mr_ms_patient01_flair.nii.gz", "nifti/mr_ms_patient04_t1w.nii.gz", "nifti/mr_ms_patient04_t2w.nii.gz",
+            "nifti/mr_ms_patient04_flair.nii.gz", "nifti/mr_ms_patient03_t2w.nii.gz", "nifti/mr_ms_patient03_flair.nii.gz"]
 
 MR_NORM = Normalization(kind="percentile")
 CT_NORM = Normalization(kind="window", low=-1000, high=1000)
@@ -221,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clean-targets", choices=["nlm", "bm3d"],
                    help="MR: denoise the training volumes with this classical method first (noise-free targets; "
                         "an experiment, see docs/design.md)")
+    p.add_argument("--extra-files", help="comma-separated volumes (relative to --data) added to the recipe's training "
+                                         "files, e.g. the larger real set (MR_EXTRA)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--print-config", action="store_true",
                    help="print the model and training configuration this command line resolves to, and exit")
@@ -238,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.slab is not None:
         changes.update(spatial_dims=3, slab=True, depth_levels=args.slab)
     recipe["model"] = dataclasses.replace(recipe["model"], **changes)
+    if args.extra_files:
+        extra = MR_EXTRA if args.extra_files == "MR_EXTRA" else [f.strip() for f in args.extra_files.split(",") if f.strip()]
+        recipe["files"] = [*recipe["files"], *extra]
     if args.extra_pseudo_ct:
         recipe["pseudo_ct"] = [*recipe.get("pseudo_ct", ()), *PSEUDO_CT_REMAPPED]
     steps = args.steps or recipe["steps"]

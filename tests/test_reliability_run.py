@@ -53,14 +53,14 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def manifest(out: Path, name: str = "manifest.csv") -> dict[str, dict]:
-    with open(out / name, newline="") as fh:
+    with open(out / name, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         return {r["input"]: r for r in csv.DictReader(fh)}
 
 
 def assert_manifest_matches_disk(out: Path) -> dict[str, dict]:
     """Every row's output exists, and every output on disk has a row (the manifest describes OUT)."""
     rows = manifest(out)
-    claimed = {r["output"] for r in rows.values() if r["output"]}
+    claimed = {r[k] for r in rows.values() for k in ("output", "noise_map") if r.get(k)}
     for rel in claimed:
         assert (out / rel).exists(), f"manifest names {rel}, which is not on disk"
     on_disk = set()

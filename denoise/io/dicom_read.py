@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -204,11 +203,8 @@ def load_stack(stack: DicomStack) -> Scan:
         gaps = np.diff(positions)
         dz = float(np.median(gaps))
         if np.max(np.abs(gaps - dz)) > 0.1 * abs(dz) + 1e-3:
-            warnings.warn(
-                f"{first.path.parent}: series '{stack.label}' has uneven slice spacing "
-                f"(min {gaps.min():.3g} mm, max {gaps.max():.3g} mm): missing slices?",
-                stacklevel=2,
-            )
+            notes.append(f"series '{stack.label}' has uneven slice spacing (min {gaps.min():.3g} mm, "
+                         f"max {gaps.max():.3g} mm): missing slices?")
     else:
         dz = float(first.header.get("SpacingBetweenSlices", first.header.get("SliceThickness", 1.0)) or 1.0)
     affine = _affine(first.orientation, by_pos[positions[0]][0].position, (dz, dy, dx))
