@@ -80,3 +80,18 @@ def test_chi_dof_recovers_the_degrees_of_freedom(coils):
     rng = np.random.default_rng(coils)
     mags = np.sqrt((rng.normal(0, 7, (200000, 2 * coils)) ** 2).sum(axis=1))
     assert abs(chi_dof(mags) / (2 * coils) - 1) < 0.1
+
+
+def test_noise_profile_tells_white_from_zero_filled_and_rician_from_sum_of_squares(phantom_2d):
+    from denoise.noise import add_noise
+    from denoise.realnoise import noise_profile
+
+    clean = np.zeros((4, 96, 96))
+    clean[:, 24:72, 24:72] = np.resize(phantom_2d, (48, 48)) + 200.0  # a bright object, a wide empty background
+    white = add_noise(clean, "rician:0.03", seed=0)
+    filled = add_noise(clean, "mrkspace:0.03,zf=2", seed=0)
+    sos = add_noise(clean, "mrkspace:0.03,coils=4", seed=0)
+    pw, pf, ps = (noise_profile(x, noise=x - clean) for x in (white, filled, sos))
+    assert abs(pw["lag1_x"]) < 0.1 and pf["lag1_x"] > 0.4 and pf["lag1_y"] > 0.4
+    assert abs(pw["bg_dof"] - 2) < 0.3 and abs(ps["bg_dof"] - 8) < 1.2
+    assert np.isnan(noise_profile(clean)["bg_dof"])  # a zeroed background says nothing
