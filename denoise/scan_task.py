@@ -81,9 +81,11 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         denoiser = get_model(name, opts)
         row.update(model=denoiser.name + option_suffix(strength=opts.strength),
                    model_hash=getattr(denoiser, "checkpoint_hash", ""))
+        corr = _noise_correlation(scan) if scan.modality == "MR" else float("nan")
+        row["noise_corr"] = "" if np.isnan(corr) else f"{corr:.2f}"
         warnings = [w for w in (modality_warning(denoiser, scan.modality),
                                 hu_warning(scan.array) if scan.modality == "CT" else None,
-                                *scan.meta.get("read_notes", ())) if w]
+                                correlation_warning(corr), *scan.meta.get("read_notes", ())) if w]
         if warnings:
             row["warning"] = relative_reason("; ".join(warnings), _roots(opts))
             log.warning("%s: %s", source.relpath, row["warning"])
@@ -112,6 +114,26 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
             row["files"] = files_label(source, root, Path(culprit))
     row["seconds"] = f"{time.perf_counter() - t0:.3f}"
     return row
+
+
+CORRELATED_NOISE = 0.3  # lag-1 correlation above which the manifest warns
+
+
+def _noise_correlation(scan) -> float:
+    """Lag-1 correlation of the scan's background noise (`denoise.realnoise.noise_profile`; NaN
+    where the background is zeroed or too small): white noise 0, interpolated or filtered noise more."""
+    from denoise.realnoise import noise_profile
+
+    a = scan.array if scan.array.ndim <= 3 else scan.array[0]
+    return noise_profile(a)["bg_lag1"]
+
+
+def correlation_warning(corr: float) -> str | None:
+    """A warning when the scan's noise is far from the white noise most training saw."""
+    if np.isnan(corr) or corr <= CORRELATED_NOISE:
+        return None
+    return (f"the noise is spatially correlated (lag-1 correlation {corr:.2f} in the background; white noise: 0): "
+            "zero-filled or filtered reconstruction; models trained on white noise remove less of it")
 
 
 def _roots(opts: BatchOptions) -> list[Path]:

@@ -160,3 +160,21 @@ def test_noise_maps_and_outputs_are_described(tree, tmp_path):
     np.testing.assert_allclose(nib.load(str(out / "ph_noise.nii.gz")).get_fdata()
                                + nib.load(str(out / "ph.nii.gz")).get_fdata(),
                                nib.load(str(tree / "ph.nii.gz")).get_fdata(), atol=1e-3)
+
+
+def test_the_manifest_reports_and_warns_about_correlated_noise(tmp_path):
+    from denoise.noise import add_noise
+
+    clean = np.zeros((6, 96, 96), np.float32)
+    clean[:, 24:72, 24:72] = 800.0
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, spec in (("mr_white.nii.gz", "rician:0.03"), ("mr_filled.nii.gz", "mrkspace:0.03,zf=2,filter=hamming")):
+        nib.save(nib.Nifti1Image(add_noise(clean, spec, seed=0).T.copy(), np.eye(4)), str(src / name))
+    out = tmp_path / "out"
+    assert main(["run", "-i", str(src), "-o", str(out), *FAST]) == 0
+    rows = manifest(out)
+    white, filled = (float(rows[k]["noise_corr"]) for k in ("mr_white.nii.gz", "mr_filled.nii.gz"))
+    assert abs(white) < 0.1 and filled > 0.5
+    assert "spatially correlated" in rows["mr_filled.nii.gz"]["warning"]
+    assert "spatially correlated" not in rows["mr_white.nii.gz"]["warning"]
