@@ -147,7 +147,12 @@ def denoise_folder(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create output folder {output}: {exc.strerror}") from None
-    with OutputLock(out, num_parts, part_id):
+    try:
+        lock = OutputLock(out, num_parts, part_id)
+        lock.acquire()
+    except UsageError as exc:  # name OUT as the user gave it (its absolute path may name a patient)
+        raise type(exc)(str(exc).replace(str(out), str(output))) from None
+    with lock:
         _remove_leftovers(out, [manifest_path, summary_path, *(out / r for r in dests)])
         rows = _rows_on_disk(read_manifest(manifest_path), out, {s.relpath for s in sources} | {k.relpath for k in skipped})
         previous = dict(rows)

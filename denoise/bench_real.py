@@ -16,6 +16,7 @@ and their stability.
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = ["run_real_benchmark", "repeat_sets", "REAL_FIELDS", "DEFAULT_REAL_MET
 REAL_FIELDS = ["scan", "method", "repeat", "repeats", "kept", "psnr_fg", "ssim_fg", "seconds", "noise_sigma", "noise_lag1",
                "stability", "data_range"]
 DEFAULT_REAL_METHODS = ["noisy", "nlm", "bm3d", "dae:mr-2d", "dae:mr-2d:tta", "dae:mr-3d"]
+log = logging.getLogger(__name__)
 
 
 def repeat_sets(data: str | Path) -> list[tuple[str, Scan]]:
@@ -42,7 +44,11 @@ def repeat_sets(data: str | Path) -> list[tuple[str, Scan]]:
     sources, _ = discover_scans(data)
     out = []
     for s in sources:
-        scan = s.load()
+        try:
+            scan = s.load()
+        except Exception as exc:  # one unreadable file never stops the benchmark
+            log.warning("%s skipped: %s", s.relpath, getattr(exc, "reason", exc))
+            continue
         if scan.array.ndim == 4 and scan.array.shape[0] >= 2:
             out.append((s.relpath, scan))
     return out

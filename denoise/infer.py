@@ -227,11 +227,11 @@ def option_suffix(tta: bool = False, planes: int | None = None, strength: float 
 
 
 def check_strength(strength: float) -> float:
-    """``strength`` as a float in [0, 1]; ValueError otherwise."""
+    """``strength`` as a float in [0, 1], rounded to 4 decimals; ValueError otherwise."""
     s = float(strength)
     if not 0.0 <= s <= 1.0:
         raise ValueError(f"strength must be between 0 (the input unchanged) and 1 (full denoising), got {strength!r}")
-    return s
+    return round(s, 4) + 0.0  # 4 decimals (what the manifest records and --continue compares); -0 -> 0
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:

@@ -139,7 +139,8 @@ class OutputLock:
         self._ident: tuple[int, int] | None = None
 
     def __enter__(self) -> OutputLock:
-        self.acquire()
+        if self._fd is None:  # not taken yet (``with`` after an explicit acquire() keeps it)
+            self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -148,12 +149,17 @@ class OutputLock:
     def acquire(self) -> None:
         """Take the lock; the folder itself is flock'ed meanwhile, so two runs starting at the same
         instant (a whole run and a part, say) are ordered and one of them proceeds."""
-        guard = os.open(self.out, os.O_RDONLY | os.O_DIRECTORY)
         try:
+            guard = os.open(self.out, os.O_RDONLY | os.O_DIRECTORY)
             fcntl.flock(guard, fcntl.LOCK_EX)
+        except OSError as exc:  # a write-only folder, a file system without flock: no ordering, still safe
+            log.debug("no start-up guard on %s (%s)", self.out.name, exc.strerror)
+            guard = None
+        try:
             self._acquire()
         finally:
-            os.close(guard)  # drops the guard, never the lock file's flock
+            if guard is not None:
+                os.close(guard)  # drops the guard, never the lock file's flock
 
     def _acquire(self) -> None:
         for _ in range(5):

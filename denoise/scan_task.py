@@ -120,12 +120,17 @@ CORRELATED_NOISE = 0.3  # lag-1 correlation above which the manifest warns
 
 
 def _noise_correlation(scan) -> float:
-    """Lag-1 correlation of the scan's background noise (`denoise.realnoise.noise_profile`; NaN
-    where the background is zeroed or too small): white noise 0, interpolated or filtered noise more."""
+    """Lag-1 correlation of the scan's background noise (`denoise.realnoise.noise_profile`): white
+    noise 0, interpolated or filtered noise more. NaN where the background is zeroed, too small, or
+    does not look like noise (chi degrees of freedom below 1.6: ghosts and other artefacts, which
+    real clinical backgrounds often hold), and if the measurement fails: it never fails a scan."""
     from denoise.realnoise import noise_profile
 
-    a = scan.array if scan.array.ndim <= 3 else scan.array[0]
-    return noise_profile(a)["bg_lag1"]
+    try:
+        p = noise_profile(scan.array if scan.array.ndim <= 3 else scan.array[0])
+    except Exception:  # a diagnostic only
+        return float("nan")
+    return p["bg_lag1"] if p["bg_dof"] >= 1.6 else float("nan")
 
 
 def correlation_warning(corr: float) -> str | None:

@@ -114,6 +114,12 @@ def main() -> int:
         "How real each noise model is (`python scripts/noise_realism.py`):",
         "",
         _read(b / "noise_realism.md"),
+        "## Strength against lesion fidelity (issue #31, item 3)",
+        "",
+        "`denoise run --strength S` blends the output with the input; BM3D's own control scales its sigma. "
+        "A user who needs faint lesions kept picks a point on these curves.",
+        "",
+        _read(b / "strength" / "results.md"),
         "## Speed and memory",
         "",
         "Command: `python scripts/bench_speed.py --out docs/speed.json` (per-slice timings: median of 20 runs after a warm-up, BM3D one run; "

@@ -95,3 +95,28 @@ def test_noise_profile_tells_white_from_zero_filled_and_rician_from_sum_of_squar
     assert abs(pw["lag1_x"]) < 0.1 and pf["lag1_x"] > 0.4 and pf["lag1_y"] > 0.4
     assert abs(pw["bg_dof"] - 2) < 0.3 and abs(ps["bg_dof"] - 8) < 1.2
     assert np.isnan(noise_profile(clean)["bg_dof"])  # a zeroed background says nothing
+
+
+def test_consistent_repeats_survive_a_blank_repeat(clean):
+    from denoise.realnoise import consistent_repeats
+
+    rng = np.random.default_rng(5)
+    repeats = clean[None] + rng.normal(0, 20, (6, *clean.shape))
+    assert consistent_repeats(repeats) == list(range(6))
+    repeats[0] = 0.0  # a blank time point: no correlation at all
+    assert consistent_repeats(repeats) == [1, 2, 3, 4, 5]
+
+
+def test_background_artefacts_are_not_reported_as_correlated_noise(phantom_2d):
+    """A tiny very bright spot makes dim tissue look like 'background': its smoothness must not be
+    reported as noise correlation (chi dof far below 2 = not noise)."""
+    from denoise.noise import add_noise
+    from denoise.scan import Scan
+    from denoise.scan_task import _noise_correlation
+
+    img = np.zeros((128, 128), np.float32)
+    yy, xx = np.ogrid[:128, :128]
+    img[(yy - 64) ** 2 + (xx - 64) ** 2 < 40**2] = 100.0
+    img[10:20, 10:20] = 3000.0
+    noisy = add_noise(img, "rician:0.002", seed=0)
+    assert np.isnan(_noise_correlation(Scan(noisy, (1.0, 1.0), modality="MR")))
