@@ -44,6 +44,7 @@ from denoise.scan_task import (
     noise_relpath,
     output_relpath,
     process_scan,
+    reason_roots,
 )
 
 _atomic_write = atomic_write  # used by denoise.workflows.simulate_folder
@@ -147,12 +148,8 @@ def denoise_folder(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create output folder {output}: {exc.strerror}") from None
-    try:
-        lock = OutputLock(out, num_parts, part_id)
-        lock.acquire()
-    except UsageError as exc:  # name OUT as the user gave it (its absolute path may name a patient)
-        raise type(exc)(str(exc).replace(str(out), str(output))) from None
-    with lock:
+    # messages name OUT as the user gave it (its absolute path may name a patient)
+    with OutputLock(out, num_parts, part_id, label=output):
         _remove_leftovers(out, [manifest_path, summary_path, *(out / r for r in dests)])
         rows = _rows_on_disk(read_manifest(manifest_path), out, {s.relpath for s in sources} | {k.relpath for k in skipped})
         previous = dict(rows)
@@ -160,11 +157,10 @@ def denoise_folder(
             if s.relpath in collisions:
                 rows[s.relpath] = {"input": s.relpath, "kind": s.kind, "status": "failed",
                                    "reason": collisions[s.relpath], "files": files_label(s, Path(opts.input_root))}
-        roots = [Path(opts.input_root), out]
         for sk in skipped:
             if part_id == 0:
                 row = skip_row(sk)
-                row["reason"] = relative_reason(row["reason"], roots)
+                row["reason"] = relative_reason(row["reason"], reason_roots(opts))
                 rows[sk.relpath] = row
         todo = [s for s in mine if s.relpath not in collisions and not (
             resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes, strength, noise_map))]
@@ -191,17 +187,17 @@ def output_collisions(sources: list[ScanSource], fmt: str, noise_map: bool) -> d
     scan's output series folder (or hold one): the later of each pair (in relative-path order) fails
     with the reason; the earlier one is written. Without this, one output would silently replace
     another, or a series written later would replace a folder holding other outputs."""
+    paths = {}  # scan -> the paths it writes
+    for s in sources:
+        rel = output_relpath(s, fmt)
+        paths[s.relpath] = [rel, noise_relpath(rel)] if noise_map else [rel]
     claimed: dict[str, ScanSource] = {}  # output path -> the first scan writing it
     for s in sources:
-        rel = output_relpath(s, fmt)
-        claimed.setdefault(rel, s)
-        if noise_map:
-            claimed.setdefault(noise_relpath(rel), s)
+        for p in paths[s.relpath]:
+            claimed.setdefault(p, s)
     out: dict[str, str] = {}  # relpath of a failing scan -> reason
     for s in sources:
-        rel = output_relpath(s, fmt)
-        paths = [rel, noise_relpath(rel)] if noise_map else [rel]
-        for p in paths:
+        for p in paths[s.relpath]:
             owner = claimed.get(p)
             if owner is not None and owner is not s:
                 out[s.relpath] = f"its output {p} is also the output of {owner.relpath}; rename one of the two inputs"

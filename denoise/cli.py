@@ -224,12 +224,11 @@ def _models(args) -> int:
 def _info(args) -> int:
     """One line per scan and per skipped file; 1 when nothing usable was found or something
     failed to read (like ``run``), 0 when every scan read. Messages name paths relative to PATH."""
-    import os
-
     from denoise.io import ScanReadError, discover_scans
+    from denoise.manifest import relative_reason
 
-    def one_line(reason: str) -> str:  # no newlines; paths relative to PATH, as each line starts
-        return " ".join(reason.replace(f"{Path(args.path)}{os.sep}", "").split())
+    def one_line(reason: str) -> str:  # no newlines; paths relative to PATH (as each line starts), no others
+        return " ".join(relative_reason(reason, [Path(args.path)]).split())
 
     scans, skipped = discover_scans(args.path)
     failed = 0

@@ -132,15 +132,15 @@ class OutputLock:
         UsageError: the folder cannot be written (read-only, permissions).
     """
 
-    def __init__(self, out: Path, num_parts: int = 1, part_id: int = 0) -> None:
+    def __init__(self, out: Path, num_parts: int = 1, part_id: int = 0, *, label: str | Path | None = None) -> None:
         self.out = Path(out)
+        self.label = str(label if label is not None else out)  # OUT in messages: as the user gave it
         self.path = self.out / lock_name(num_parts, part_id)
         self._fd: int | None = None
         self._ident: tuple[int, int] | None = None
 
     def __enter__(self) -> OutputLock:
-        if self._fd is None:  # not taken yet (``with`` after an explicit acquire() keeps it)
-            self.acquire()
+        self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -170,7 +170,7 @@ class OutputLock:
                 os.close(fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
                     raise OutputLocked(self._held_message(self.path)) from None
-                raise UsageError(f"cannot lock output folder {self.out}: {exc.strerror}") from None
+                raise UsageError(f"cannot lock output folder {self.label}: {exc.strerror}") from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -181,7 +181,7 @@ class OutputLock:
             previous = os.pread(fd, 4096, 0)
             if previous and not _is_lock_text(previous):
                 os.close(fd)
-                raise UsageError(f"{self.path.name} in {self.out} is not a lock file this program wrote; it is left "
+                raise UsageError(f"{self.path.name} in {self.label} is not a lock file this program wrote; it is left "
                                  "untouched (remove it, or choose another output folder)")
             self._fd = fd
             self._ident = identity(self.path)
@@ -194,7 +194,7 @@ class OutputLock:
             os.fsync(fd)
             self._check_other_parts()
             return
-        raise OutputLocked(f"could not take the lock {self.path.name} in {self.out} (it keeps changing hands)")
+        raise OutputLocked(f"could not take the lock {self.path.name} in {self.label} (it keeps changing hands)")
 
     def release(self) -> None:
         if self._fd is None:
@@ -215,16 +215,16 @@ class OutputLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise UsageError(f"{self.path.name} in {self.out} is a symbolic link, not a lock file; it is left "
+                raise UsageError(f"{self.path.name} in {self.label} is a symbolic link, not a lock file; it is left "
                                  "untouched (remove it, or choose another output folder)") from None
             if exc.errno in (errno.EISDIR, errno.ENOTDIR):
-                raise UsageError(f"{self.path.name} in {self.out} is a folder, not a lock file (remove it)") from None
-            raise UsageError(f"cannot write the lock file {self.path.name} in output folder {self.out}: "
+                raise UsageError(f"{self.path.name} in {self.label} is a folder, not a lock file (remove it)") from None
+            raise UsageError(f"cannot write the lock file {self.path.name} in output folder {self.label}: "
                              f"{exc.strerror} (choose a writable folder)") from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             os.close(fd)
-            raise UsageError(f"{self.path.name} in {self.out} is not a plain lock file (a hard link or a special "
+            raise UsageError(f"{self.path.name} in {self.label} is not a plain lock file (a hard link or a special "
                              "file); it is left untouched (remove it, or choose another output folder)")
         return fd
 
@@ -245,7 +245,7 @@ class OutputLock:
             info = {}
         who = f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"])) if "started" in info else "?"
-        return (f"output folder {self.out} is in use by another denoise run ({who}, started {since}); "
+        return (f"output folder {self.label} is in use by another denoise run ({who}, started {since}); "
                 f"wait for it to finish or choose another output folder (lock file: {path.name})")
 
 

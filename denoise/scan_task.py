@@ -25,7 +25,7 @@ from denoise.normalize import hu_warning, reference_intensity
 from denoise.outdir import identity
 
 __all__ = ["BatchOptions", "process_scan", "default_model_for", "modality_warning", "output_relpath",
-           "noise_relpath", "atomic_write", "get_model", "DEFAULT_MODELS"]
+           "noise_relpath", "atomic_write", "get_model", "reason_roots", "DEFAULT_MODELS"]
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
@@ -87,7 +87,7 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
                                 hu_warning(scan.array) if scan.modality == "CT" else None,
                                 correlation_warning(corr), *scan.meta.get("read_notes", ())) if w]
         if warnings:
-            row["warning"] = relative_reason("; ".join(warnings), _roots(opts))
+            row["warning"] = relative_reason("; ".join(warnings), reason_roots(opts))
             log.warning("%s: %s", source.relpath, row["warning"])
         den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength)
         row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
@@ -101,14 +101,14 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
             atomic_write(noise, Path(opts.output) / noise_relpath(out_rel), f"noise map {denoiser.name}", inputs)
             row["noise_map"] = noise_relpath(out_rel)
         atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}", inputs)
-        row.update(status="ok", reason=relative_reason(ref.get("reason", ""), _roots(opts)), output=out_rel,
+        row.update(status="ok", reason=relative_reason(ref.get("reason", ""), reason_roots(opts)), output=out_rel,
                    output_stamp=output_stamp(Path(opts.output) / out_rel))
     except ScanReadError as exc:
-        row["reason"] = relative_reason(exc.reason, _roots(opts))
+        row["reason"] = relative_reason(exc.reason, reason_roots(opts))
         if root is not None and exc.path:
             row["files"] = files_label(source, root, Path(exc.path))
     except Exception as exc:  # one bad scan never stops the batch
-        row["reason"] = relative_reason(f"{type(exc).__name__}: {exc}", _roots(opts))
+        row["reason"] = relative_reason(f"{type(exc).__name__}: {exc}", reason_roots(opts))
         culprit = getattr(exc, "filename", None)
         if root is not None and isinstance(culprit, str):
             row["files"] = files_label(source, root, Path(culprit))
@@ -141,7 +141,8 @@ def correlation_warning(corr: float) -> str | None:
             "zero-filled or filtered reconstruction; models trained on white noise remove less of it")
 
 
-def _roots(opts: BatchOptions) -> list[Path]:
+def reason_roots(opts: BatchOptions) -> list[Path]:
+    """The folders whose absolute paths reasons and warnings show relative (`relative_reason`)."""
     return [Path(p) for p in (opts.input_root, opts.output, opts.reference) if p]
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from denoise.io import ScanReadError, discover_scans, read_scan, write_scan
 from denoise.io.nifti import is_nifti_path
+from denoise.manifest import relative_reason
 from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
 from denoise.normalize import reference_intensity
 from denoise.scan import Scan
@@ -77,7 +78,7 @@ def read_scan_under_root(root: str | Path, relative: str) -> Scan:
                              + ("; pick one of them" if scans else ""))
         return scans[0].load()
     except ScanReadError as exc:  # reasons may quote the file (nibabel does): no server paths
-        reason = exc.reason.replace(str(root_r) + os.sep, "").replace(str(root_r), ".")
+        reason = relative_reason(exc.reason, [root_r])
         raise ValueError(f"{_rel(root_r, Path(exc.path))}: {reason}") from exc
 
 
