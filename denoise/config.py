@@ -46,6 +46,13 @@ class ModelConfig:
             turns a trained 2.5D DAE into one with the same output.
         depth_levels: slab only: the number of deepest levels whose convolutions span 3 slices
             (the others span 1): through-plane context at coarse scale, for +2x FLOPs per level.
+        tail: dae only: channels of a small full-resolution refinement after the shuffle back (two
+            3x3 convolutions with PReLU and a 3x3 output convolution, in-plane for slab models)
+            that sees the network's output, the noisy centre slice and the noise-level map and
+            adds a correction. A pixel-unshuffle network treats the four (2D) sub-pixel phases
+            differently, which leaves a faint 2-pixel pattern; the tail works at full resolution,
+            shift-equivariant, and can learn to remove it (0 = off). Its output convolution starts
+            at zero, so a grown model starts with the same output (`denoise.models.grow`).
     """
 
     kind: str = "dae"
@@ -61,6 +68,7 @@ class ModelConfig:
     shuffle: int = 1
     slab: bool = False
     depth_levels: int = 0
+    tail: int = 0
 
     @property
     def input_channels(self) -> int:
@@ -86,6 +94,8 @@ class ModelConfig:
             raise ValueError("shuffle (pixel-unshuffle) is only for the dae")
         if not self.channels or min(self.channels) < 1:
             raise ValueError(f"channels must be positive integers, got {self.channels}")
+        if self.tail < 0 or (self.tail and self.kind != "dae"):
+            raise ValueError(f"tail (full-resolution refinement channels) must be >= 0 and is only for the dae, got {self.tail}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,10 @@ class TrainConfig:
     raw ones travel in ``last.pt`` for ``resume``). Off in the shipped recipes: with their cosine
     schedule, which anneals to zero, 0.999 gave nothing (quick mr-2d 31.19/28.57 dB at Rician 5/9%
     against 31.22/28.64 without; docs/design.md).
+    ``lesion_augment``: probability that a clean training patch gets one to three small faint
+    blobs (radius 1-4 pixels, contrast 2-12% of the normalised scale, either sign; in 0-2
+    neighbouring slices too) before the noise, in input and target alike: small low-contrast
+    structures are signal, which smooth training anatomy rarely shows (`denoise.fidelity.add_blobs`).
     ``grad_clip``: largest global gradient norm per step (clipped above it; 0 = off, as in the
     shipped recipes): a guard against the rare loss spike of a high learning rate."""
 
@@ -136,6 +150,7 @@ class TrainConfig:
     fine_augment: float = 0.0
     thick_augment: float = 0.0
     reference_noise: float = 0.0
+    lesion_augment: float = 0.0
     shift_consistency: float = 0.0
     early_stop_patience: int = 8
     seed: int = 0
@@ -153,7 +168,7 @@ class TrainConfig:
             raise ValueError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
         if not 0 <= self.foreground_fraction <= 1:
             raise ValueError("foreground_fraction must be in [0, 1]")
-        for name in ("contrast_augment", "coarse_augment", "fine_augment", "thick_augment"):
+        for name in ("contrast_augment", "coarse_augment", "fine_augment", "thick_augment", "lesion_augment"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a probability, in [0, 1]")
         if self.reference_noise < 0:

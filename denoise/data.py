@@ -16,6 +16,7 @@ import torch
 from monai.data import get_track_meta, set_track_meta
 from monai.transforms import Compose, RandFlipd, RandHistogramShift, RandRotate90d, RandScaleIntensity
 
+from denoise.fidelity import add_blobs
 from denoise.noise import NoiseSpec, add_noise, check_training_options, parse_noise
 
 __all__ = ["PatchSampler", "patch_batches", "precompute_lowdose_noise", "with_noise_channel", "noise_level", "wavelet_sigma"]
@@ -145,6 +146,8 @@ class PatchSampler:
         thick_augment: probability that a patch's slices (3D depth, or a 2.5D stack's neighbours)
             are taken 2 or 3 slices apart: the through-plane spacing of clinical series with
             thick or gapped slices, which isotropic training volumes never show.
+        lesion_augment: probability that a patch gets small faint blobs before the noise, in
+            input and target alike (`denoise.fidelity.add_blobs`; `TrainConfig.lesion_augment`).
         reference_noise: ``lowdose`` only: the target keeps full-dose noise of its own, with a
             std drawn per patch uniformly in [0, reference_noise] (normalised scale; CT: a
             fraction of the 2000-HU window, 0.01 = 20 HU), and the dose's noise is added on top.
@@ -158,7 +161,7 @@ class PatchSampler:
                  noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False,
                  contrast_augment: float = 0.0, coarse_augment: float = 0.0,
                  fine_augment: float = 0.0, patch_depth: int = 0, thick_augment: float = 0.0,
-                 reference_noise: float = 0.0) -> None:
+                 reference_noise: float = 0.0, lesion_augment: float = 0.0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -185,6 +188,7 @@ class PatchSampler:
         self.coarse_augment = coarse_augment
         self.fine_augment = fine_augment
         self.thick_augment = thick_augment
+        self.lesion_augment = lesion_augment
         self.contrast = (Compose([NumpyHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
                                   RandScaleIntensity(factors=(-0.5, 0.0), prob=contrast_augment)])
                          if contrast_augment else None)
@@ -266,6 +270,10 @@ class PatchSampler:
         field = np.asarray(out["field"])
         if self.contrast is not None and clean.max() > clean.min():
             clean = np.asarray(self.contrast(clean), dtype=np.float32)
+        if self.lesion_augment and self.rng.random() < self.lesion_augment:  # no draw when off
+            stack = clean if self.spatial_dims == 2 else clean[0]  # (slices, H, W)
+            stack = add_blobs(stack, self.rng, centre=self.context if self.context else None)
+            clean = stack if self.spatial_dims == 2 else stack[None]
         if not self.context:
             clean, field = clean[0], field[0]
         if self.noise.kind == "lowdose":

@@ -2,6 +2,10 @@
 
 - `insert_lesion`: a small low-contrast disc (radius 3 voxels) added to a clean scan (so it was
   never in any training set); `lesion_contrast_kept` measures how much of its contrast survives.
+- `add_blobs`: the training-side counterpart (`TrainConfig.lesion_augment`): random small faint
+  blobs added to a clean patch, so a network learns that such structures are signal.
+- `periodic_pattern`: RMS of an image's 2-pixel-periodic components (the spectrum around the
+  in-plane Nyquist frequencies), the structure a pixel-unshuffle network can add.
 - `residual_correlation`: correlation of the residual (noisy - denoised) with the clean image
   inside the foreground (~0: no anatomy removed).
 - `edge_rise_distance`: the 10-90% rise distance (mm) of the edge spread function at the clean
@@ -20,7 +24,7 @@ from scipy import ndimage
 
 from denoise.metrics import foreground_mask
 
-__all__ = ["insert_lesion", "lesion_contrast_kept", "residual_correlation", "edge_rise_distance",
+__all__ = ["add_blobs", "periodic_pattern", "insert_lesion", "lesion_contrast_kept", "residual_correlation", "edge_rise_distance",
            "edge_gradient_ratio", "LESION_RADIUS"]
 
 LESION_RADIUS = 3  # voxels
@@ -50,6 +54,57 @@ def insert_lesion(array: np.ndarray, contrast: float) -> tuple[np.ndarray, tuple
     out = array.copy()
     out[lesion] += contrast
     return out, (lesion, around)
+
+
+def add_blobs(patch: np.ndarray, rng: np.random.Generator, *, centre: int | None = None,
+              count: tuple[int, int] = (1, 3), radius: tuple[float, float] = (1.0, 4.0),
+              contrast: tuple[float, float] = (0.02, 0.12)) -> np.ndarray:
+    """A copy of ``patch`` (slices, H, W) with ``count`` random discs added: radius uniform in
+    ``radius`` pixels (anti-aliased edge), contrast uniform in ``contrast`` with a random sign (on
+    the normalised scale, where tissue is ~1), centred where the centre slice is above 10% of its
+    maximum. Each disc spans the slice ``centre`` (default: the middle one) and 0-2 slices on each
+    side, as small lesions span a few slices."""
+    out = np.array(patch, dtype=np.float32, copy=True)
+    n_slices, h, w = out.shape
+    z0 = n_slices // 2 if centre is None else centre
+    where = np.argwhere(out[z0] > 0.1 * max(float(out[z0].max()), 1e-6))
+    if not len(where):
+        return out
+    yy, xx = np.ogrid[:h, :w]
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
+        cy, cx = where[rng.integers(len(where))]
+        r = rng.uniform(*radius)
+        amp = rng.uniform(*contrast) * rng.choice([-1.0, 1.0])
+        disc = np.clip(r + 0.5 - np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2), 0.0, 1.0).astype(np.float32)
+        extent = int(rng.integers(0, 3))
+        for z in range(max(0, z0 - extent), min(n_slices, z0 + extent + 1)):
+            out[z] += amp * disc
+    return out
+
+
+def periodic_pattern(image: np.ndarray, halfwidth: float = 1 / 32, max_slices: int = 16) -> float:
+    """RMS amplitude of the 2-pixel-periodic part of ``image`` (2D, or 3D as slices along the
+    first axis; up to ``max_slices`` evenly spaced): the energy of each slice's 2D spectrum within
+    ``halfwidth`` x size bins of the three Nyquist points ((-1)^y, (-1)^x and the (-1)^(y+x)
+    checkerboard, each modulated by a smooth envelope), by Parseval as a mean square over pixels.
+    Compare an output's value with its input's: a denoiser lowers it (noise has energy there); a
+    grid artefact raises it."""
+    a = np.asarray(image, dtype=np.float64)
+    slices = a.reshape(-1, *a.shape[-2:])
+    slices = slices[np.unique(np.linspace(0, len(slices) - 1, min(max_slices, len(slices))).round().astype(int))]
+    h, w = slices.shape[-2:]
+
+    def near_nyquist(n: int) -> np.ndarray:
+        f = np.abs(np.fft.fftfreq(n))  # cycles per pixel; Nyquist is 0.5
+        return f >= 0.5 - max(halfwidth, 1.0 / n)
+
+    def near_zero(n: int) -> np.ndarray:
+        return np.abs(np.fft.fftfreq(n)) <= max(halfwidth, 1.0 / n)
+
+    ny, nx, zy, zx = near_nyquist(h), near_nyquist(w), near_zero(h), near_zero(w)
+    window = (ny[:, None] & (nx | zx)[None, :]) | (zy[:, None] & nx[None, :])
+    power = np.abs(np.fft.fft2(slices - slices.mean(axis=(-2, -1), keepdims=True))) ** 2
+    return float(np.sqrt(power[:, window].sum(axis=-1).mean() / (h * w) ** 2))
 
 
 def lesion_contrast_kept(original: np.ndarray, denoised: np.ndarray, masks: tuple[np.ndarray, np.ndarray],

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydicom.uid import generate_uid
 
 from denoise.io import ScanReadError, ScanSource, discover_scans, write_scan
+from denoise.io.dicom_write import needs_study_uid
 from denoise.manifest import files_label, input_hash, output_stamp, relative_reason, temp_sibling
 from denoise.metrics import CT_DATA_RANGE, estimate_sigma, foreground_mask, psnr, ssim
 from denoise.normalize import hu_warning, reference_intensity
@@ -89,6 +91,8 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         if warnings:
             row["warning"] = relative_reason("; ".join(warnings), reason_roots(opts))
             log.warning("%s: %s", source.relpath, row["warning"])
+        if needs_study_uid(scan):  # an anonymised source without one: the outputs share a new study
+            scan.meta["new_study_uid"] = row["new_study_uid"] = generate_uid()
         den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength)
         row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
         row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"

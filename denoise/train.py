@@ -113,7 +113,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
                            all_axes=train_cfg.all_axes, contrast_augment=train_cfg.contrast_augment,
                            coarse_augment=train_cfg.coarse_augment, fine_augment=train_cfg.fine_augment,
                            patch_depth=train_cfg.patch_depth, thick_augment=train_cfg.thick_augment,
-                           reference_noise=train_cfg.reference_noise)
+                           reference_noise=train_cfg.reference_noise, lesion_augment=train_cfg.lesion_augment)
     val_sampler = PatchSampler(val_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
                                seed=train_cfg.seed + 12345, noise_fields=val_fields, context=model_cfg.context,
                                noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction,

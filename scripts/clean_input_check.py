@@ -1,4 +1,4 @@
-"""How much models change nearly noise-free scans (a denoiser should change them little).
+"""How much models change nearly noise-free scans (a denoiser should change them little, and add nothing).
 
     python scripts/clean_input_check.py [MODEL_OR_CHECKPOINT[:tta] ...] [--odd]   # default: mr-2d mr-3d
 
@@ -7,7 +7,9 @@ and one column (odd in-plane sizes, where a flip keeps every pixel's sub-pixel p
 
 For each real high-SNR series in ../shared/data and the noise-free sample phantoms: the wavelet
 noise estimate (`denoise.data.wavelet_sigma`: mean over up to 16 slices) before -> after, and the RMS change, both in % of the
-scan's robust maximum (99.5th percentile). 3D models skip 2D inputs.
+scan's robust maximum (99.5th percentile), and the 2-pixel periodic pattern of the output
+relative to the input's (`denoise.fidelity.periodic_pattern`; > 1: the model added a grid). Volumes
+are cut to their 24 central slices. 3D models skip 2D inputs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from denoise.data import wavelet_sigma
+from denoise.fidelity import periodic_pattern
 from denoise.infer import LearnedDenoiser, denoise_scan, load_model
 from denoise.io import read_scan
 from denoise.normalize import reference_intensity
@@ -31,34 +34,51 @@ CASES = {
     "Philips T1 TSE phantom": DATA / "dicom" / "philips_phantom_mr_t1_tse_ai_off_enhanced",
     "Siemens cardiac 3D slab": DATA / "dicom" / "siemens_mr_cardiac_3d_ir_tfl_slab12",
     "GE EPI": DATA / "dicom" / "ge_mr_epi_fmri",
+    "GE PD FSE 1.5T": DATA / "dicom" / "ge_mr_pd_fse_papaya",
+    "Canon DWI b0 (sample)": ROOT / "sample_data" / "mr_dwi_b0_dicom",
+    "T1 slab (sample, held out)": ROOT / "sample_data" / "mr_t1_brain_slab.nii.gz",
+    "Siemens T2 TSE (ADI, held out)": DATA / "nifti" / "mr_t2_tse_siemens_adi.nii.gz",
+    "MS patient 12 FLAIR (held out)": DATA / "nifti" / "mr_ms_patient12_flair.nii.gz",
+    "T1 post-contrast (tumour 2, held out)": DATA / "nifti" / "mr_t1gd_tumour_pyradiomics_2.nii.gz",
     "Shepp-Logan (noise-free)": SHEPP,
     "3D phantom (noise-free)": PHANTOM_3D,
 }
 
 
-def change(model: LearnedDenoiser, scan: Scan) -> tuple[float, float, float]:
-    """(noise estimate before, noise estimate after, RMS change), each in % of the scan's robust maximum."""
+def change(model: LearnedDenoiser, scan: Scan) -> tuple[float, float, float, float]:
+    """(noise estimate before, noise estimate after, RMS change), each in % of the scan's robust
+    maximum, and the periodic pattern after / before."""
     out = denoise_scan(scan, model).array
     ref = reference_intensity(scan.array) / 100
-    return wavelet_sigma(scan.array) / ref, wavelet_sigma(out) / ref, float(np.sqrt(np.mean((out - scan.array) ** 2)) / ref)
+    pattern = periodic_pattern(out) / max(periodic_pattern(scan.array), 1e-12)
+    return (wavelet_sigma(scan.array) / ref, wavelet_sigma(out) / ref, float(np.sqrt(np.mean((out - scan.array) ** 2)) / ref),
+            pattern)
+
+
+def central(scan: Scan, n: int = 24) -> Scan:
+    """The ``n`` central slices of a volume (2D scans unchanged)."""
+    if scan.array.ndim == 2 or scan.array.shape[0] <= n:
+        return scan
+    z = (scan.array.shape[0] - n) // 2
+    return Scan(scan.array[z : z + n].copy(), scan.spacing, scan.affine, scan.modality)
 
 
 def main(args: list[str]) -> int:
     models = [a for a in args if a != "--odd"] or ["mr-2d", "mr-3d"]
-    scans = {name: read_scan(path) for name, path in CASES.items() if path.exists()}
+    scans = {name: central(read_scan(path)) for name, path in CASES.items() if path.exists()}
     if "--odd" in args:
         for name, s in list(scans.items()):
             a = s.array[..., 1:, 1:].copy()
             scans[f"{name}, {'x'.join(map(str, a.shape[-2:]))}"] = Scan(a, s.spacing, s.affine, s.modality)
-    print("| model | scan | noise estimate before -> after (% of max) | RMS change (% of max) |")
-    print("|---|---|---|---|")
+    print("| model | scan | noise estimate before -> after (% of max) | RMS change (% of max) | periodic pattern after / before |")
+    print("|---|---|---|---|---|")
     for m in models:
         model = load_model(m.removesuffix(":tta"), device="cpu").variant(tta=m.endswith(":tta"))
         for name, scan in scans.items():
             if model.spatial_dims == 3 and scan.array.ndim == 2:
                 continue
-            before, after, rms = change(model, scan)
-            print(f"| {m} | {name} | {before:.3f} -> {after:.3f} | {rms:.2f} |", flush=True)
+            before, after, rms, pattern = change(model, scan)
+            print(f"| {m} | {name} | {before:.3f} -> {after:.3f} | {rms:.2f} | {pattern:.2f} |", flush=True)
     return 0
 
 

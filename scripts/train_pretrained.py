@@ -201,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
                         "its first convolution is widened with zero weights; denoise.models.grow)")
     p.add_argument("--channels", help="DAE level widths replacing the recipe's, e.g. 32,64,128 (with --init from a "
                                       "narrower model: Net2WiderNet start with the same output; denoise.models.grow)")
+    p.add_argument("--tail", type=int, default=None,
+                   help="DAE full-resolution refinement channels (ModelConfig.tail; with --init from a model without one: "
+                        "added at zero, the same output at the start)")
+    p.add_argument("--lesion-augment", type=float, default=None,
+                   help="probability of small faint blobs in a clean patch (TrainConfig.lesion_augment)")
     p.add_argument("--shuffle", type=int, choices=[1, 2, 4], help="DAE pixel-unshuffle factor replacing the recipe's "
                                                                   "(a new architecture: train from scratch)")
     p.add_argument("--patch-size", type=int, help="training patch edge replacing the recipe's")
@@ -244,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         changes["channels"] = tuple(int(c) for c in args.channels.split(","))
     if args.shuffle is not None:
         changes["shuffle"] = args.shuffle
+    if args.tail is not None:
+        changes["tail"] = args.tail
     if args.slab is not None:
         changes.update(spatial_dims=3, slab=True, depth_levels=args.slab)
     recipe["model"] = dataclasses.replace(recipe["model"], **changes)
@@ -257,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
                                    ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
                                    ("fine_augment", args.fine_augment), ("thick_augment", args.thick_augment),
+                                   ("lesion_augment", args.lesion_augment),
                                    ("reference_noise", args.reference_noise),
                                    ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                    ("patch_size", args.patch_size), ("batch_size", args.batch_size),

@@ -42,3 +42,51 @@ def test_lesion_contrast_and_residual_correlation(disc_image):
     assert abs(fidelity.residual_correlation(img, noisy, img)) < 0.05  # removed only noise
     assert fidelity.residual_correlation(img, noisy, np.zeros_like(img)) > 0.9  # removed the anatomy
     assert fidelity.edge_gradient_ratio(img, ndimage.gaussian_filter(img, 2)) < 0.8
+
+
+def test_periodic_pattern_measures_a_two_pixel_grid_and_ignores_smooth_anatomy(disc_image):
+    """A checkerboard or line grid of amplitude a reads as ~a; a smooth image as ~0; white noise of
+    std s as a small fraction of s (its share of the spectrum near Nyquist); odd sizes work."""
+    yy, xx = np.mgrid[:128, :127]
+    smooth = np.exp(-((yy - 64.0) ** 2 + (xx - 60.0) ** 2) / 800.0) * 100
+    assert fidelity.periodic_pattern(smooth) < 0.01
+    for grid in ((-1.0) ** (yy + xx), (-1.0) ** xx, (-1.0) ** yy):
+        assert fidelity.periodic_pattern(smooth + 0.5 * grid) == pytest.approx(0.5, rel=0.05)
+    noise = np.random.default_rng(0).normal(0, 1.0, (8, 128, 128))
+    assert 0.05 < fidelity.periodic_pattern(noise) < 0.3
+    # a 3D volume: the pattern of its slices
+    vol = np.stack([smooth, smooth + 0.5 * (-1.0) ** (yy + xx)])
+    assert fidelity.periodic_pattern(vol) == pytest.approx(np.sqrt(0.5 * 0.25), rel=0.05)
+
+
+def test_add_blobs_adds_small_faint_discs_on_tissue_and_leaves_the_input_alone():
+    rng = np.random.default_rng(3)
+    stack = np.zeros((5, 48, 48), np.float32)
+    stack[:, 8:40, 8:40] = 1.0  # tissue; the rest is background
+    seen_sign, spans = set(), set()
+    for _ in range(40):
+        out = fidelity.add_blobs(stack, rng, centre=2)
+        diff = out - stack
+        assert stack.max() == 1.0 and np.count_nonzero(stack - np.where(stack, 1.0, 0.0)) == 0  # input untouched
+        changed = np.abs(diff[2]) > 0
+        assert changed.any() and np.abs(diff).max() <= 3 * 0.12 + 1e-6  # at most three overlapping discs
+        ys, xs = np.nonzero(changed)
+        assert ys.min() >= 8 - 5 and ys.max() <= 40 + 4 and xs.min() >= 8 - 5 and xs.max() <= 40 + 4  # centred on tissue
+        assert changed.sum() <= 3 * np.pi * 4.5**2
+        seen_sign.add(float(np.sign(diff[2][changed][0])))
+        spans.add(int(sum(np.abs(diff[z]).max() > 0 for z in range(5))))
+    assert seen_sign == {-1.0, 1.0} and {1, 3} <= spans
+    empty = np.zeros((1, 16, 16), np.float32)
+    assert np.array_equal(fidelity.add_blobs(empty, rng), empty)  # nothing to put them on
+
+
+def test_lesion_augment_puts_the_same_blobs_in_input_and_target():
+    from denoise.data import PatchSampler
+
+    vol = np.ones((12, 40, 40), np.float32)
+    kw = dict(noise="gaussian:0", patch_size=16, spatial_dims=2, context=1, seed=5)
+    noisy, clean = PatchSampler([vol], lesion_augment=1.0, **kw).batch(16)
+    _, plain = PatchSampler([vol], **kw).batch(16)
+    assert np.all(plain == 1.0)
+    assert all(np.abs(c - 1.0).max() > 0.01 for c in clean)  # every patch has a blob
+    assert np.allclose(noisy[:, 1], clean[:, 0])  # noise-free: the input's centre slice is the target

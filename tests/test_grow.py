@@ -38,6 +38,9 @@ def _input(cfg: ModelConfig, context: int, gen: torch.Generator, size: int = 16)
      dict(context=2, channels=(12, 16, 40))),
     (ModelConfig(spatial_dims=3, channels=(4, 8, 16), noise_channel=True, shuffle=2), dict(channels=(6, 12, 20))),
     (ModelConfig(spatial_dims=2, channels=(4, 8)), dict(channels=(7, 9))),
+    # a full-resolution tail added (zero output convolution) with wider levels and more context
+    (ModelConfig(spatial_dims=2, channels=(8, 16), context=1, noise_channel=True, shuffle=2),
+     dict(tail=6, context=2, channels=(8, 20))),
 ])
 def test_grown_model_computes_the_same_output(old, changes):
     new = dataclasses.replace(old, **changes)
@@ -80,6 +83,25 @@ def test_grow_refuses_what_it_cannot_preserve():
     for bad in (dict(channels=(4, 16)), dict(channels=(8, 16, 32)), dict(context=0), dict(shuffle=2), dict(residual=False)):
         with pytest.raises(ValueError):
             grow_state(state, base, dataclasses.replace(base, **bad))
+    tailed = dataclasses.replace(base, tail=4)
+    with pytest.raises(ValueError, match="tail"):  # a trained tail cannot be resized or dropped
+        grow_state(build_model(tailed).state_dict(), tailed, dataclasses.replace(base, tail=8))
+
+
+def test_added_tail_learns_and_is_seen():
+    """The grown tail starts at zero but is trained: its output convolution gets a gradient, and
+    once non-zero it changes the output."""
+    old = ModelConfig(spatial_dims=2, channels=(4, 8), noise_channel=True, shuffle=2)
+    new = dataclasses.replace(old, tail=4)
+    grown = build_model(new).double()
+    grown.load_state_dict(grow_state(_trained_like(old).state_dict(), old, new))
+    x = torch.rand(2, 2, 16, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    ((grown(x) - x[:, :1]) ** 2).mean().backward()
+    assert grown.tail[-1].conv.weight.grad.abs().max() > 0
+    with torch.no_grad():
+        before = grown(x)
+        grown.tail[-1].conv.weight.normal_(0.0, 0.3)
+        assert (grown(x) - before).abs().min() > 0  # every pixel: the tail acts at full resolution
 
 
 def test_fit_starts_from_a_smaller_checkpoint(tmp_path, phantom_3d):

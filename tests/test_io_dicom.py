@@ -20,8 +20,8 @@ def test_series_round_trip_is_a_derived_series(dicom_series, tmp_path, phantom_3
     denoised = scan.with_array(scan.array * 0.5 + 0.3)
     out = write_scan(denoised, tmp_path / "out", description="denoised test")
     back = read_scan(out)
-    step = max(float(pydicom.dcmread(str(_files(out)[0])).RescaleSlope), 1.0)
-    assert np.max(np.abs(back.array - denoised.array)) <= step
+    assert "RescaleSlope" not in pydicom.dcmread(str(_files(out)[0]))  # MR: the stored values are the values
+    assert np.max(np.abs(back.array - denoised.array)) <= 0.5
     np.testing.assert_allclose(back.affine, scan.affine, atol=1e-4)
     assert back.spacing == pytest.approx(scan.spacing)
     src = pydicom.dcmread(str(_files(dicom_series)[0]))
@@ -41,12 +41,25 @@ def test_series_round_trip_is_a_derived_series(dicom_series, tmp_path, phantom_3
     assert new[0].BitsStored == src.BitsStored and new[0].PixelRepresentation == src.PixelRepresentation
 
 
-def test_values_outside_source_range_get_a_new_rescale(dicom_series, tmp_path):
+def test_values_outside_source_range_are_kept(dicom_series, tmp_path):
+    """MR without a rescale: negative values (unsigned source) make the output signed, values
+    beyond the source's bits stored widen it; a CT-like source with a rescale gets a new one."""
     scan = read_scan(dicom_series)
-    arr = scan.array - 700.0  # negative values in an unsigned series
-    back = read_scan(write_scan(scan.with_array(arr), tmp_path / "o"))
-    slope = float(pydicom.dcmread(str(_files(tmp_path / "o")[0])).RescaleSlope)
-    assert np.max(np.abs(back.array - arr)) <= slope
+    src = pydicom.dcmread(str(_files(dicom_series)[0]))
+    assert src.PixelRepresentation == 0 and src.Modality == "MR"
+    for name, arr in (("neg", scan.array - 700.0), ("big", scan.array * 2.0 ** (src.BitsStored + 1) / scan.array.max())):
+        back = read_scan(write_scan(scan.with_array(arr), tmp_path / name))
+        ds = pydicom.dcmread(str(_files(tmp_path / name)[0]))
+        assert "RescaleSlope" not in ds and ds.BitsAllocated == 16
+        assert np.max(np.abs(back.array - arr)) <= 0.5
+    assert ds.BitsStored == 16 and pydicom.dcmread(str(_files(tmp_path / "neg")[0])).PixelRepresentation == 1
+    ct = scan.with_array(scan.array - 700.0)
+    ct.meta["dicom_headers"] = [h.copy() for h in scan.meta["dicom_headers"]]
+    for h in ct.meta["dicom_headers"]:
+        h.Modality, h.RescaleSlope, h.RescaleIntercept = "CT", 1, 0
+    back = read_scan(write_scan(ct, tmp_path / "ct"))
+    slope = float(pydicom.dcmread(str(_files(tmp_path / "ct")[0])).RescaleSlope)
+    assert slope != 1.0 and np.max(np.abs(back.array - ct.array)) <= slope
 
 
 def test_shuffled_names_sorted_by_position_not_name(tmp_path, phantom_3d, rng):
@@ -202,4 +215,4 @@ def test_8bit_series_round_trips_in_8bit(tmp_path, phantom_3d):
     out = write_scan(scan.with_array(scan.array * 0.9), tmp_path / "o8")
     d = pydicom.dcmread(str(sorted(out.glob("*.dcm"))[0]))
     assert d.BitsAllocated == 8 and d.PixelRepresentation == 0
-    assert np.max(np.abs(read_scan(out).array - scan.array * 0.9)) <= float(d.RescaleSlope)
+    assert np.max(np.abs(read_scan(out).array - scan.array * 0.9)) <= float(d.get("RescaleSlope", 0.5))

@@ -64,10 +64,12 @@ def test_slab_config_is_validated():
         TrainConfig(patch_depth=-1)
 
 
-def test_grown_slab_model_computes_the_2p5d_output_at_every_slice():
-    flat = _random_weights(build_model(FLAT))
-    slab = build_model(SLAB).double().eval()
-    slab.load_state_dict(grow_state(flat.state_dict(), FLAT, SLAB))
+@pytest.mark.parametrize("tail", [0, 6])
+def test_grown_slab_model_computes_the_2p5d_output_at_every_slice(tail):
+    flat_cfg, slab_cfg = dataclasses.replace(FLAT, tail=tail), dataclasses.replace(SLAB, tail=tail)
+    flat = _random_weights(build_model(flat_cfg))  # random weights: a tail that is not zero
+    slab = build_model(slab_cfg).double().eval()
+    slab.load_state_dict(grow_state(flat.state_dict(), flat_cfg, slab_cfg))
     gen = torch.Generator().manual_seed(1)
     vol = torch.rand(9, 20, 24, generator=gen, dtype=torch.float64)
     with torch.no_grad():

@@ -320,6 +320,9 @@ _FUNCTIONAL_GROUPS = {
     "PixelValueTransformationSequence": ["RescaleSlope", "RescaleIntercept", "RescaleType"],
     "FrameVOILUTSequence": ["WindowCenter", "WindowWidth"],
     "MREchoSequence": ["EffectiveEchoTime"],
+    # what a classic MR header carries (the derived series is classic; denoise.io.dicom_conform)
+    "MRTimingAndRelatedParametersSequence": ["RepetitionTime", "EchoTrainLength", "FlipAngle"],
+    "MRModifierSequence": ["InversionRecovery"],
 }
 
 

@@ -12,9 +12,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from denoise.io.dicom_conform import conform_derived, valid_uid
 from denoise.scan import Scan
 
-__all__ = ["write_dicom_series", "RESEARCH_NOTE"]
+__all__ = ["write_dicom_series", "needs_study_uid", "source_sop", "RESEARCH_NOTE"]
 
 RESEARCH_NOTE = "RESEARCH USE ONLY"
 _CLASSIC = {
@@ -32,9 +33,16 @@ def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "de
     """Write ``scan`` into ``folder`` as a new derived series, one file per slice.
 
     Patient/study tags and geometry come from the source headers (``scan.meta["dicom_headers"]``)
-    when the scan was read from DICOM; otherwise a fresh study is made from the affine. Pixels are
-    stored in the source's bit depth and signedness with a per-slice rescale chosen so the float
-    values round-trip to within one stored step (clipped to the representable range).
+    when the scan was read from DICOM; otherwise a fresh study is made from the affine. The header
+    is made valid whatever the source lacked (`denoise.io.dicom_conform`): an anonymised source
+    without SOP Class UID takes its file meta's (else the modality's storage class); one without
+    Study Instance UID gets ``scan.meta["new_study_uid"]`` (made here if absent) and one without
+    Frame of Reference UID a new one, shared by all files of the series; invalid UIDs are
+    replaced by derived ones. Pixels: CT (and any source that stores through a rescale) keeps the
+    source's bit depth and rescale, or a per-slice one where the values do not fit, so the float
+    values round-trip to within one stored step; MR without a rescale in the source is stored as
+    rounded integers with identity rescale (Modality LUTs are not part of the MR IOD and some
+    viewers ignore them), widening Bits Stored (up to Bits Allocated) rather than clipping.
 
     Args:
         scan: the scan to write; 2D, 3D or 4D.
@@ -52,30 +60,54 @@ def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "de
     if len(headers) != len(images):
         raise ValueError(f"{len(headers)} DICOM headers for {len(images)} images")
     frames = scan.meta.get("dicom_frames") or [(None, 0)] * len(images)
-    series_uid = generate_uid()
+    uids = {"series": generate_uid(), "study": scan.meta.get("new_study_uid") or generate_uid(), "frame": generate_uid()}
     now = datetime.datetime.now()
     paths = []
     for index, (img, src, (_, frame)) in enumerate(zip(images, headers, frames)):
-        ds = _derived_header(src, series_uid, description, index, frame, now, bool(scan.meta.get("dicom_headers")))
-        _set_pixels(ds, src, img)
+        ds = _derived_header(src, uids, description, index, frame, now, bool(scan.meta.get("dicom_headers")))
+        _set_pixels(ds, src, img, integers=bool(scan.meta.get("dicom_headers")) and ds.get("Modality") == "MR")
         path = folder / f"IM{index + 1:05d}.dcm"
         ds.save_as(str(path), enforce_file_format=True)
         paths.append(path)
     return paths
 
 
-def _derived_header(src: Dataset, series_uid: str, description: str, index: int, frame: int,
+def needs_study_uid(scan: Scan) -> bool:
+    """Whether writing ``scan`` as DICOM creates a Study Instance UID (its source headers have none)."""
+    headers = scan.meta.get("dicom_headers") or []
+    return bool(headers) and not any(str(h.get("StudyInstanceUID", "") or "") for h in headers)
+
+
+def source_sop(src: Dataset) -> tuple[str, str]:
+    """The source's (SOP Class UID, SOP Instance UID): the data set's, else its file meta's
+    (anonymisers may empty the data set's copies); '' where neither is a valid UID."""
+    meta = getattr(src, "file_meta", None) or Dataset()
+    out = []
+    for own, media in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+        value = str(src.get(own, "") or "")
+        if not valid_uid(value):
+            value = str(meta.get(media, "") or "")
+        out.append(value if valid_uid(value) else "")
+    return out[0], out[1]
+
+
+def _derived_header(src: Dataset, uids: dict[str, str], description: str, index: int, frame: int,
                     now: datetime.datetime, from_dicom: bool) -> Dataset:
     ds = Dataset()
     for elem in src:
         if elem.keyword not in _DROP and elem.tag.group != 0x0002:
             ds.add(copy.deepcopy(elem))
-    src_sop_class = str(src.get("SOPClassUID", _SECONDARY_CAPTURE))
-    sop_class = _CLASSIC.get(src_sop_class, src_sop_class)
+    src_sop_class, src_sop_uid = source_sop(src)
+    stored_as = src_sop_class or _SOP_FOR_MODALITY.get(str(src.get("Modality", "") or ""), _SECONDARY_CAPTURE)
+    sop_class = _CLASSIC.get(stored_as, stored_as)
     sop_uid = generate_uid()
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
-    ds.SeriesInstanceUID = series_uid
+    ds.SeriesInstanceUID = uids["series"]
+    if not str(ds.get("StudyInstanceUID", "") or ""):
+        ds.StudyInstanceUID = uids["study"]
+    if not str(ds.get("FrameOfReferenceUID", "") or "") and "ImagePositionPatient" in ds:
+        ds.FrameOfReferenceUID = uids["frame"]
     ds.SeriesNumber = int(src.get("SeriesNumber", 0) or 0) + 1000
     ds.InstanceNumber = index + 1
     rest = [str(v) for v in src.get("ImageType", [])][2:]
@@ -89,10 +121,10 @@ def _derived_header(src: Dataset, series_uid: str, description: str, index: int,
     ds.ContentDate = ds.SeriesDate
     ds.ContentTime = ds.SeriesTime
     ds.BurnedInAnnotation = "NO"
-    if from_dicom and "SOPInstanceUID" in src:
+    if from_dicom and src_sop_class and src_sop_uid:
         item = Dataset()
         item.ReferencedSOPClassUID = src_sop_class
-        item.ReferencedSOPInstanceUID = src.SOPInstanceUID
+        item.ReferencedSOPInstanceUID = src_sop_uid
         if src_sop_class in _CLASSIC:
             item.ReferencedFrameNumber = frame + 1
         purpose = Dataset()
@@ -101,6 +133,7 @@ def _derived_header(src: Dataset, series_uid: str, description: str, index: int,
         purpose.CodeMeaning = "Source image for image processing operation"
         item.PurposeOfReferenceCodeSequence = Sequence([purpose])
         ds.SourceImageSequence = Sequence([item])
+    conform_derived(ds)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -110,17 +143,24 @@ def _derived_header(src: Dataset, series_uid: str, description: str, index: int,
     return ds
 
 
-def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray) -> None:
+def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray, *, integers: bool = False) -> None:
+    """Pixel Data and the Image Pixel / Modality LUT attributes for ``img``. With ``integers`` (MR
+    from DICOM) a source stored without a rescale gets rounded values with identity rescale
+    (`_integer_layout`); otherwise the source's rescale, or a per-slice one where it cannot hold
+    the values."""
     bits_alloc = int(src.get("BitsAllocated", 16) or 16)
     if bits_alloc not in (8, 16):
         bits_alloc = 16
     bits_stored = min(int(src.get("BitsStored", bits_alloc) or bits_alloc), bits_alloc)
     signed = int(src.get("PixelRepresentation", 1 if bits_alloc == 16 else 0) or 0) == 1
-    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
     slope = float(src.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(src.get("RescaleIntercept", 0.0) or 0.0)
+    layout = _integer_layout(img, bits_alloc, bits_stored, signed) if integers and (slope, intercept) == (1.0, 0.0) else None
+    if layout is not None:
+        bits_alloc, bits_stored, signed = layout
+    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
     vmin, vmax = float(img.min()), float(img.max())
-    if (vmin - intercept) / slope < lo - 0.5 or (vmax - intercept) / slope > hi + 0.5:
+    if layout is None and ((vmin - intercept) / slope < lo - 0.5 or (vmax - intercept) / slope > hi + 0.5):
         # The source's rescale cannot hold these values: spread them over the stored range.
         span = max(vmax - vmin, 1e-6)
         slope = span / (hi - lo)
@@ -137,6 +177,12 @@ def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray) -> None:
     else:
         ds.PhotometricInterpretation = str(src.get("PhotometricInterpretation", "MONOCHROME2"))
     ds.Rows, ds.Columns = img.shape
+    if layout is not None:  # MR: the stored values are the values; no Modality LUT
+        for kw in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+            if kw in ds:
+                delattr(ds, kw)
+        ds.PixelData = stored.astype(dtype).tobytes()
+        return
     ds.RescaleSlope = f"{slope:.10g}"[:16]
     ds.RescaleIntercept = f"{intercept:.10g}"[:16]
     # DS strings are limited to 16 chars: use the values actually written.
@@ -146,6 +192,20 @@ def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray) -> None:
     ds.PixelData = stored.astype(dtype).tobytes()
     if "RescaleType" not in ds and ds.get("Modality") == "CT":
         ds.RescaleType = "HU"
+
+
+def _integer_layout(img: np.ndarray, bits_alloc: int, bits_stored: int, signed: bool) -> tuple[int, int, bool] | None:
+    """(Bits Allocated, Bits Stored, signed) that hold ``img`` rounded, starting from the source's:
+    signed where values are negative (a noise map; denoised values dipping below zero), more bits
+    stored (up to 16) where they exceed the source's range. None where 16 bits cannot hold them."""
+    lo_v, hi_v = int(np.floor(float(img.min()) + 0.5)), int(np.floor(float(img.max()) + 0.5))
+    if lo_v < 0 and not signed:
+        signed, bits_alloc, bits_stored = True, 16, 16
+    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
+    if lo_v < lo or hi_v > hi:
+        bits_alloc = bits_stored = 16
+        lo, hi = (-(2**15), 2**15 - 1) if signed else (0, 2**16 - 1)
+    return (bits_alloc, bits_stored, signed) if lo <= lo_v and hi_v <= hi else None
 
 
 def _fresh_headers(scan: Scan, n: int) -> list[Dataset]:

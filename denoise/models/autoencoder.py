@@ -25,7 +25,9 @@ class ConvAutoencoder(nn.Module):
     and cropped back. A 3D ``slab`` model keeps the slice axis (the first spatial axis) at full
     resolution: unshuffle and strides act in-plane, the first convolution spans ``context``
     slices each side (edge slices repeated, as 2.5D inference does) and the convolutions of the
-    ``depth_levels`` deepest levels span 3 slices, the others 1.
+    ``depth_levels`` deepest levels span 3 slices, the others 1. With ``tail`` a small
+    full-resolution refinement corrects the shuffled-back output (the sub-pixel phases of an
+    unshuffled network disagree; the tail is shift-equivariant).
 
     Args:
         config: the architecture (`ModelConfig`).
@@ -68,6 +70,7 @@ class ConvAutoencoder(nn.Module):
             self.up.append(_conv(d, ch[i + 1], ch[i], stride=s2, transposed=True, kernel=(1, 3, 3) if self.slab else 3))
             self.merge.append(_conv(d, ch[i] * (2 if self.skip else 1), ch[i], kernel=k(i)))
         self.head = Convolution(d, ch[0], r, kernel_size=1, conv_only=True)
+        self.tail = _tail(d, config) if config.tail else None
 
     @property
     def divisor(self) -> int:
@@ -132,11 +135,25 @@ class ConvAutoencoder(nn.Module):
             h = merge(h)
         out = _crop_to(self._exit(h), shape)
         centre = x[:, :1] if self.slab else x[:, self.context : self.context + 1]
+        if self.tail is not None:  # full-resolution correction: output, noisy centre, noise level
+            extra = [x[:, -1:]] if self.config.noise_channel else []
+            out = out + self.tail(torch.cat([out, centre, *extra], dim=1))
         return (centre - out if self.residual else out), z
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Inference output (the denoised image); subclasses with stochastic parts use the mean."""
         return self.forward(x)
+
+
+def _tail(d: int, config: ModelConfig) -> nn.Sequential:
+    """The full-resolution refinement (`ModelConfig.tail`): in-plane 3x3 convolutions, the last
+    one zero-initialised so that the tail starts as no change."""
+    k = (1, 3, 3) if config.slab else 3
+    c = config.tail
+    out = Convolution(d, c, 1, kernel_size=k, conv_only=True, padding=(0, 1, 1) if config.slab else 1)
+    nn.init.zeros_(out.conv.weight)
+    nn.init.zeros_(out.conv.bias)
+    return nn.Sequential(_conv(d, 2 + int(config.noise_channel), c, kernel=k), _conv(d, c, c, kernel=k), out)
 
 
 def _conv(d: int, cin: int, cout: int, *, stride: int | tuple[int, ...] = 1, transposed: bool = False,

@@ -9,6 +9,8 @@ layout) onto a larger configuration that computes exactly the same output at the
   slice (or the centre of a 3-slice kernel, with zero outer taps), and the first convolution's
   slice channels become its depth taps. The slab model computes the 2.5D model's output at
   every slice at once, and fine-tuning it in 3D can then only add through-plane context;
+- a full-resolution ``tail`` (`ModelConfig.tail`): added fresh with its output convolution at
+  zero, so it starts as no change;
 - wider levels (``channels``): Net2WiderNet (Chen et al., 2016). Each added channel copies an
   existing one (same incoming weights and bias) and the consumers of that feature map split the
   copied channel's outgoing weights between the copies. The split is the original weight divided
@@ -37,7 +39,7 @@ def grow_state(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfi
                seed: int = 0, jitter: float = 0.1) -> dict[str, torch.Tensor]:
     """Weights of ``old`` rearranged for ``new`` (same output); see the module docstring.
 
-    Only ``context`` and ``channels`` may differ, each at least as large as in ``old`` (same
+    Only ``context``, ``channels`` and ``tail`` (0 -> N) may differ, each at least as large as in ``old`` (same
     number of levels), and a 2D ``old`` may become a 3D ``slab`` ``new``. ``jitter`` is the
     perturbation's size relative to each consumer weight tensor's standard deviation.
     """
@@ -45,8 +47,10 @@ def grow_state(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfi
         flat = dataclasses.replace(new, spatial_dims=2, slab=False, depth_levels=0)
         return _inflate(grow_state(state, old, flat, seed=seed, jitter=jitter), flat, new)
     a, b = _plain(old), _plain(new)
-    if {**a, "context": 0, "channels": 0} != {**b, "context": 0, "channels": 0}:
-        raise ValueError("grow_state: the architectures differ in more than context and channels")
+    if {**a, "context": 0, "channels": 0, "tail": 0} != {**b, "context": 0, "channels": 0, "tail": 0}:
+        raise ValueError("grow_state: the architectures differ in more than context, channels and tail")
+    if new.tail != old.tail and old.tail:
+        raise ValueError(f"grow_state: a tail of {old.tail} channels cannot become {new.tail} (only 0 -> N)")
     if old.kind != "dae" or not old.skip:
         raise ValueError("grow_state: only DAEs with skip connections can be grown")
     if new.context < old.context:
@@ -58,6 +62,13 @@ def grow_state(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfi
         state = _widen_context(state, old, new)
     if tuple(new.channels) != tuple(old.channels):
         state = _widen_channels(state, tuple(old.channels), tuple(new.channels), seed, jitter)
+    if new.tail and not old.tail:  # a fresh tail, its output convolution zero: the same output
+        from denoise.models import build_model
+
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            fresh = build_model(new).state_dict()
+        state.update({k: v for k, v in fresh.items() if k.startswith("tail.")})
     return state
 
 
