@@ -2,6 +2,8 @@
 
 - `insert_lesion`: a small low-contrast disc (radius 3 voxels) added to a clean scan (so it was
   never in any training set); `lesion_contrast_kept` measures how much of its contrast survives.
+- `insert_spheres`: several spherical lesions of given diameters (mm) and contrasts, spread over the
+  middle slice's foreground, for the lesion probe across sizes (`scripts/lesion_probe.py`).
 - `add_blobs`: the training-side counterpart (`TrainConfig.lesion_augment`): random small faint
   blobs added to a clean patch, so a network learns that such structures are signal.
 - `periodic_pattern`: RMS of an image's 2-pixel-periodic components (the spectrum around the
@@ -24,7 +26,7 @@ from scipy import ndimage
 
 from denoise.metrics import foreground_mask
 
-__all__ = ["add_blobs", "periodic_pattern", "insert_lesion", "lesion_contrast_kept", "residual_correlation", "edge_rise_distance",
+__all__ = ["add_blobs", "periodic_pattern", "insert_lesion", "insert_spheres", "paired_contrast_kept", "lesion_contrast_kept", "residual_correlation", "edge_rise_distance",
            "edge_gradient_ratio", "LESION_RADIUS"]
 
 LESION_RADIUS = 3  # voxels
@@ -54,6 +56,56 @@ def insert_lesion(array: np.ndarray, contrast: float) -> tuple[np.ndarray, tuple
     out = array.copy()
     out[lesion] += contrast
     return out, (lesion, around)
+
+
+def insert_spheres(array: np.ndarray, lesions: list[tuple[float, float]], spacing: tuple[float, float, float]
+                   ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Add spheres ``(diameter_mm, contrast)`` to a 3D ``array`` with voxel ``spacing`` (z, y, x mm),
+    centred in its middle slice at points spread over a grid on the foreground, each far from the
+    others and from the foreground's edge. Returns the new array and, per lesion, (lesion mask,
+    ring mask) in the middle slice for `lesion_contrast_kept` (ring: from 2 to r + 2 pixels outside
+    the lesion's edge, r its radius in pixels)."""
+    z0 = array.shape[0] // 2
+    dz, dy, dx = spacing
+    radii = [d / 2 for d, _ in lesions]
+    reach = int(np.ceil(2 * max(radii) / min(dy, dx))) + 3  # the largest ring, in pixels
+    plane = foreground_mask(array)[z0]
+    inner = ndimage.binary_erosion(plane, iterations=reach)
+    cand = np.argwhere(inner if inner.any() else plane)
+    n = int(np.ceil(np.sqrt(len(lesions))))
+    (y0, x0), (y1, x1) = cand.min(axis=0), cand.max(axis=0)
+    centres: list[np.ndarray] = []
+    for i in range(n * n):
+        target = np.array([y0 + (y1 - y0) * (i // n + 0.5) / n, x0 + (x1 - x0) * (i % n + 0.5) / n])
+        pick = cand[np.argmin(((cand - target) ** 2).sum(axis=1))]
+        if all(np.hypot(*(pick - c)) >= reach for c in centres):  # no lesion in another's ring
+            centres.append(pick)
+    if len(centres) < len(lesions):
+        raise ValueError(f"room for {len(centres)} lesions {reach} pixels apart in the middle slice, {len(lesions)} asked")
+    zz, yy, xx = np.ogrid[: array.shape[0], : array.shape[1], : array.shape[2]]
+    out = array.astype(np.float32, copy=True)
+    masks = []
+    for (diameter, contrast), (cy, cx) in zip(lesions, centres):
+        r = diameter / 2
+        sphere = ((zz - z0) * dz) ** 2 + ((yy - cy) * dy) ** 2 + ((xx - cx) * dx) ** 2 <= r**2
+        out[sphere] += contrast
+        r_px = r / min(dy, dx)
+        d2 = (yy[0] - cy) ** 2 + (xx[0] - cx) ** 2
+        lesion = np.zeros(array.shape, bool)
+        ring = np.zeros(array.shape, bool)
+        lesion[z0] = sphere[z0]
+        ring[z0] = (d2 > (r_px + 2) ** 2) & (d2 <= (2 * r_px + 2) ** 2)
+        masks.append((lesion, ring))
+    return out, masks
+
+
+def paired_contrast_kept(with_lesion: np.ndarray, without: np.ndarray, lesion: np.ndarray, contrast: float) -> float:
+    """Fraction of a lesion's contrast a denoiser kept, from two outputs for the same noise
+    realisation, one with the lesion in the scan and one without: the mean of their difference over
+    the lesion, divided by the contrast inserted. The noise cancels in the difference, so small faint
+    lesions are measured far more precisely than against a surrounding ring; the noisy input itself
+    keeps exactly 1."""
+    return float(np.mean((with_lesion - without)[lesion]) / contrast)
 
 
 def add_blobs(patch: np.ndarray, rng: np.random.Generator, *, centre: int | None = None,

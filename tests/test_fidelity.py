@@ -90,3 +90,34 @@ def test_lesion_augment_puts_the_same_blobs_in_input_and_target():
     assert np.all(plain == 1.0)
     assert all(np.abs(c - 1.0).max() > 0.01 for c in clean)  # every patch has a blob
     assert np.allclose(noisy[:, 1], clean[:, 0])  # noise-free: the input's centre slice is the target
+
+
+def test_insert_spheres_places_separate_lesions_of_the_asked_size_and_contrast():
+    vol = np.zeros((15, 120, 120), np.float32)
+    vol[:, 10:110, 10:110] = 100.0
+    lesions = [(d, c) for d in (3.0, 5.0, 8.0) for c in (3.0, 5.0, 10.0)]
+    out, masks = fidelity.insert_spheres(vol, lesions, (1.0, 0.8, 0.8))
+    assert vol.max() == 100.0  # input untouched
+    added = out - vol
+    labels, n = ndimage.label(added != 0)
+    assert n == len(lesions)  # nine separate spheres
+    for (d, c), (les, ring) in zip(lesions, masks):
+        assert np.allclose(added[les], c) and not (les & ring).any()
+        assert not (added[ring] != 0).any()  # rings hold no lesion, not even a neighbour's
+        zs = np.nonzero(labels == labels[les][0])[0]
+        radius_px = d / 2 / 0.8
+        assert les.sum() == pytest.approx(np.pi * radius_px**2, rel=0.35)
+        assert (d / 2) - 1 <= (zs.max() - zs.min()) / 2 <= d / 2 + 0.01 or d <= 3  # spans its diameter in z
+    with pytest.raises(ValueError):
+        fidelity.insert_spheres(vol[:, 40:60, 40:60], lesions, (1.0, 0.8, 0.8))
+
+
+def test_paired_contrast_kept_is_one_for_identity_and_half_for_a_halving_denoiser():
+    rng = np.random.default_rng(1)
+    vol = np.full((9, 64, 64), 100.0, np.float32)
+    out, masks = fidelity.insert_spheres(vol, [(6.0, 5.0)], (1.0, 1.0, 1.0))
+    noise = rng.normal(0, 10, vol.shape).astype(np.float32)
+    les = masks[0][0]
+    assert fidelity.paired_contrast_kept(out + noise, vol + noise, les, 5.0) == pytest.approx(1.0)
+    smooth = lambda a: a - 0.5 * (a - 100.0)  # noqa: E731 - keeps half of every departure from the mean
+    assert fidelity.paired_contrast_kept(smooth(out + noise), smooth(vol + noise), les, 5.0) == pytest.approx(0.5)
