@@ -40,8 +40,12 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, info: dict[str, An
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
     payload = {"format": FORMAT, "config": json.dumps(info, default=_jsonable), "state_dict": state, **(extra or {})}
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -255,7 +255,7 @@ def _info(args) -> int:
 
 
 def _view(args) -> int:
-    from denoise.viewer_launch import launch
+    from denoise.viewer.launch import launch
 
     return launch(data_root=args.data_root, port=args.port, host=args.host)
 

@@ -20,10 +20,11 @@ def test_volume_psnr_is_global_mse_not_mean_of_slices(rng):
     clean = np.zeros((2, 16, 16))
     test = clean.copy()
     test[0] += 0.1  # all error in one slice
+    test[1] += 0.01  # a little in the other, so every slice's PSNR is finite
     whole = psnr(clean, test, data_range=1.0)
-    per_slice_mean = np.mean([psnr(clean[i], test[i], data_range=1.0) for i in range(1)])
-    assert whole == pytest.approx(10 * np.log10(1 / (0.01 / 2)))
-    assert whole != pytest.approx(per_slice_mean)
+    per_slice_mean = np.mean([psnr(clean[i], test[i], data_range=1.0) for i in range(len(clean))])
+    assert whole == pytest.approx(10 * np.log10(1 / ((0.01 + 0.0001) / 2)))
+    assert abs(whole - per_slice_mean) > 5  # the mean of slice PSNRs (20 and 40 dB) is far from it
 
 
 def test_data_range_is_required(phantom_2d):

@@ -10,7 +10,7 @@ import pytest
 from conftest import write_dicom_slices
 
 from denoise.io import read_scan
-from denoise.viewer_support import links_outside, list_scans_under, read_scan_under_root
+from denoise.viewer.support import links_outside, list_scans_under, read_scan_under_root
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "viewer.py")
 _OPENED: list[str] | None = None  # paths opened while a test watches (None: not watching)

@@ -1,4 +1,5 @@
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,9 +119,25 @@ def test_save_is_atomic_and_plain(tmp_path):
     from denoise.models import build_model
 
     net = build_model(ModelConfig(channels=(4, 8)))
-    path = save_checkpoint(tmp_path / "m.pt", net, {"model": {"kind": "dae", "channels": [4, 8]}})
+    info = {"model": {"kind": "dae", "channels": [4, 8]}}
+    path = save_checkpoint(tmp_path / "m.pt", net, info)
     assert path.exists() and not list(tmp_path.glob("*.tmp"))
     torch.load(str(path), weights_only=True)
+    before = path.read_bytes()
+    # a save interrupted while writing (disk full, killed) leaves the old checkpoint whole
+    real_save = torch.save
+
+    def dying_save(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        Path(f).write_bytes(Path(f).read_bytes()[:100])  # half written
+        raise OSError("no space left on device")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "save", dying_save)
+        with pytest.raises(OSError):
+            save_checkpoint(path, build_model(ModelConfig(channels=(4, 8))), info)
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp"))  # nor a half temporary left
+    load_checkpoint(path)
 
 
 def test_denoise_scan_keeps_units_and_geometry(phantom_3d):

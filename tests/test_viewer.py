@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import SAMPLE, write_dicom_slices
 
-from denoise.viewer_support import resolve_under_root, scan_from_upload
+from denoise.viewer.support import resolve_under_root, scan_from_upload
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "viewer.py")
 st_testing = pytest.importorskip("streamlit.testing.v1")

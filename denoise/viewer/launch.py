@@ -8,11 +8,11 @@ from pathlib import Path
 
 __all__ = ["launch", "VIEWER"]
 
-VIEWER = Path(__file__).resolve().parents[1] / "apps" / "viewer.py"
+VIEWER = Path(__file__).resolve().parent / "app.py"  # inside the package: works from a wheel
 
 
 def launch(*, data_root: Path | None = None, port: int = 8501, host: str = "127.0.0.1") -> int:
-    """Become ``streamlit run apps/viewer.py``: the process is replaced (exec), so signals sent to
+    """Become ``streamlit run denoise/viewer/app.py``: the process is replaced (exec), so signals sent to
     ``denoise view`` (SIGTERM from a service manager or a test) reach streamlit itself instead of
     leaving it running as an orphaned child. Does not return."""
     try:

@@ -23,7 +23,18 @@ __all__ = ["resolve_under_root", "read_scan_under_root", "list_scans_under", "li
            "plane_slice", "window_presets", "metrics_rows", "scan_to_download", "MAX_UPLOAD_MB", "SAMPLE_DIR"]
 
 MAX_UPLOAD_MB = 200
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+def _sample_dir() -> Path | None:
+    """The sample scans the viewer offers: ``DENOISE_SAMPLE_DIR`` if set, else a source checkout's
+    sample_data/; None in an installed wheel (which does not carry them: the viewer then says how
+    to point it at scans)."""
+    env = os.environ.get("DENOISE_SAMPLE_DIR")
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2] / "sample_data"
+    return checkout if checkout.is_dir() else None
+
+
+SAMPLE_DIR = _sample_dir()
 PLANES = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 
