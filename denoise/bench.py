@@ -6,7 +6,7 @@ explicit data range (MR: the clean scan's `reference_intensity`; CT: 2000 HU), t
 the residual (noisy - denoised) with the clean image (should be ~0: no anatomy removed), runtime,
 voxels/s and peak Python/numpy memory (tracemalloc; torch's own allocations are not counted).
 Writes ``results.csv``, ``results.md`` (mean +- SD, paired differences to BM3D or NLM with a
-bootstrap 95% CI) and PNG plots.
+bootstrap 95% CI) and PNG plots. BM3D and BM4D (`SLOW_FAMILIES`) run only when named.
 """
 
 from __future__ import annotations
@@ -32,24 +32,32 @@ from denoise.noise import add_noise, parse_noise
 from denoise.normalize import normalization_for, reference_intensity
 from denoise.scan import Scan
 
-__all__ = ["run_benchmark", "default_methods", "summarize", "paired_difference", "FIELDS"]
+__all__ = ["run_benchmark", "default_methods", "is_slow", "slow_methods_note", "summarize", "paired_difference",
+           "FIELDS", "SLOW_FAMILIES"]
 
 FIELDS = ["scan", "noise", "method", "psnr_fg", "ssim_fg", "psnr", "ssim", "seconds", "voxels_per_s", "peak_mb",
           "residual_corr", "lesion_contrast_kept", "edge_rise_mm", "edge_rise_clean_mm", "edge_gradient_ratio",
           "data_range"]
 LESION_CONTRAST = 0.05  # fraction of the data range
 CLASSICAL = ["gaussian", "nlm", "tv", "wavelet", "bm3d"]
+# run only when named in ``methods``: BM3D 1.9 s per 256x256 slice on 2 cores (docs/speed.json; NLM
+# 65 ms, mr-2d 26 ms), BM4D 1-2 min per 16-slice slab: with them one 193-slice volume took > 15 min
+SLOW_FAMILIES = ("bm3d", "bm4d")
+
+
+def is_slow(method: str) -> bool:
+    """True for the BM3D/BM4D rows (``bm3d``, ``bm3d:oracle``, ``bm4d:oracle``), which run only when named."""
+    return method.partition(":")[0] in SLOW_FAMILIES
 
 
 def default_methods() -> list[str]:
-    """noisy, the classical filters (estimated and oracle sigma) and every shipped model."""
+    """noisy, the fast classical filters (estimated and oracle sigma) and every shipped model.
+
+    BM3D and BM4D are left out (`is_slow`; name them: ``bm3d``, ``bm3d:oracle``, ``bm4d:oracle``)."""
     methods = ["noisy"]
     for m in CLASSICAL:
-        if m == "bm3d" and not bm3d_available():
-            continue
-        methods += [m, f"{m}:oracle"]
-    if bm3d_available():
-        methods.append("bm4d:oracle")
+        if not is_slow(m):
+            methods += [m, f"{m}:oracle"]
     for pt in sorted(PRETRAINED_DIR.glob("*.pt")):
         kind = _shipped_kind(pt.stem)
         methods.append(f"{kind}:{pt.stem}")
@@ -58,11 +66,23 @@ def default_methods() -> list[str]:
     return methods
 
 
+def slow_methods_note() -> str:
+    """One line for the output of a run with the default methods: what was left out and how to add it."""
+    how = ("name them in --methods to run them" if bm3d_available()
+           else "to run them, pip install 'denoise[bm3d]' (non-commercial licence) and name them in --methods")
+    return (f"bm3d, bm3d:oracle and bm4d:oracle are left out by default (BM3D about 2 s per 256x256 slice, "
+            f"BM4D 1-2 min per 16 slices: tens of minutes per volume); {how}")
+
+
 def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, methods: list[str] | None = None,
                   mask: str = "auto", seed: int = 0, max_slices: int | None = None,
                   progress: bool = True, reuse: str | Path | None = None) -> Path:
     """Run the comparison; returns the path of ``results.md`` (``results.csv`` beside it).
 
+    ``methods``: names as in `_method` (default: `default_methods`, which leaves out BM3D/BM4D).
+    ``progress``: a bar over the runs (scan x noise x method) that names the running method, and
+    under it a bar over the slices that method has denoised (its ETA; 2D methods and three-plane
+    learned models) or MONAI's bar over 3D tiles.
     ``reuse``: an earlier ``results.csv``. Rows of classical methods (deterministic, independent of
     the shipped models) are copied from it instead of recomputed when the case's noisy input
     scores the same there (its PSNR and data range, a fingerprint of the reference and the noise
@@ -78,12 +98,13 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
     cache: dict[str, Any] = {}
     examples: dict[str, dict[str, np.ndarray]] = {}
     cases = [(s, spec) for s in sources for spec in specs]
-    bar = tqdm(total=len(cases) * len(methods), desc="bench", disable=not progress)
-    for source, spec in cases:
+    bar = tqdm(total=len(cases) * len(methods), desc="bench", unit="run", disable=not progress)
+    for case_no, (source, spec) in enumerate(cases, 1):
         clean = _slab(source.load(), max_slices)
         if (spec.kind == "lowdose") != (clean.modality == "CT"):
             bar.update(len(methods))
             continue
+        bar.set_postfix_str(f"case {case_no}/{len(cases)}: {source.relpath} {spec}")
         rng = CT_DATA_RANGE if clean.modality == "CT" else reference_intensity(clean.array)
         original = clean.array
         with_lesion, lesion = fidelity.insert_lesion(clean.array, LESION_CONTRAST * rng)
@@ -100,17 +121,19 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
         reusable = bool(old_rows) and len(examples) >= 4  # the example figures show the first four cases
         fingerprint = (f"{psnr(ref_a, noisy_a, data_range=rng, mask=m):.3f}", f"{rng:.4g}") if reusable else None
         for method in methods:
-            bar.update(1)
+            bar.set_description(method)
             old = old_rows.get((source.relpath, str(spec), method))
             if old is not None and reusable and (old["noisy_psnr_fg"], old["data_range"]) == fingerprint:
                 rows.append({k: old[k] for k in FIELDS})
+                bar.update(1)
                 continue
             den_fn = _method(method, clean.modality, spec.kind, oracle, cache, noisy, clean)
             if den_fn is None:
+                bar.update(1)
                 continue
             tracemalloc.start()
             t0 = time.perf_counter()
-            result = noisy.array if den_fn == "noisy" else denoise_scan(noisy, den_fn).array
+            result = noisy.array if den_fn == "noisy" else denoise_scan(noisy, den_fn, progress=progress).array
             secs = time.perf_counter() - t0
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
@@ -124,6 +147,7 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
             rows.append(row)
             case = examples.setdefault(f"{source.relpath}|{spec}", {"clean": clean.array, "noisy": noisy.array})
             case[method] = result
+            bar.update(1)
     bar.close()
     _write_csv(out / "results.csv", rows)
     md = summarize(rows)

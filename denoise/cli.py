@@ -45,100 +45,180 @@ def _parser() -> argparse.ArgumentParser:
 
     p.add_argument("--version", action="version", version=f"denoise {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_simulate, _add_evaluate, _add_train, _add_bench, _add_others):
+        add(sub)
+    return p
 
+
+_DEVICE_HELP = "auto = cuda, then mps, then cpu (default: %(default)s)"
+_QUIET_HELP = "no progress bars or info messages (warnings and errors only)"
+
+
+def _add_run(sub) -> None:
     r = sub.add_parser("run", help="denoise every DICOM series and NIfTI file under a folder")
-    r.add_argument("-i", "--input", required=True, type=Path, help="input folder (never modified)")
-    r.add_argument("-o", "--output", required=True, type=Path, help="output folder mirroring the input tree")
-    r.add_argument("-m", "--model", help="shipped model name, checkpoint path, or a classical method "
-                   "(gaussian, median, nlm, tv, wavelet, bm3d) (default: by modality)")
-    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    r.add_argument("--continue", dest="resume", action="store_true", help="skip scans already done")
-    r.add_argument("--reference", type=Path, help="clean scans at the same relative paths: adds PSNR/SSIM")
-    r.add_argument("--format", dest="fmt", default="same", choices=["same", "nifti"])
-    r.add_argument("--tile", nargs=3, type=int, metavar=("Z", "Y", "X"), help="3D sliding-window tile")
-    r.add_argument("--overlap", type=float, default=0.25)
+    r.add_argument("-i", "--input", required=True, type=Path,
+                   help="folder (or a single file) of DICOM series and NIfTI files; never modified")
+    r.add_argument("-o", "--output", required=True, type=Path,
+                   help="output folder mirroring the input tree, with manifest.csv and summary.json; it may not be "
+                        "the input, lie inside it or hold it")
+    r.add_argument("-m", "--model", help="shipped model name (see `denoise models`), checkpoint path, or a classical "
+                   "method (gaussian, median, nlm, tv, wavelet, bm3d) (default: by modality: ct-2d for CT, mr-2d "
+                   "for MR and the rest)")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where learned models run: " + _DEVICE_HELP + "; classical methods run on the CPU")
+    r.add_argument("--continue", dest="resume", action="store_true",
+                   help="skip scans OUT/manifest.csv records as done with the same input hash, model and options "
+                        "(default: off, every scan is redone)")
+    r.add_argument("--reference", type=Path, help="folder of clean scans at the same relative paths: adds PSNR/SSIM "
+                   "columns to the manifest (default: none)")
+    r.add_argument("--format", dest="fmt", default="same", choices=["same", "nifti"],
+                   help="same: DICOM -> derived DICOM series, NIfTI -> NIfTI; nifti: every output as NIfTI "
+                        "(a DICOM series as SERIES.nii.gz) (default: %(default)s)")
+    r.add_argument("--tile", nargs=3, type=int, metavar=("Z", "Y", "X"),
+                   help="3D learned models: sliding-window tile in voxels (slices, rows, columns), halved on "
+                        "out-of-memory (default: the model's: 96 96 96; slab models such as mr-3d 32 320 320)")
+    r.add_argument("--overlap", type=float, default=0.25,
+                   help="3D learned models: overlap of neighbouring tiles as a fraction of the tile, 0-1, blended "
+                        "with Gaussian weights (default: %(default)s)")
     r.add_argument("--batch-size", type=int, default=None,
-                   help="slices or 3D tiles per forward pass (default: 2 on CPU, 8 on GPU)")
+                   help="learned models: slices or 3D tiles per forward pass (default: 2 on CPU, 8 on GPU)")
     g = r.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=int, help="parallel scans on a local Dask cluster")
-    g.add_argument("--scheduler", help="address of an existing Dask scheduler, tcp://HOST:PORT")
-    r.add_argument("--num-parts", type=int, default=1)
-    r.add_argument("--part-id", type=int, default=0)
-    r.add_argument("--noise-map", action="store_true", help="also write the removed noise")
+    g.add_argument("--workers", type=int, metavar="N", help="denoise N scans in parallel on a local Dask cluster "
+                   "(the dist extra) (default: one scan at a time, in this process)")
+    g.add_argument("--scheduler", metavar="ADDR",
+                   help="address of an existing Dask scheduler, tcp://HOST:PORT (default: none, see --workers)")
+    r.add_argument("--num-parts", type=int, default=1, metavar="N",
+                   help="split the scans into N parts for N jobs writing into the same OUT, each with its own "
+                        "manifest.partK.csv (default: %(default)s, a single job)")
+    r.add_argument("--part-id", type=int, default=0, metavar="K",
+                   help="the part this job runs, 0 to N-1: every N-th scan in path order, from the K-th "
+                        "(default: %(default)s)")
+    r.add_argument("--noise-map", action="store_true",
+                   help="also write the removed noise (input - output) beside each output as NAME_noise "
+                        "(default: off)")
     r.add_argument("--tta", action="store_true",
-                   help="learned models: average over the 4 in-plane flips (4x slower, slightly better; removes the faint 2-pixel pattern)")
+                   help="learned models: average over the 4 in-plane flips (4x slower, slightly better; removes the "
+                        "faint 2-pixel pattern) (default: off)")
     r.add_argument("--planes", type=int, choices=[1, 3], default=None,
                    help="learned 2D models: 3 = on near-isotropic volumes also along the other two axes, averaged "
                         "(3x slower); 1 = never (mr-3d: its slab network everywhere). Default: the model's own "
                         "choice (mr-3d takes near-isotropic volumes along three planes with mr-2d)")
     r.add_argument("--strength", type=float, default=1.0,
-                   help="0-1: blend the output with the input (0 = unchanged, 1 = full denoising, the default); "
-                        "lower keeps more texture and faint structure")
-    r.add_argument("--quiet", action="store_true")
+                   help="0-1: blend the output with the input (0 = unchanged, 1 = full denoising); lower keeps "
+                        "more texture and faint structure (default: %(default)s)")
+    r.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     r.set_defaults(handler=_run)
 
+
+def _add_simulate(sub) -> None:
     s = sub.add_parser("simulate", help="write noisy copies of every scan (same formats, mirrored tree)")
-    s.add_argument("-i", "--input", required=True, type=Path)
-    s.add_argument("-o", "--output", required=True, type=Path)
-    s.add_argument("--noise", required=True, help="kind:level, e.g. rician:0.05 or lowdose:0.25")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("-i", "--input", required=True, type=Path,
+                   help="folder (or a single file) of clean scans; never modified")
+    s.add_argument("-o", "--output", required=True, type=Path,
+                   help="output folder: a noisy copy of each scan at the same relative path, in the same format")
+    s.add_argument("--noise", required=True, metavar="SPEC",
+                   help="kind:level, e.g. rician:0.05 (sigma = 5%% of the robust maximum) or lowdose:0.25 (25%% of "
+                        "full dose, CT); every form under 'Noise specs' in README.md")
+    s.add_argument("--seed", type=int, default=0, help="random seed: scan k (in sorted path order) gets SEED+k, so a "
+                   "rerun writes the same noise (default: %(default)s)")
+    s.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     s.set_defaults(handler=_simulate)
 
+
+def _add_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", help="PSNR/SSIM of denoised scans against references (paired by path)")
-    e.add_argument("--denoised", required=True, type=Path)
-    e.add_argument("--reference", required=True, type=Path)
-    e.add_argument("--mask", default="auto", choices=["auto", "none"])
-    e.add_argument("--out", type=Path, help="CSV file (default: DENOISED/evaluation.csv)")
+    e.add_argument("--denoised", required=True, type=Path, metavar="DIR", help="folder of denoised scans (a run's OUT)")
+    e.add_argument("--reference", required=True, type=Path, metavar="DIR",
+                   help="folder of clean scans at the same relative paths (a derived DICOM series pairs with the "
+                        "source series it was written for)")
+    e.add_argument("--mask", default="auto", choices=["auto", "none"],
+                   help="auto: score inside the reference's foreground mask; none: the whole image "
+                        "(default: %(default)s)")
+    e.add_argument("--out", type=Path, metavar="DIR|FILE.csv",
+                   help="a folder (the table is written as DIR/evaluation.csv; created if missing) or a .csv file "
+                        "path (default: DENOISED/evaluation.csv)")
     e.set_defaults(handler=_evaluate)
 
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a model on a folder of clean scans")
-    t.add_argument("--data", required=True, type=Path)
-    t.add_argument("--model", choices=["dae", "vae", "sparse", "linear"], help="model family (default: dae)")
-    t.add_argument("--dims", type=int, choices=[2, 3], help="spatial dims (default: 2)")
-    t.add_argument("--noise", help="noise SPEC added on the fly (default: the --config file's, else the --init model's, else "
-                        "rician:0.01-0.09 for MR, lowdose:0.1-0.5 for CT)")
+    t.add_argument("--data", required=True, type=Path, metavar="DIR",
+                   help="folder of clean scans to train on (one modality: see --modality)")
+    t.add_argument("--model", choices=["dae", "vae", "sparse", "linear"],
+                   help="model family (default: the --init model's, else the --config file's, else dae)")
+    t.add_argument("--dims", type=int, choices=[2, 3], help="spatial dims: 2 = slices, 3 = volumes (default: the "
+                   "--init model's, else the --config file's, else 2)")
+    t.add_argument("--noise", metavar="SPEC", help="noise added on the fly, as in `simulate --noise`; a range such as "
+                   "rician:0.01-0.09 draws a level per patch (default: the --config file's, else the --init model's, "
+                   "else rician:0.01-0.09 for MR, lowdose:0.1-0.5 for CT)")
     t.add_argument("--init", metavar="NAME|PATH",
                    help="fine-tune a shipped model or checkpoint on these scans (its architecture, intensity "
-                        "scaling and patch size; learning rate 1e-4 unless set)")
-    t.add_argument("--lr", type=float, help="learning rate (default: the config's, 1e-3; 1e-4 with --init)")
-    t.add_argument("--out", required=True, type=Path)
-    t.add_argument("--config", type=Path, help="YAML with model: and train: sections")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--steps-per-epoch", type=int)
-    t.add_argument("--modality", choices=["CT", "MR"], help="intensity scaling (default: from the scans)")
-    t.add_argument("--resume", type=Path, help="last.pt to continue from")
-    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    t.add_argument("--quiet", action="store_true")
+                        "scaling and patch size; learning rate 1e-4 unless set) (default: none, train from scratch)")
+    t.add_argument("--lr", type=float, help="learning rate (default: the --config file's, else 1e-3; 1e-4 with --init)")
+    t.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="output folder: best.pt (best validation PSNR) and last.pt (to --resume from)")
+    t.add_argument("--config", type=Path, metavar="YAML", help="YAML with model: and train: sections, fields of "
+                   "denoise.config.ModelConfig / TrainConfig (default: none, their defaults)")
+    t.add_argument("--epochs", type=int, metavar="N", help="epochs, each followed by validation and a checkpoint "
+                   "(default: the --config file's, else 20)")
+    t.add_argument("--steps-per-epoch", type=int, metavar="N",
+                   help="optimiser steps (batches of patches) per epoch (default: the --config file's, else 100)")
+    t.add_argument("--modality", choices=["CT", "MR"], help="intensity scaling and default noise; a folder holding "
+                   "both needs it, and the other scans are left out (default: from the scans)")
+    t.add_argument("--resume", type=Path, metavar="CKPT",
+                   help="last.pt to continue from: weights, optimiser, epoch, history (default: start afresh)")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help=_DEVICE_HELP)
+    t.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     t.set_defaults(handler=_train)
 
+
+def _add_bench(sub) -> None:
     b = sub.add_parser("bench", help="compare methods on clean scans with synthetic noise, or on real repeats (--real)")
-    b.add_argument("--data", type=Path, help="clean scans (synthetic-noise bench)")
+    b.add_argument("--data", type=Path, metavar="DIR",
+                   help="folder of clean scans: each method is scored on noisy copies against them (synthetic-noise "
+                        "bench; required: this or --real)")
     b.add_argument("--real", type=Path, metavar="DIR",
-                   help="scans with repeated acquisitions (4D): score each repeat against the others (real noise)")
-    b.add_argument("--max-repeats", type=int, default=None, help="--real: score at most N repeats per scan")
-    b.add_argument("--noise", help="SPEC[,SPEC...] (required with --data)")
-    b.add_argument("--methods", help="comma list (default: all available)")
-    b.add_argument("--mask", default="auto", choices=["auto", "none"])
-    b.add_argument("--out", required=True, type=Path)
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--max-slices", type=int, default=None, help="evaluate a centred slab of at most N slices")
-    b.add_argument("--quiet", action="store_true")
+                   help="folder of scans with repeated acquisitions (4D): each repeat scored against the others "
+                        "(real-noise bench; required: this or --data)")
+    b.add_argument("--max-repeats", type=int, default=None, metavar="N",
+                   help="--real: score at most N repeats per scan; all still form the references (default: all)")
+    b.add_argument("--noise", metavar="SPEC[,SPEC...]",
+                   help="--data: noise specs as in `simulate --noise`, e.g. rician:0.05,rician:0.09 (required with "
+                        "--data; lowdose is scored on CT scans only, the other kinds on the rest)")
+    b.add_argument("--methods", metavar="M[,M...]",
+                   help="comma list, e.g. noisy,nlm:oracle,dae:mr-2d (default with --data: noisy; gaussian, nlm, tv "
+                        "and wavelet, each blind and :oracle; every shipped model, DAEs also :oracle. With --real: "
+                        "noisy,nlm,dae:mr-2d,dae:mr-2d:tta,dae:mr-3d). bm3d, bm3d:oracle and bm4d:oracle run only "
+                        "when named here: about 2 s per 256x256 slice, tens of minutes per volume (--max-slices "
+                        "bounds them)")
+    b.add_argument("--mask", default="auto", choices=["auto", "none"],
+                   help="--data: auto scores the *_fg columns inside the clean scan's foreground mask, none over the "
+                        "whole image (whole-image columns are always written) (default: %(default)s)")
+    b.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="output folder (created if missing): results.csv, results.md and, with --data, PNG plots")
+    b.add_argument("--seed", type=int, default=0, help="--data: base random seed; each scan x noise draws its own "
+                   "from it, so a rerun adds the same noise (default: %(default)s)")
+    b.add_argument("--max-slices", type=int, default=None, metavar="N",
+                   help="--data: score a centred slab of at most N slices of each volume (default: every slice)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars or notes")
     b.set_defaults(handler=_bench)
 
+
+def _add_others(sub) -> None:
     m = sub.add_parser("models", help="list the shipped pretrained models")
     m.set_defaults(handler=_models)
 
     n = sub.add_parser("info", help="what a file or folder holds (no patient names)")
-    n.add_argument("path", type=Path)
+    n.add_argument("path", type=Path, help="a scan file or a folder to look through")
     n.set_defaults(handler=_info)
 
     v = sub.add_parser("view", help="start the Streamlit viewer")
-    v.add_argument("--data-root", type=Path, default=None)
-    v.add_argument("--port", type=int, default=8501)
-    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--data-root", type=Path, default=None, metavar="DIR",
+                   help="folder of scans the viewer offers besides its samples and uploads (default: none)")
+    v.add_argument("--port", type=int, default=8501, help="TCP port to serve on (default: %(default)s)")
+    v.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 for every interface (default: %(default)s, this machine only)")
     v.set_defaults(handler=_view)
-    return p
 
 
 def _run(args) -> int:
@@ -188,10 +268,14 @@ def _train(args) -> int:
 
 def _bench(args) -> int:
     from denoise.batch import UsageError
-    from denoise.bench import run_benchmark
+    from denoise.bench import run_benchmark, slow_methods_note
 
     if (args.data is None) == (args.real is None):
         raise UsageError("give either --data DIR --noise SPEC (synthetic noise) or --real DIR (repeated acquisitions)")
+    if args.data is not None and not args.noise:
+        raise UsageError("--data needs --noise SPEC[,SPEC...]")
+    if not args.methods and not args.quiet:
+        print(f"denoise bench: {slow_methods_note()}", file=sys.stderr)
     if args.real is not None:
         from denoise.bench_real import run_real_benchmark
 
@@ -199,8 +283,6 @@ def _bench(args) -> int:
                                   max_repeats=args.max_repeats, progress=not args.quiet)
         print(f"-> {path}")
         return 0
-    if not args.noise:
-        raise UsageError("--data needs --noise SPEC[,SPEC...]")
 
     path = run_benchmark(args.data, args.noise.split(","), args.out,
                          methods=args.methods.split(",") if args.methods else None, mask=args.mask,

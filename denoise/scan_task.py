@@ -93,6 +93,7 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
             log.warning("%s: %s", source.relpath, row["warning"])
         if needs_study_uid(scan):  # an anonymised source without one: the outputs share a new study
             scan.meta["new_study_uid"] = row["new_study_uid"] = generate_uid()
+        scan.meta["new_frame_uid"] = generate_uid()  # for sources without one: output and noise map share it
         den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength)
         row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
         row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"

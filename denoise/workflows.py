@@ -13,6 +13,7 @@ from denoise.io import ScanReadError, discover_scans
 from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
 from denoise.noise import add_noise, parse_noise
 from denoise.normalize import reference_intensity
+from denoise.outdir import UsageError
 
 __all__ = ["simulate_folder", "evaluate_folder", "train_folder", "DEFAULT_NOISE"]
 
@@ -51,8 +52,12 @@ def evaluate_folder(denoised: str | Path, reference: str | Path, *, mask: str = 
 
     Data range: CT 2000 HU (window [-1000, 1000]); otherwise the reference's
     `reference_intensity`. ``mask="auto"`` scores the reference's `foreground_mask`.
+    ``out``: a folder (the table goes to ``out/evaluation.csv``; created if missing) or a ``.csv``
+    file path (its folder created if missing); default ``denoised/evaluation.csv``. Anything else
+    (another existing file, another suffix) raises `UsageError` before anything is scored.
     """
     den_root, ref_root = Path(denoised), Path(reference)
+    path = _evaluation_path(out, den_root)
     refs = {s.relpath: s for s in discover_scans(ref_root)[0]}
     rows = []
     for s in discover_scans(den_root)[0]:
@@ -74,12 +79,35 @@ def evaluate_folder(denoised: str | Path, reference: str | Path, *, mask: str = 
         except (ScanReadError, ValueError) as exc:
             row["reason"] = str(exc)
         rows.append(row)
-    path = Path(out) if out else den_root / "evaluation.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["scan"])
-        w.writeheader()
-        w.writerows(rows)
+    try:
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["scan"])
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as exc:
+        raise UsageError(f"cannot write the table {path}: {exc.strerror or exc} (choose another place with --out)") from None
     return rows, path
+
+
+def _evaluation_path(out: str | Path | None, denoised: Path) -> Path:
+    """Where `evaluate_folder` writes its table (see there); creates the folder it goes into."""
+    if out is None:
+        return denoised / "evaluation.csv"
+    out = Path(out)
+    if out.is_dir():
+        folder, path = out, out / "evaluation.csv"
+    elif out.suffix.lower() == ".csv":
+        folder, path = out.parent, out
+    elif not out.exists() and not out.suffix:
+        folder, path = out, out / "evaluation.csv"
+    else:
+        raise UsageError(f"--out {out}: give a folder (the table is written as DIR/evaluation.csv) or a file path "
+                         "ending in .csv")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create folder {folder}: {exc.strerror or exc}") from None
+    return path
 
 
 def train_folder(data: str | Path, out: str | Path, *, kind: str | None = None, dims: int | None = None,

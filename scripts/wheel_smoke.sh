@@ -7,7 +7,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 tmp="$(mktemp -d)"
 trap 'kill "${viewer:-0}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-python -m pip wheel -q --no-deps --no-build-isolation -w "$tmp/dist" "$repo" >/dev/null
+# build from a clean copy of the tracked files (setuptools leaves build/ beside the sources it builds)
+git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | (mkdir -p "$tmp/src" && tar -xf - -C "$tmp/src")
+python -m pip wheel -q --no-deps --no-build-isolation -w "$tmp/dist" "$tmp/src" >/dev/null
 python -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q torch==2.13.0 "$(ls "$tmp"/dist/denoise-*.whl)[app]"
 cd "$tmp"  # nothing of the checkout on the path: everything comes from the wheel

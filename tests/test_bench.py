@@ -1,4 +1,5 @@
 import csv
+import re
 
 import nibabel as nib
 import numpy as np
@@ -100,3 +101,35 @@ def test_reuse_carries_classical_rows_only_for_identical_noisy_cases(tmp_path, p
     assert set(got) == set(marked) and len(got) == 6
     reused = {k for k, v in got.items() if v == "99.999"}
     assert reused == {("p2_mr.nii.gz", "rician:0.05")}  # cases 1-4 make the figures; the last has a changed input
+
+
+def test_default_methods_leave_out_bm3d_and_bm4d(monkeypatch):
+    """BM3D/BM4D take minutes per volume: they run only when named, even where installed."""
+    from denoise import bench
+    from denoise.bench_real import DEFAULT_REAL_METHODS
+
+    monkeypatch.setattr(bench, "bm3d_available", lambda: True)
+    methods = bench.default_methods()
+    assert [m for m in methods if m.split(":")[0] in ("bm3d", "bm4d")] == []
+    assert {"noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv", "wavelet:oracle", "dae:mr-2d", "dae:mr-3d"} <= set(methods)
+    assert [m for m in DEFAULT_REAL_METHODS if m.split(":")[0] in ("bm3d", "bm4d")] == []
+
+
+def test_bench_says_what_it_left_out_and_shows_each_method(tmp_path, phantom_3d, capsys, monkeypatch):
+    """Without --methods the output names the slow methods left out and how to add them; the
+    progress bar names the running method, with a bar over its slices."""
+    from denoise import bench
+
+    data = tmp_path / "d"
+    data.mkdir()
+    nib.save(nib.Nifti1Image(phantom_3d.T.copy(), np.eye(4)), str(data / "p_mr.nii.gz"))
+    monkeypatch.setattr(bench, "default_methods", lambda: ["noisy", "gaussian"])  # a quick default list
+    assert main(["bench", "--data", str(data), "--noise", "rician:0.05", "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "bm3d, bm3d:oracle and bm4d:oracle are left out" in err and "--methods" in err
+    assert re.search(r"gaussian: +\d+%\|", err) and re.search(r"slices: +\d+%\|", err)  # the running method, its slices
+    with open(tmp_path / "o" / "results.csv", newline="") as fh:
+        assert {r["method"] for r in csv.DictReader(fh)} == {"noisy", "gaussian"}
+    assert main(["bench", "--data", str(data), "--noise", "rician:0.05", "--out", str(tmp_path / "q"),
+                 "--methods", "noisy", "--quiet"]) == 0
+    assert "left out" not in capsys.readouterr().err  # named methods: nothing left out

@@ -140,3 +140,124 @@ def test_train_cli_needs_a_modality_for_a_mixed_folder_and_defaults_the_noise_to
         info = load_checkpoint(out / "last.pt")[1]
         assert info["noise"] == noise and info["normalization"]["kind"] == scaling
         assert info["data"]["files"] and all(("_ct" in f) == (modality == "CT") for f in info["data"]["files"])
+
+
+# --- the CLI explains itself: help texts, README's CLI block, evaluate --out --------------------
+
+OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
+
+
+def _subparsers() -> dict:
+    import argparse
+
+    from denoise.cli import _parser
+
+    return next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _usage(argv: list[str], capsys) -> str:
+    """The usage part (up to the first blank line) of ``denoise ARGV --help``."""
+    assert main([*argv, "--help"]) == 0
+    return capsys.readouterr().out.split("\n\n")[0]
+
+
+def _readme_cli_block() -> dict[str, str]:
+    """README's "Command line" block, comments dropped: its text per subcommand ("" = `denoise` itself)."""
+    section = (ROOT / "README.md").read_text().split("## Command line", 1)[1]
+    block = re.search(r"```\n(.*?)```", section, re.S).group(1)
+    per: dict[str, str] = {}
+    cmd = None
+    for line in block.splitlines():
+        line = line.split("#", 1)[0]
+        head = re.match(r"denoise(?: ([a-z]+))?(?![\w-])", line)
+        if head:
+            cmd = head.group(1) or ""
+        else:
+            assert cmd is not None and line.startswith(" "), f"README CLI block: {line!r} continues no command"
+        per[cmd] = per.get(cmd, "") + " " + line[head.end() if head else 0 :]
+    return per
+
+
+def test_readme_cli_block_matches_help(capsys):
+    """Every subcommand of `denoise --help` is in README's block and the other way round; per
+    subcommand, the options its --help usage lists are the ones the README names, and an option
+    the README shows with choices (a|b) has the choices --help shows ({a,b})."""
+    readme = _readme_cli_block()
+    top = _usage([], capsys)
+    commands = set(re.search(r"\{([\w,]+)\}", top).group(1).split(","))
+    assert commands == set(readme) - {""}
+    for cmd in sorted(commands | {""}):
+        usage = _usage([cmd] if cmd else [], capsys)
+        if not cmd:  # `denoise` itself: only the subcommand choice after its options
+            usage = usage.split("{")[0]
+        want = set(OPTION.findall(usage)) - {"-h"}
+        named = set(OPTION.findall(readme[cmd]))
+        assert named == want, f"denoise {cmd}: README names {sorted(named - want)} that --help lacks, lacks {sorted(want - named)}"
+        for opt, choices in re.findall(r"(--?[\w-]+) \{([^}]+)\}", usage):
+            shown = re.search(rf"{re.escape(opt)} ([\w.-]+(?:\|[\w.-]+)+)(?![\w|])", readme[cmd])
+            if shown:
+                assert shown.group(1).split("|") == choices.split(","), f"denoise {cmd} {opt}"
+
+
+def test_every_option_has_help_with_its_default():
+    """Each option of each subcommand says what it is; each optional one states its default (a
+    value set in the parser is shown as it is), and defaults written out in words match the code."""
+    import argparse
+    import inspect
+
+    from denoise.batch import denoise_folder
+    from denoise.bench import CLASSICAL, SLOW_FAMILIES
+    from denoise.bench_real import DEFAULT_REAL_METHODS
+    from denoise.config import TrainConfig
+
+    helps = {}
+    for cmd, parser in _subparsers().items():
+        for a in parser._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            text = (a.help or "") % {**vars(a), "prog": parser.prog}
+            helps[(cmd, a.option_strings[-1] if a.option_strings else a.dest)] = text
+            assert len(text) > 15, f"denoise {cmd} {a.option_strings or a.dest}: no help"
+            if a.option_strings and not a.required and a.nargs != 0 and a.dest != "quiet":
+                assert re.search(r"default|required", text, re.I), f"denoise {cmd} {a.option_strings}: {text!r}"
+            if a.default not in (None, False):
+                assert f"default: {a.default}" in text, f"denoise {cmd} {a.option_strings}: {text!r}"
+    run_defaults = inspect.signature(denoise_folder).parameters
+    for opt, param in [("--overlap", "overlap"), ("--strength", "strength"), ("--num-parts", "num_parts"),
+                       ("--part-id", "part_id"), ("--format", "fmt"), ("--device", "device")]:
+        assert f"default: {run_defaults[param].default}" in helps[("run", opt)]
+    assert f"else {TrainConfig.epochs})" in helps[("train", "--epochs")]
+    assert f"else {TrainConfig.steps_per_epoch})" in helps[("train", "--steps-per-epoch")]
+    methods = helps[("bench", "--methods")]
+    assert ",".join(DEFAULT_REAL_METHODS) in methods
+    assert all(m in methods for m in CLASSICAL) and all(f in methods for f in SLOW_FAMILIES)
+    assert "only when named" in methods
+
+
+def _scored_pair(tmp_path, phantom_3d):
+    ref, den = tmp_path / "ref", tmp_path / "den"
+    for folder, a in ((ref, phantom_3d), (den, phantom_3d * 1.01)):
+        folder.mkdir()
+        nib.save(nib.Nifti1Image(a.T.copy(), np.eye(4)), str(folder / "vol.nii.gz"))
+    return ["evaluate", "--denoised", str(den), "--reference", str(ref)]
+
+
+def test_evaluate_out_takes_a_folder_or_a_csv_path(tmp_path, phantom_3d, capsys):
+    args = _scored_pair(tmp_path, phantom_3d)
+    existing = tmp_path / "tables"
+    existing.mkdir()
+    for out, written in [(existing, existing / "evaluation.csv"),  # a folder: the table inside it
+                         (tmp_path / "new", tmp_path / "new" / "evaluation.csv"),  # a new folder, made
+                         (tmp_path / "sub" / "scores.csv", tmp_path / "sub" / "scores.csv")]:  # a .csv path
+        assert main([*args, "--out", str(out)]) == 0
+        assert f"-> {written}" in capsys.readouterr().out
+        assert written.read_text().startswith("scan,psnr,ssim")
+    # anything else is a usage error naming the option, before anything is scored or written
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for bad in (notes, tmp_path / "table.tsv"):
+        assert main([*args, "--out", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {bad}" in err and "folder" in err and ".csv" in err and "Traceback" not in err
+    assert notes.read_text() == "mine" and not (tmp_path / "table.tsv").exists()
+    assert not (tmp_path / "den" / "evaluation.csv").exists()

@@ -176,3 +176,55 @@ def test_mr_is_stored_as_its_own_integers_and_ct_keeps_hounsfield_units(tmp_path
     assert ct.RescaleType == "HU" and "RescaleSlope" in ct
     back = read_scan(tmp_path / "out" / rows["ct"]["output"]).array
     assert np.median(back) < 0  # HU: air and fat below zero survive the round trip
+
+
+def test_review_cases_stay_valid(dicom_series, tmp_path):
+    """Odd sources found in review: each is written without failing, with the rule it needs."""
+    from pydicom.dataelem import DataElement
+
+    from denoise.io.dicom_write import write_dicom_series
+
+    scan = read_scan(dicom_series)
+    heads = [h.copy() for h in scan.meta["dicom_headers"]]
+    for i, h in enumerate(heads):
+        h.BodyPartExamined = "iac"  # free text, lower case: paired or unknown -> Laterality present
+        h[0x00189090] = DataElement(0x00189090, "FD", 1.0)  # Velocity Encoding Direction with VM 1
+        h.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4.4"  # Legacy Converted Enhanced MR
+        if i % 2:
+            h.StudyInstanceUID = ""  # some slices lost their study UID
+        h.pop("FrameOfReferenceUID", None)
+        ref = Dataset()
+        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = "", ""
+        h.ReferencedPerformedProcedureStepSequence = [ref]
+    scan.meta["dicom_headers"] = heads
+    scan.meta["new_frame_uid"] = "2.25.42"
+    study = str(heads[0].StudyInstanceUID)
+    out = [pydicom.dcmread(str(p)) for p in write_dicom_series(scan, tmp_path / "o")]
+    noise = [pydicom.dcmread(str(p)) for p in write_dicom_series(scan, tmp_path / "n")]
+    assert {d.StudyInstanceUID for d in out + noise} == {study}  # the series' own study, in every file
+    assert {d.FrameOfReferenceUID for d in out + noise} == {"2.25.42"}  # output and noise map share one
+    assert {d.SOPClassUID for d in out} == {"1.2.840.10008.5.1.4.1.1.4"}  # classic MR, not the multi-frame class
+    assert all(d.BodyPartExamined == "IAC" and "Laterality" in d for d in out)
+    assert all("ReferencedPerformedProcedureStepSequence" not in d and "VelocityEncodingDirection" not in d for d in out)
+    brain = Dataset()
+    brain.Modality, brain.BodyPartExamined, brain.Laterality = "MR", "BRAIN", "R"
+    conform_derived(brain)
+    assert "Laterality" not in brain  # unpaired part: no Laterality
+    assert not valid_uid("2.999.1.2")  # the example root
+
+
+def test_series_without_uid_are_told_apart(tmp_path, phantom_3d):
+    """Two series whose anonymiser emptied the Series Instance UID stay two scans."""
+    from conftest import write_dicom_slices
+
+    from denoise.io import find_scans
+
+    for n, desc in ((3, "T1"), (4, "T2")):
+        paths = write_dicom_slices(tmp_path / "d", phantom_3d[:4], names=[f"{desc}_{k}.dcm" for k in range(4)],
+                                   extra={"SeriesNumber": n, "SeriesDescription": desc})
+        for p in paths:
+            ds = pydicom.dcmread(str(p))
+            ds.SeriesInstanceUID = ""
+            ds.save_as(str(p), enforce_file_format=False)
+    scans = find_scans(tmp_path / "d")
+    assert len(scans) == 2 and all(s.array.shape == phantom_3d[:4].shape for s in scans)

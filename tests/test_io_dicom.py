@@ -41,25 +41,43 @@ def test_series_round_trip_is_a_derived_series(dicom_series, tmp_path, phantom_3
     assert new[0].BitsStored == src.BitsStored and new[0].PixelRepresentation == src.PixelRepresentation
 
 
-def test_values_outside_source_range_are_kept(dicom_series, tmp_path):
-    """MR without a rescale: negative values (unsigned source) make the output signed, values
-    beyond the source's bits stored widen it; a CT-like source with a rescale gets a new one."""
-    scan = read_scan(dicom_series)
-    src = pydicom.dcmread(str(_files(dicom_series)[0]))
-    assert src.PixelRepresentation == 0 and src.Modality == "MR"
-    for name, arr in (("neg", scan.array - 700.0), ("big", scan.array * 2.0 ** (src.BitsStored + 1) / scan.array.max())):
+def test_values_outside_source_range_are_kept(tmp_path, phantom_3d):
+    """MR without a rescale: negative values (unsigned source) make the whole output series signed,
+    values beyond the source's bits stored widen it (one layout for every slice); values 16 bits
+    cannot hold, and a CT source, get a rescale."""
+    write_dicom_slices(tmp_path / "s12", phantom_3d, extra={"BitsStored": 12, "HighBit": 11})
+    scan = read_scan(tmp_path / "s12")
+    neg = scan.array.copy()
+    neg[3, 0, 0] = -5.0  # one voxel below zero
+    big = scan.array * 5000.0 / scan.array.max()  # beyond 12 bits
+    for name, arr in (("neg", neg), ("big", big)):
         back = read_scan(write_scan(scan.with_array(arr), tmp_path / name))
-        ds = pydicom.dcmread(str(_files(tmp_path / name)[0]))
-        assert "RescaleSlope" not in ds and ds.BitsAllocated == 16
+        files = [pydicom.dcmread(str(f)) for f in _files(tmp_path / name)]
+        assert all("RescaleSlope" not in d and d.BitsAllocated == 16 for d in files)
+        assert len({(d.BitsStored, d.PixelRepresentation) for d in files}) == 1  # one layout per series
         assert np.max(np.abs(back.array - arr)) <= 0.5
-    assert ds.BitsStored == 16 and pydicom.dcmread(str(_files(tmp_path / "neg")[0])).PixelRepresentation == 1
+    assert (files[0].BitsStored, files[0].PixelRepresentation) == (16, 0)  # big: widened, still unsigned
+    neg0 = pydicom.dcmread(str(_files(tmp_path / "neg")[0]))
+    assert (neg0.BitsStored, neg0.PixelRepresentation) == (16, 1)
+    huge = read_scan(write_scan(scan.with_array(scan.array * 1e3), tmp_path / "huge"))  # > 65535
+    assert "RescaleSlope" in pydicom.dcmread(str(_files(tmp_path / "huge")[0]))
+    assert np.max(np.abs(huge.array - scan.array * 1e3)) <= 1e3 * scan.array.max() / 65535 * 1.01
     ct = scan.with_array(scan.array - 700.0)
     ct.meta["dicom_headers"] = [h.copy() for h in scan.meta["dicom_headers"]]
     for h in ct.meta["dicom_headers"]:
-        h.Modality, h.RescaleSlope, h.RescaleIntercept = "CT", 1, 0
+        h.Modality = "CT"
     back = read_scan(write_scan(ct, tmp_path / "ct"))
     slope = float(pydicom.dcmread(str(_files(tmp_path / "ct")[0])).RescaleSlope)
-    assert slope != 1.0 and np.max(np.abs(back.array - ct.array)) <= slope
+    assert np.max(np.abs(back.array - ct.array)) <= slope
+
+
+def test_nifti_values_written_as_dicom_keep_their_precision(tmp_path):
+    """A float image without DICOM headers (values 0..1) gets a fitted rescale, not rounding."""
+    from denoise.scan import Scan
+
+    arr = np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)
+    back = read_scan(write_scan(Scan(arr, (1, 1, 1), np.eye(4), "MR"), tmp_path / "o"))
+    assert np.max(np.abs(back.array - arr)) < 1e-3
 
 
 def test_shuffled_names_sorted_by_position_not_name(tmp_path, phantom_3d, rng):
@@ -214,5 +232,5 @@ def test_8bit_series_round_trips_in_8bit(tmp_path, phantom_3d):
     scan = read_scan(tmp_path / "s8")
     out = write_scan(scan.with_array(scan.array * 0.9), tmp_path / "o8")
     d = pydicom.dcmread(str(sorted(out.glob("*.dcm"))[0]))
-    assert d.BitsAllocated == 8 and d.PixelRepresentation == 0
+    assert d.BitsAllocated == 16 and d.BitsStored == 8 and d.PixelRepresentation == 0  # MR images are 16-bit
     assert np.max(np.abs(read_scan(out).array - scan.array * 0.9)) <= float(d.get("RescaleSlope", 0.5))

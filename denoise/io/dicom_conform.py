@@ -10,15 +10,17 @@ may refuse such objects. `conform_derived` repairs what it can without inventing
   characters, root 1 or 2) is replaced by a derived ``2.25.`` UID computed from the old value, so
   the same source UID maps to the same new one in every file and series (references stay linked).
 - **Type 2 attributes** the modules require are added empty when absent (empty = unknown).
-- **Conditional attributes** follow their conditions: Laterality is present (empty) when the body
-  part is unknown or paired and absent for an unpaired one when it held no value; Inversion Time
+- **Conditional attributes** follow their conditions: Laterality is present (empty where not known)
+  unless the body part is one of the unpaired ones, for which it is removed; Inversion Time
   only with IR, Trigger Time only with cardiac or pulse gating (CG/PPG in Scan Options).
 - **Invalid values** of optional attributes are removed, not guessed: an empty Specific Character
-  Set (the default repertoire), a window width below 1, an unknown Pregnancy Status, a zero
-  Velocity Encoding Direction.
+  Set (the default repertoire), a window width below 1 or a centre without its width, an unknown
+  Pregnancy Status, a Velocity Encoding Direction that is not a unit vector, references (sequence
+  items) whose UIDs were emptied.
 - **MR attributes** a classic MR image needs: Scanning Sequence and Sequence Variant from the
   enhanced object's pulse-sequence attributes (``RM``/``NONE``, research mode and none, when there
-  are none), Echo Time from the Effective Echo Time, Image Type value 3 (``OTHER`` if missing).
+  are none), Echo Time from the Effective Echo Time, Image Type value 3 (``OTHER`` if missing; CT:
+  ``AXIAL``).
 
 All functions work on pydicom datasets in memory; no file I/O.
 """
@@ -39,16 +41,18 @@ _TYPE2_COMMON = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
                  "ReferringPhysicianName", "StudyID", "AccessionNumber", "Manufacturer")
 _TYPE2_MR = ("ScanOptions", "MRAcquisitionType", "EchoTime", "EchoTrainLength")
 _TYPE2_CT = ("KVP", "AcquisitionNumber")
-# body parts (0018,0015 defined terms) that come in pairs: Laterality is required for them
-_PAIRED = {"BREAST", "EAR", "EYE", "KNEE", "HIP", "SHOULDER", "ELBOW", "WRIST", "HAND", "FOOT", "ANKLE", "ARM",
-           "LEG", "KIDNEY", "LUNG", "OVARY", "TESTIS", "FEMUR", "HUMERUS", "CLAVICLE", "SCAPULA", "TIBIA",
-           "FIBULA", "RADIUS", "ULNA", "THUMB", "FINGER", "TOE", "ORBIT", "ADRENAL", "PAROTID", "TMJ",
-           "SIJOINT", "UPRARM", "LOWRARM", "UPRLEG", "LOWRLEG", "CALCANEUS", "PATELLA", "HEEL", "ACJOINT"}
+# body parts (0018,0015 defined terms) that are not paired: Laterality must be absent for them, and
+# is required (empty if unknown) for every other value, vendor free text included (dciodvfy's rule)
+_UNPAIRED = {"ABDOMEN", "ABDOMENPELVIS", "AORTA", "BRAIN", "CHEST", "CHESTABDOMEN", "CHESTABDPELVIS", "CSPINE",
+             "TSPINE", "LSPINE", "SSPINE", "COCCYX", "SPINE", "CTSPINE", "TLSPINE", "LSSPINE", "HEAD", "HEADNECK",
+             "HEART", "NECK", "PELVIS", "SKULL", "WHOLEBODY", "JAW", "MAXILLA", "ILIUM", "PROSTATE", "BLADDER",
+             "LIVER", "PANCREAS", "SPLEEN", "UTERUS", "STOMACH", "COLON", "RECTUM", "ESOPHAGUS", "THYROID", "NOSE",
+             "LARYNX", "PHARYNX", "TRACHEA", "MEDIASTINUM", "FACE", "STERNUM", "CERVIX", "DUODENUM", "GALLBLADDER"}
 
 
 def valid_uid(value: str) -> bool:
     """A UID a validator accepts: components of digits without leading zeros, root 1 or 2, <= 64 chars."""
-    return 0 < len(value) <= 64 and bool(_UID.match(value))
+    return 0 < len(value) <= 64 and bool(_UID.match(value)) and not value.startswith("2.999.")  # 2.999: examples
 
 
 def derived_uid(value: str) -> str:
@@ -57,9 +61,20 @@ def derived_uid(value: str) -> str:
     return f"2.25.{uuid.uuid5(_NAMESPACE, value).int}"
 
 
-def conform_derived(ds: Dataset) -> None:
-    """Repair ``ds`` (a derived image's data set, file meta excluded) in place; see the module docstring."""
-    _repair_uids(ds)
+def conform_derived(ds: Dataset) -> list[str]:
+    """Repair ``ds`` (a derived image's data set, file meta excluded) in place; see the module
+    docstring. Never raises for odd source values: a repair that fails is skipped and named in
+    the returned list (empty when all ran)."""
+    failed = []
+    for step in (_repair_uids, _basics, _laterality, _window, _optional_values, _mr, _ct):
+        try:
+            step(ds)
+        except Exception as exc:  # an odd value in one attribute must not fail the scan
+            failed.append(f"{step.__name__.strip('_')}: {type(exc).__name__}: {exc}")
+    return failed
+
+
+def _basics(ds: Dataset) -> None:
     if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
         del ds.SpecificCharacterSet
     modality = str(ds.get("Modality", "") or "")
@@ -68,21 +83,38 @@ def conform_derived(ds: Dataset) -> None:
             setattr(ds, kw, None)
     if "FrameOfReferenceUID" in ds and "PositionReferenceIndicator" not in ds:
         ds.PositionReferenceIndicator = None
-    if modality in ("CT", "MR") and "PatientPosition" not in ds:
-        ds.PatientPosition = None
-    _laterality(ds)
-    _window(ds)
+    if modality in ("CT", "MR"):
+        for kw in ("PatientPosition", "SliceThickness"):
+            if kw not in ds:
+                setattr(ds, kw, None)
+
+
+def _optional_values(ds: Dataset) -> None:
     if "PregnancyStatus" in ds and ds.PregnancyStatus not in (1, 2, 3, 4):
         del ds.PregnancyStatus
-    if "VelocityEncodingDirection" in ds and not any(float(v) for v in ds.VelocityEncodingDirection or []):
-        del ds.VelocityEncodingDirection
-    if modality == "MR":
-        _mr(ds)
+    if "VelocityEncodingDirection" in ds:
+        try:
+            values = [float(v) for v in _values(ds, "VelocityEncodingDirection")]
+            unit = len(values) == 3 and abs(sum(v * v for v in values) - 1.0) < 1e-3
+        except ValueError:
+            unit = False
+        if not unit:
+            del ds.VelocityEncodingDirection
 
 
 def _repair_uids(ds: Dataset) -> None:
-    for elem in ds:
+    for elem in list(ds):
         if elem.VR == "SQ":
+            # a reference whose UIDs an anonymiser emptied points nowhere: drop the item (and an
+            # emptied sequence)
+            kept = [item for item in elem.value
+                    if all(item.get(kw, None) not in ("", None) for kw in ("ReferencedSOPClassUID", "ReferencedSOPInstanceUID")
+                           if kw in item)]
+            if len(kept) != len(elem.value):
+                if not kept:
+                    del ds[elem.tag]
+                    continue
+                elem.value = kept
             for item in elem.value:
                 _repair_uids(item)
         elif elem.VR == "UI" and elem.value:
@@ -93,21 +125,22 @@ def _repair_uids(ds: Dataset) -> None:
 
 
 def _laterality(ds: Dataset) -> None:
-    part = str(ds.get("BodyPartExamined", "") or "").upper()
-    known_unpaired = bool(part) and part not in _PAIRED
-    has_value = bool(ds.get("Laterality"))
-    if known_unpaired and "Laterality" in ds and not has_value:
-        del ds.Laterality
-    elif not known_unpaired and "Laterality" not in ds and "ImageLaterality" not in ds:
-        ds.Laterality = None  # unknown (or paired): present, empty
+    part = str(ds.get("BodyPartExamined", "") or "")
+    if part and part != part.upper():
+        ds.BodyPartExamined = part.upper()  # CS: upper case
+    if part.upper() in _UNPAIRED:
+        if "Laterality" in ds:
+            del ds.Laterality
+    elif "Laterality" not in ds and "ImageLaterality" not in ds:
+        ds.Laterality = None  # paired or unknown: present, empty where not known
 
 
 def _window(ds: Dataset) -> None:
-    if "WindowWidth" not in ds:
+    if "WindowWidth" not in ds and "WindowCenter" not in ds:
         return
     values = _values(ds, "WindowWidth")
     try:
-        bad = not values or any(float(w) < 1 for w in values)
+        bad = not values or any(float(w) < 1 for w in values) or len(_values(ds, "WindowCenter")) != len(values)
     except (TypeError, ValueError):
         bad = True
     if bad:
@@ -116,7 +149,17 @@ def _window(ds: Dataset) -> None:
                 delattr(ds, kw)
 
 
+def _ct(ds: Dataset) -> None:
+    if str(ds.get("Modality", "") or "") != "CT":
+        return
+    image_type = [str(v) for v in ds.get("ImageType", [])]
+    if len(image_type) < 3 or not image_type[2]:  # value 3 is required for CT: AXIAL or LOCALIZER
+        ds.ImageType = [*(image_type + ["DERIVED", "SECONDARY"][len(image_type):])[:2], "AXIAL", *image_type[3:]]
+
+
 def _mr(ds: Dataset) -> None:
+    if str(ds.get("Modality", "") or "") != "MR":
+        return
     if not ds.get("ScanningSequence"):
         ds.ScanningSequence = _scanning_sequence(ds)
     if not ds.get("SequenceVariant"):

@@ -134,8 +134,11 @@ def group_dicom(frames: Iterable[FrameRef]) -> list[DicomStack]:
     stack_of: dict[int, DicomStack] = {}
     for f, kind in zip(frames, frame_kinds(frames)):
         h = f.header
+        # an anonymiser may empty the Series Instance UID: then folder, number and description tell series apart
+        series = str(h.get("SeriesInstanceUID", "") or "") or (
+            f"no-uid:{f.path.parent}:{h.get('SeriesNumber', '')}:{h.get('SeriesDescription', '')}")
         key = (
-            str(h.get("SeriesInstanceUID", "")),
+            series,
             str(f.path) if "PerFrameFunctionalGroupsSequence" in h else "",
             int(h.Rows),
             int(h.Columns),

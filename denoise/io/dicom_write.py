@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,16 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from denoise.io.dicom_conform import conform_derived, valid_uid
 from denoise.scan import Scan
 
+log = logging.getLogger(__name__)
+
 __all__ = ["write_dicom_series", "needs_study_uid", "source_sop", "RESEARCH_NOTE"]
 
 RESEARCH_NOTE = "RESEARCH USE ONLY"
 _CLASSIC = {
     "1.2.840.10008.5.1.4.1.1.4.1": "1.2.840.10008.5.1.4.1.1.4",  # Enhanced MR -> MR Image
+    "1.2.840.10008.5.1.4.1.1.4.4": "1.2.840.10008.5.1.4.1.1.4",  # Legacy Converted Enhanced MR -> MR Image
     "1.2.840.10008.5.1.4.1.1.2.1": "1.2.840.10008.5.1.4.1.1.2",  # Enhanced CT -> CT Image
+    "1.2.840.10008.5.1.4.1.1.2.2": "1.2.840.10008.5.1.4.1.1.2",  # Legacy Converted Enhanced CT -> CT Image
 }
 _SOP_FOR_MODALITY = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4"}
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -60,12 +65,19 @@ def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "de
     if len(headers) != len(images):
         raise ValueError(f"{len(headers)} DICOM headers for {len(images)} images")
     frames = scan.meta.get("dicom_frames") or [(None, 0)] * len(images)
-    uids = {"series": generate_uid(), "study": scan.meta.get("new_study_uid") or generate_uid(), "frame": generate_uid()}
+    from_dicom = bool(scan.meta.get("dicom_headers"))
+    uids = {"series": generate_uid(),
+            "study": shared_uid(headers, "StudyInstanceUID") or scan.meta.get("new_study_uid") or generate_uid(),
+            "frame": shared_uid(headers, "FrameOfReferenceUID") or scan.meta.get("new_frame_uid") or generate_uid()}
+    first = headers[0]
+    layout = None  # MR from DICOM without a rescale: one integer layout for the whole series
+    if from_dicom and str(first.get("Modality", "")) == "MR" and not _has_rescale(first):
+        layout = _integer_layout(scan.array, *_source_bits(first))
     now = datetime.datetime.now()
     paths = []
     for index, (img, src, (_, frame)) in enumerate(zip(images, headers, frames)):
-        ds = _derived_header(src, uids, description, index, frame, now, bool(scan.meta.get("dicom_headers")))
-        _set_pixels(ds, src, img, integers=bool(scan.meta.get("dicom_headers")) and ds.get("Modality") == "MR")
+        ds = _derived_header(src, uids, description, index, frame, now, from_dicom)
+        _set_pixels(ds, src, img, layout=layout)
         path = folder / f"IM{index + 1:05d}.dcm"
         ds.save_as(str(path), enforce_file_format=True)
         paths.append(path)
@@ -73,9 +85,17 @@ def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "de
 
 
 def needs_study_uid(scan: Scan) -> bool:
-    """Whether writing ``scan`` as DICOM creates a Study Instance UID (its source headers have none)."""
+    """Whether writing ``scan`` as DICOM creates a Study Instance UID (no source header has one)."""
     headers = scan.meta.get("dicom_headers") or []
-    return bool(headers) and not any(str(h.get("StudyInstanceUID", "") or "") for h in headers)
+    return bool(headers) and not shared_uid(headers, "StudyInstanceUID")
+
+
+def shared_uid(headers: list[Dataset], keyword: str) -> str:
+    """The UID (e.g. Study Instance UID) most of ``headers`` carry, for the files that lack it; ''
+    if none does. Invalid values count too: `conform_derived` maps them to the same valid UID."""
+    values = [str(h.get(keyword, "") or "") for h in headers]
+    values = [v for v in values if v]
+    return max(set(values), key=values.count) if values else ""
 
 
 def source_sop(src: Dataset) -> tuple[str, str]:
@@ -108,7 +128,7 @@ def _derived_header(src: Dataset, uids: dict[str, str], description: str, index:
         ds.StudyInstanceUID = uids["study"]
     if not str(ds.get("FrameOfReferenceUID", "") or "") and "ImagePositionPatient" in ds:
         ds.FrameOfReferenceUID = uids["frame"]
-    ds.SeriesNumber = int(src.get("SeriesNumber", 0) or 0) + 1000
+    ds.SeriesNumber = (int(src.get("SeriesNumber", 0) or 0) + 1000) % 2**31  # IS: at most 2^31 - 1
     ds.InstanceNumber = index + 1
     rest = [str(v) for v in src.get("ImageType", [])][2:]
     ds.ImageType = ["DERIVED", "SECONDARY", *rest]
@@ -133,7 +153,8 @@ def _derived_header(src: Dataset, uids: dict[str, str], description: str, index:
         purpose.CodeMeaning = "Source image for image processing operation"
         item.PurposeOfReferenceCodeSequence = Sequence([purpose])
         ds.SourceImageSequence = Sequence([item])
-    conform_derived(ds)
+    for problem in conform_derived(ds):
+        log.warning("derived DICOM header: repair skipped (%s)", problem)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -143,25 +164,37 @@ def _derived_header(src: Dataset, uids: dict[str, str], description: str, index:
     return ds
 
 
-def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray, *, integers: bool = False) -> None:
-    """Pixel Data and the Image Pixel / Modality LUT attributes for ``img``. With ``integers`` (MR
-    from DICOM) a source stored without a rescale gets rounded values with identity rescale
-    (`_integer_layout`); otherwise the source's rescale, or a per-slice one where it cannot hold
-    the values."""
+def _source_bits(src: Dataset) -> tuple[int, int, bool]:
+    """(Bits Allocated, Bits Stored, signed) to start from: the source's; CT and MR images are 16-bit
+    (their IODs allow no other Bits Allocated), with the source's Bits Stored."""
     bits_alloc = int(src.get("BitsAllocated", 16) or 16)
-    if bits_alloc not in (8, 16):
+    if bits_alloc not in (8, 16) or str(src.get("Modality", "")) in ("CT", "MR"):
         bits_alloc = 16
     bits_stored = min(int(src.get("BitsStored", bits_alloc) or bits_alloc), bits_alloc)
     signed = int(src.get("PixelRepresentation", 1 if bits_alloc == 16 else 0) or 0) == 1
+    return bits_alloc, bits_stored, signed
+
+
+def _has_rescale(src: Dataset) -> bool:
+    """Whether the source stores its pixels through a non-identity Modality LUT."""
+    return (float(src.get("RescaleSlope", 1.0) or 1.0), float(src.get("RescaleIntercept", 0.0) or 0.0)) != (1.0, 0.0)
+
+
+def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray, *, layout: tuple[int, int, bool] | None = None) -> None:
+    """Pixel Data and the Image Pixel / Modality LUT attributes for ``img``. With ``layout`` (MR
+    from DICOM stored without a rescale; `_integer_layout` of the whole series) rounded values
+    with no Modality LUT; otherwise the source's rescale, or a per-slice one where it cannot hold
+    the values or where the source had none and the values are not integers (a NIfTI written as
+    DICOM)."""
+    bits_alloc, bits_stored, signed = layout or _source_bits(src)
     slope = float(src.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(src.get("RescaleIntercept", 0.0) or 0.0)
-    layout = _integer_layout(img, bits_alloc, bits_stored, signed) if integers and (slope, intercept) == (1.0, 0.0) else None
-    if layout is not None:
-        bits_alloc, bits_stored, signed = layout
     lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
     vmin, vmax = float(img.min()), float(img.max())
-    if layout is None and ((vmin - intercept) / slope < lo - 0.5 or (vmax - intercept) / slope > hi + 0.5):
-        # The source's rescale cannot hold these values: spread them over the stored range.
+    fit = ("RescaleSlope" not in src and not np.array_equal(img, np.rint(img))) or (
+        (vmin - intercept) / slope < lo - 0.5 or (vmax - intercept) / slope > hi + 0.5)
+    if layout is None and fit:
+        # spread the values over the stored range
         span = max(vmax - vmin, 1e-6)
         slope = span / (hi - lo)
         intercept = vmin - lo * slope
@@ -195,15 +228,19 @@ def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray, *, integers: bool = 
 
 
 def _integer_layout(img: np.ndarray, bits_alloc: int, bits_stored: int, signed: bool) -> tuple[int, int, bool] | None:
-    """(Bits Allocated, Bits Stored, signed) that hold ``img`` rounded, starting from the source's:
-    signed where values are negative (a noise map; denoised values dipping below zero), more bits
-    stored (up to 16) where they exceed the source's range. None where 16 bits cannot hold them."""
+    """(Bits Allocated, Bits Stored, signed) that hold ``img`` (the whole series) rounded, starting
+    from the source's: signed where values are negative (a noise map; denoised values dipping below
+    zero), unsigned where a signed source's values are all >= 0 but exceed its signed range, more
+    bits stored (up to 16) where they exceed the source's range. None where 16 bits cannot hold
+    them (the series is then stored through a rescale)."""
     lo_v, hi_v = int(np.floor(float(img.min()) + 0.5)), int(np.floor(float(img.max()) + 0.5))
     if lo_v < 0 and not signed:
         signed, bits_alloc, bits_stored = True, 16, 16
     lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
     if lo_v < lo or hi_v > hi:
         bits_alloc = bits_stored = 16
+        if signed and lo_v >= 0 and hi_v > 2**15 - 1:
+            signed = False
         lo, hi = (-(2**15), 2**15 - 1) if signed else (0, 2**16 - 1)
     return (bits_alloc, bits_stored, signed) if lo <= lo_v and hi_v <= hi else None
 
@@ -224,6 +261,8 @@ def _fresh_headers(scan: Scan, n: int) -> list[Dataset]:
         h = Dataset()
         h.SOPClassUID = _SOP_FOR_MODALITY.get(scan.modality, _SECONDARY_CAPTURE)
         h.Modality = scan.modality if scan.modality in ("CT", "MR") else "OT"
+        if h.Modality == "OT":
+            h.ConversionType = "WSD"  # Secondary Capture: a workstation made it
         h.PatientName = "ANONYMOUS"
         h.PatientID = "ANON"
         h.StudyInstanceUID = study_uid
