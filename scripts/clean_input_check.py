@@ -1,6 +1,6 @@
 """How much models change nearly noise-free scans (a denoiser should change them little, and add nothing).
 
-    python scripts/clean_input_check.py [MODEL_OR_CHECKPOINT[:tta] ...] [--odd]   # default: mr-2d mr-3d
+    python scripts/clean_input_check.py [MODEL_OR_CHECKPOINT[:tta] ...] [--odd] [--out FILE.md]   # default: mr-2d mr-3d
 
 ``NAME:tta`` runs the model with `denoise run --tta`; ``--odd`` adds each scan cropped by one row
 and one column (odd in-plane sizes, where a flip keeps every pixel's sub-pixel phase).
@@ -64,21 +64,31 @@ def central(scan: Scan, n: int = 24) -> Scan:
 
 
 def main(args: list[str]) -> int:
+    out = None
+    if "--out" in args:
+        i = args.index("--out")
+        out, args = Path(args[i + 1]), args[:i] + args[i + 2:]
     models = [a for a in args if a != "--odd"] or ["mr-2d", "mr-3d"]
+    lines = []
     scans = {name: central(read_scan(path)) for name, path in CASES.items() if path.exists()}
     if "--odd" in args:
         for name, s in list(scans.items()):
             a = s.array[..., 1:, 1:].copy()
             scans[f"{name}, {'x'.join(map(str, a.shape[-2:]))}"] = Scan(a, s.spacing, s.affine, s.modality)
-    print("| model | scan | noise estimate before -> after (% of max) | RMS change (% of max) | periodic pattern after / before |")
-    print("|---|---|---|---|---|")
+    lines += ["| model | scan | noise estimate before -> after (% of max) | RMS change (% of max) | periodic pattern after / before |",
+              "|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
     for m in models:
         model = load_model(m.removesuffix(":tta"), device="cpu").variant(tta=m.endswith(":tta"))
         for name, scan in scans.items():
             if model.spatial_dims == 3 and scan.array.ndim == 2:
                 continue
             before, after, rms, pattern = change(model, scan)
-            print(f"| {m} | {name} | {before:.3f} -> {after:.3f} | {rms:.2f} | {pattern:.2f} |", flush=True)
+            lines.append(f"| {m} | {name} | {before:.3f} -> {after:.3f} | {rms:.2f} | {pattern:.2f} |")
+            print(lines[-1], flush=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n")
     return 0
 
 

@@ -67,10 +67,16 @@ MR_DAE_TRAIN = dict(noise="rician:0.002-0.09", patch_size=64, normalization=MR_N
                     coarse_augment=0.3, val_scans=(1,))  # validated on the FLAIR (the recipe's second file)
 RECIPES = {
     # FFDNet-style: pixel-unshuffle x2 (4x fewer FLOPs per pixel at the same width), noise-level
-    # channel; 2.5D with two neighbouring slices each side (24-30 min with --bf16)
-    "mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), noise_channel=True,
-                                                     shuffle=2, context=2),
-                  train=dict(MR_DAE_TRAIN, batch_size=32, lr=2e-3), steps=10000),
+    # channel; 2.5D with two neighbouring slices each side. Two phases (issue #31): the first trains
+    # on MR_TRAIN from scratch (`--files MR_TRAIN --tail 0 --lesion-augment 0 --shift-consistency 0
+    # --lr 2e-3 --steps 10000 --workers 0 --bf16`, 24-30 min), this one grows it a full-resolution
+    # tail (zero output at the start) and fine-tunes on the larger real set with faint blobs in half
+    # the patches and the one-pixel shift-consistency term (float32, ~70 min): the tail removes the
+    # 2-pixel pattern, the blobs keep small lesions
+    "mr-2d": dict(files=MR_TRAIN + MR_EXTRA, model=ModelConfig(kind="dae", spatial_dims=2, channels=(32, 64, 128), noise_channel=True,
+                                                                shuffle=2, context=2, tail=16),
+                  train=dict(MR_DAE_TRAIN, batch_size=32, lr=5e-4, lesion_augment=0.5, shift_consistency=2.0, num_workers=1),
+                  steps=8000, grown_from="its first phase (the options above)"),
     # two phases: single slices with noise-free targets (`--context 0 --lr 1e-3 --reference-noise 0
     # --steps 6000`), then this one, grown to one neighbouring slice each side (zero weights) with
     # full-dose targets keeping 0-25 HU of their own noise
@@ -233,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clean-targets", choices=["nlm", "bm3d"],
                    help="MR: denoise the training volumes with this classical method first (noise-free targets; "
                         "an experiment, see docs/design.md)")
+    p.add_argument("--files", help="comma-separated volumes (relative to --data) replacing the recipe's training files; "
+                                    "MR_TRAIN or MR_EXTRA name those lists")
     p.add_argument("--extra-files", help="comma-separated volumes (relative to --data) added to the recipe's training "
                                          "files, e.g. the larger real set (MR_EXTRA)")
     p.add_argument("--resume", action="store_true")
@@ -254,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.slab is not None:
         changes.update(spatial_dims=3, slab=True, depth_levels=args.slab)
     recipe["model"] = dataclasses.replace(recipe["model"], **changes)
+    if args.files:
+        named = {"MR_TRAIN": MR_TRAIN, "MR_EXTRA": MR_EXTRA}
+        recipe["files"] = named.get(args.files) or [f.strip() for f in args.files.split(",") if f.strip()]
     if args.extra_files:
         extra = MR_EXTRA if args.extra_files == "MR_EXTRA" else [f.strip() for f in args.extra_files.split(",") if f.strip()]
         recipe["files"] = [*recipe["files"], *extra]

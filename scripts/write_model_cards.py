@@ -20,9 +20,13 @@ PRE = ROOT / "denoise" / "pretrained"
 BENCH = ROOT / "docs" / "benchmarks"
 
 PURPOSE = {
-    "mr-2d": "Blind 2.5D denoising of magnitude MR slices (Rician noise 1-9% of the robust maximum; the last phase "
-             "trained down to 0.2% so that nearly noise-free scans are changed little): each slice is "
-             "denoised with two neighbouring slices on each side; a lone 2D image works too (neighbours repeated).",
+    "mr-2d": "Blind 2.5D denoising of magnitude MR slices (Rician noise 0.2-9% of the robust maximum, so that nearly "
+             "noise-free scans are changed little): each slice is denoised with two neighbouring slices on each side; "
+             "a lone 2D image works too (neighbours repeated). Two phases: the first on four brain volumes, the second "
+             "(issue #31) grew it a full-resolution tail after the pixel-unshuffle network, trained with a one-pixel "
+             "shift-consistency term so that the sub-pixel phases agree (the faint 2-pixel pattern on nearly noise-free "
+             "scans fell from up to 1.8x the input's to at most 1.09x), on 15 real volumes (MS patients, tumour, child, "
+             "prostate; split by subject) with small faint blobs inserted into half the training patches.",
     "ct-2d": "Blind 2.5D denoising of CT slices in HU (low-dose noise; noise-level input channel; each slice with "
              "one neighbouring slice on each side, a lone 2D image works too). It restores the full-dose image from a "
              "low-dose one: training targets keep full-dose noise of their own (0-25 HU, an independent draw of the "
@@ -213,8 +217,8 @@ def main() -> int:
         ]
         if name in PATTERN_MODELS and EPI.is_dir():
             before, after, tta = epi_pattern(name)
-            lines.append("- On inputs with little noise or coarse pixels it leaves a faint 2-pixel periodic pattern (the "
-                         "pixel-unshuffle's sub-images disagree slightly). On the 64x64 GE EPI (../shared/data; `denoise run -i "
+            lines.append("- On inputs with little noise or coarse pixels it can leave a faint 2-pixel periodic pattern (the "
+                         "pixel-unshuffle's sub-images disagree slightly; docs/benchmarks.md, 'No added structure'). On the 64x64 GE EPI (../shared/data; `denoise run -i "
                          "../shared/data/dicom/ge_mr_epi_fmri`, manifest columns sigma_before/sigma_after) the wavelet "
                          f"noise estimate reads {before} before and {after} after denoising, because that estimator sees "
                          f"exactly this band; `--tta` removes it ({tta} after)."
