@@ -43,6 +43,7 @@ from denoise.scan_task import (
     get_model,
     noise_relpath,
     output_relpath,
+    process_paired,
     process_scan,
     reason_roots,
 )
@@ -82,10 +83,14 @@ def denoise_folder(
         input: folder (or single file) to read; never modified.
         output: folder that mirrors ``input``; it may not be ``input``, lie inside it or hold it
             (symlinks followed), and only one run at a time may write into it (a lock file).
-        model: shipped name or checkpoint path; default: the shipped model for each scan's modality.
+        model: shipped name (also as ``dae:NAME``), checkpoint path or classical method
+            (`denoise.methods`); default: the shipped model for each scan's modality.
         device: auto, cpu, cuda or mps.
         resume: skip scans already done with the same input hash and model; redo failed/changed ones.
-        reference: folder of clean scans at the same relative paths: adds PSNR/SSIM to the manifest.
+        reference: folder of clean scans: adds PSNR/SSIM to the manifest. Each scan is paired as
+            `denoise.evaluate_folder` pairs (`denoise.pairing`: the same relative path, else a
+            derived DICOM series with the series it derives from by UID); a scan without one
+            gets a ``warning`` in its row and in the log.
         fmt: "same" (DICOM -> derived DICOM, NIfTI -> NIfTI) or "nifti" (everything to NIfTI).
         tile, overlap, batch_size: 3D sliding-window tile (z, y, x), overlap, tiles/slices per pass
             (None: 2 on CPU, 8 on GPU).
@@ -105,7 +110,8 @@ def denoise_folder(
         progress: show a progress bar.
 
     Returns:
-        Summary dict: counts per status, output folder, manifest path, seconds.
+        Summary dict: counts per status (``ok`` includes the reused), ``processed`` (scans run
+            now), ``reused`` (scans ``resume`` kept from the earlier run), manifest path, seconds.
 
     Raises:
         UsageError: bad arguments, an output folder that overlaps the input, cannot be written or
@@ -115,7 +121,10 @@ def denoise_folder(
     t0 = time.perf_counter()
     src, out = Path(input).resolve(), Path(output).resolve()
     _check_usage(src, out, fmt, num_parts, part_id, workers, scheduler, reference)
+    from denoise.methods import run_model
     from denoise.models import CLASSICAL_METHODS
+
+    model = run_model(model)  # dae:mr-2d -> mr-2d; an unknown name names the valid ones
 
     if tta and model in CLASSICAL_METHODS:
         raise UsageError(f"--tta is for learned models; {model!r} is a classical method")
@@ -164,9 +173,14 @@ def denoise_folder(
                 rows[sk.relpath] = row
         todo = [s for s in mine if s.relpath not in collisions and not (
             resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes, strength, noise_map))]
+        reused = len(mine) - len(collisions) - len(todo)
+        if resume:
+            log.info("--continue: %d of %d scan(s) reused from the earlier run (same input, model and options), "
+                     "%d to do", reused, len(mine), len(todo))
         write_manifest(manifest_path, rows)
+        pairs = _pair_references(todo, reference)
         bar = tqdm(total=len(todo), desc="scans", unit="scan", disable=not progress)
-        for row in _run(todo, opts, workers, scheduler):
+        for row in _run(todo, opts, workers, scheduler, pairs):
             _keep_earlier_output(row, previous.get(row["input"]), out)
             rows[row["input"]] = row
             write_manifest(manifest_path, rows)
@@ -177,7 +191,7 @@ def denoise_folder(
         bar.close()
         counts = {k: sum(r["status"] == k for r in rows.values()) for k in ("ok", "failed", "skipped")}
         summary = {"manifest": manifest_path.name, **counts, "processed": len(todo),
-                   "reused": len(mine) - len(todo), "seconds": round(time.perf_counter() - t0, 2)}
+                   "reused": reused, "seconds": round(time.perf_counter() - t0, 2)}
         write_text_atomic(summary_path, json.dumps(summary, indent=1))
     return summary
 
@@ -260,10 +274,22 @@ def _check_model(model: str | None, opts: BatchOptions) -> None:
         raise UsageError(f"model {model!r} cannot be used: {reason}") from None
 
 
-def _run(todo: list[ScanSource], opts: BatchOptions, workers: int | None, scheduler: str | None):
+def _pair_references(todo: list[ScanSource], reference: str | Path | None) -> list[tuple | None]:
+    """Each scan's (reference scan, how) or (None, why not), by `denoise.pairing`; Nones without
+    ``reference``. The reference tree is read once (headers only)."""
+    if reference is None:
+        return [None] * len(todo)
+    from denoise.pairing import ReferenceIndex
+
+    index = ReferenceIndex(discover_scans(reference)[0])
+    return [index.find(s) for s in todo]
+
+
+def _run(todo: list[ScanSource], opts: BatchOptions, workers: int | None, scheduler: str | None,
+         pairs: list[tuple | None]):
     if not workers and not scheduler:
-        for s in todo:
-            yield process_scan(s, opts)
+        for s, pair in zip(todo, pairs):  # (source, opts) without --reference, as it always was
+            yield process_scan(s, opts) if pair is None else process_scan(s, opts, pair)
         return
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -274,7 +300,7 @@ def _run(todo: list[ScanSource], opts: BatchOptions, workers: int | None, schedu
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     try:
-        futures = client.map(process_scan, todo, opts=opts, pure=False)
+        futures = client.map(process_paired, todo, pairs, opts=opts, pure=False)
         for fut in as_completed(futures):
             yield fut.result()
     finally:

@@ -26,8 +26,9 @@ from denoise import fidelity
 from denoise.data import noise_level
 from denoise.infer import PRETRAINED_DIR, LearnedDenoiser, denoise_scan, load_model
 from denoise.io import discover_scans
+from denoise.methods import bench_methods, shipped_kind
 from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
-from denoise.models import ClassicalDenoiser, bm3d_available
+from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser, bm3d_available
 from denoise.noise import add_noise, parse_noise
 from denoise.normalize import normalization_for, reference_intensity
 from denoise.scan import Scan
@@ -59,7 +60,7 @@ def default_methods() -> list[str]:
         if not is_slow(m):
             methods += [m, f"{m}:oracle"]
     for pt in sorted(PRETRAINED_DIR.glob("*.pt")):
-        kind = _shipped_kind(pt.stem)
+        kind = shipped_kind(pt.stem)
         methods.append(f"{kind}:{pt.stem}")
         if kind == "dae":  # and with the oracle noise level, like the classical methods' oracle rows
             methods.append(f"{kind}:{pt.stem}:oracle")
@@ -79,7 +80,9 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
                   progress: bool = True, reuse: str | Path | None = None) -> Path:
     """Run the comparison; returns the path of ``results.md`` (``results.csv`` beside it).
 
-    ``methods``: names as in `_method` (default: `default_methods`, which leaves out BM3D/BM4D).
+    ``methods``: names as `denoise run -m` takes them or in the bench's forms (`denoise.methods`:
+    ``mr-2d`` is ``dae:mr-2d``, ``nlm:oracle``, ``mr-2d:tta`` ...), checked before anything runs
+    (`UsageError` naming the valid ones); default: `default_methods`, which leaves out BM3D/BM4D.
     ``progress``: a bar over the runs (scan x noise x method) that names the running method, and
     under it a bar over the slices that method has denoised (its ETA; 2D methods and three-plane
     learned models) or MONAI's bar over 3D tiles.
@@ -88,11 +91,11 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
     scores the same there (its PSNR and data range, a fingerprint of the reference and the noise
     realisation); their ``seconds`` are those measured then. The first four cases, which the
     example figures show, are always recomputed. Learned models are always run."""
+    methods = bench_methods(methods) if methods else default_methods()
+    specs = [parse_noise(n) for n in noises]
     old_rows = _reusable_rows(reuse) if reuse else {}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    specs = [parse_noise(n) for n in noises]
-    methods = methods or default_methods()
     sources, _ = discover_scans(data)
     rows: list[dict[str, Any]] = []
     cache: dict[str, Any] = {}
@@ -214,7 +217,7 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
     if method == "noisy":
         return "noisy"
     family, _, arg = method.partition(":")
-    if family in CLASSICAL or family == "bm4d":
+    if family in CLASSICAL_METHODS or family == "bm4d":
         if family in ("bm3d", "bm4d") and not bm3d_available():
             return None
         three_d = family == "bm4d"
@@ -314,13 +317,6 @@ def _noise_order(n: str) -> tuple[str, float]:
         return kind, float(level.split("-")[0])
     except ValueError:
         return kind, 0.0
-
-
-def _shipped_kind(name: str) -> str:
-    for kind in ("vae", "sparse", "linear"):
-        if name.startswith(kind):
-            return kind
-    return "dae"
 
 
 def _reusable_rows(path: str | Path) -> dict[tuple[str, str, str], dict[str, str]]:

@@ -57,17 +57,19 @@ def repeat_sets(data: str | Path) -> list[tuple[str, Scan]]:
 
 def run_real_benchmark(data: str | Path, out: str | Path, *, methods: list[str] | None = None,
                        max_repeats: int | None = None, progress: bool = True) -> Path:
-    """Score ``methods`` (names as in `denoise.bench`: noisy, nlm, bm3d, dae:mr-2d, dae:mr-2d:tta ...)
-    on every repeated-acquisition scan under ``data``; ``max_repeats`` scores only the first N
-    repeats of each scan (all of them still form the references). Returns the path of results.md."""
+    """Score ``methods`` (names as in `denoise.bench`: noisy, nlm, bm3d, mr-2d or dae:mr-2d,
+    dae:mr-2d:tta ...; checked before anything runs, `denoise.methods.bench_methods`) on every
+    repeated-acquisition scan under ``data``; ``max_repeats`` scores only the first N repeats of
+    each scan (all of them still form the references). Returns the path of results.md."""
     from denoise.bench import _method
+    from denoise.methods import bench_methods
 
+    methods = bench_methods(methods) if methods else DEFAULT_REAL_METHODS
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sets = repeat_sets(data)
     if not sets:
         raise ValueError(f"no scan with repeated acquisitions (a 4D series with >= 2 time points) under {data}")
-    methods = methods or DEFAULT_REAL_METHODS
     rows: list[dict[str, str]] = []
     cache: dict = {}
     todo = len(sets) * len(methods)

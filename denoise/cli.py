@@ -54,16 +54,22 @@ _DEVICE_HELP = "auto = cuda, then mps, then cpu (default: %(default)s)"
 _QUIET_HELP = "no progress bars or info messages (warnings and errors only)"
 
 
+def _pct(text: str) -> str:
+    """``text`` for an argparse help string (which %-formats it)."""
+    return text.replace("%", "%%")
+
+
 def _add_run(sub) -> None:
+    from denoise.methods import valid_names
+
     r = sub.add_parser("run", help="denoise every DICOM series and NIfTI file under a folder")
     r.add_argument("-i", "--input", required=True, type=Path,
                    help="folder (or a single file) of DICOM series and NIfTI files; never modified")
     r.add_argument("-o", "--output", required=True, type=Path,
                    help="output folder mirroring the input tree, with manifest.csv and summary.json; it may not be "
                         "the input, lie inside it or hold it")
-    r.add_argument("-m", "--model", help="shipped model name (see `denoise models`), checkpoint path, or a classical "
-                   "method (gaussian, median, nlm, tv, wavelet, bm3d) (default: by modality: ct-2d for CT, mr-2d "
-                   "for MR and the rest)")
+    r.add_argument("-m", "--model", help=f"the method: {_pct(valid_names())} (the names `denoise bench --methods` "
+                   "takes) (default: by modality: ct-2d for CT, mr-2d for MR and the rest)")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="where learned models run: " + _DEVICE_HELP + "; classical methods run on the CPU")
     r.add_argument("--continue", dest="resume", action="store_true",
@@ -173,6 +179,8 @@ def _add_train(sub) -> None:
 
 
 def _add_bench(sub) -> None:
+    from denoise.methods import valid_names
+
     b = sub.add_parser("bench", help="compare methods on clean scans with synthetic noise, or on real repeats (--real)")
     b.add_argument("--data", type=Path, metavar="DIR",
                    help="folder of clean scans: each method is scored on noisy copies against them (synthetic-noise "
@@ -186,7 +194,9 @@ def _add_bench(sub) -> None:
                    help="--data: noise specs as in `simulate --noise`, e.g. rician:0.05,rician:0.09 (required with "
                         "--data; lowdose is scored on CT scans only, the other kinds on the rest)")
     b.add_argument("--methods", metavar="M[,M...]",
-                   help="comma list, e.g. noisy,nlm:oracle,dae:mr-2d (default with --data: noisy; gaussian, nlm, tv "
+                   help="comma list of the names `run -m` takes and the bench's own: "
+                        f"{_pct(valid_names(bench=True))}; rows name models as dae:mr-2d; checked before anything "
+                        "runs. E.g. noisy,nlm:oracle,mr-2d (default with --data: noisy; gaussian, nlm, tv "
                         "and wavelet, each blind and :oracle; every shipped model, DAEs also :oracle. With --real: "
                         "noisy,nlm,dae:mr-2d,dae:mr-2d:tta,dae:mr-3d). bm3d, bm3d:oracle and bm4d:oracle run only "
                         "when named here: about 2 s per 256x256 slice, tens of minutes per volume (--max-slices "
@@ -234,7 +244,8 @@ def _run(args) -> int:
                        overlap=args.overlap, batch_size=args.batch_size, noise_map=args.noise_map, tta=args.tta,
                        planes=args.planes, strength=args.strength, workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
                        part_id=args.part_id, progress=not args.quiet)
-    print(f"{s['ok']} ok, {s['failed']} failed, {s['skipped']} skipped -> {Path(args.output) / s['manifest']}")
+    reused = f" ({s['reused']} reused from the earlier run, {s['processed']} run now)" if args.resume else ""
+    print(f"{s['ok']} ok{reused}, {s['failed']} failed, {s['skipped']} skipped -> {Path(args.output) / s['manifest']}")
     return 1 if s["failed"] else 0
 
 
@@ -253,7 +264,12 @@ def _evaluate(args) -> int:
     for r in rows:
         print(f"{r['scan']}\tpsnr={r['psnr']}\tssim={r['ssim']}\tdata_range={r['data_range']}\t{r['reason']}")
     print(f"-> {path}")
-    return 1 if any(r["reason"] for r in rows) else 0
+    unscored = sum(bool(r["reason"]) for r in rows)
+    if unscored or not rows:
+        print(f"denoise evaluate: {unscored} of {len(rows)} scan(s) not scored (no reference found, or unreadable: "
+              "see the reason column)" if rows else f"denoise evaluate: no scans found under {args.denoised}",
+              file=sys.stderr)
+    return 1 if unscored or not rows else 0
 
 
 def _train(args) -> int:
@@ -292,48 +308,15 @@ def _bench(args) -> int:
 
 
 def _models(args) -> int:
-    from denoise.pretrained import list_pretrained
+    from denoise.cli_show import show_models
 
-    models = list_pretrained()
-    if not models:
-        print("no shipped models found")
-    for m in models:
-        print(f"{m['name']:14s} {m['kind']:7s} {m['dims']}D  noise {m['noise']:18s} val PSNR {m['val_psnr']}  "
-              f"{m['summary']}")
-    return 0
+    return show_models()
 
 
 def _info(args) -> int:
-    """One line per scan and per skipped file; 1 when nothing usable was found or something
-    failed to read (like ``run``), 0 when every scan read. Messages name paths relative to PATH."""
-    from denoise.io import ScanReadError, discover_scans
-    from denoise.manifest import relative_reason
+    from denoise.cli_show import show_info
 
-    def one_line(reason: str) -> str:  # no newlines; paths relative to PATH (as each line starts), no others
-        return " ".join(relative_reason(reason, [Path(args.path)]).split())
-
-    scans, skipped = discover_scans(args.path)
-    failed = 0
-    for s in scans:
-        try:
-            d = s.load().describe()
-            print(f"{s.relpath}\t{d['format']}\t{d['kind']}\t{d['modality']}\tshape {d['shape']}\tspacing {d['spacing']} mm"
-                  f"\t{len(s.files)} file(s)\t{d['transfer_syntax']}")
-        except Exception as exc:
-            failed += 1
-            why = exc.reason if isinstance(exc, ScanReadError) else f"{type(exc).__name__}: {exc}"
-            print(f"{s.relpath}\tunreadable: {one_line(why)}")
-    for k in skipped:
-        failed += k.failed
-        print(f"{k.relpath}\t{'unreadable' if k.failed else 'skipped'}: {one_line(k.reason)}")
-    if not scans:
-        n = len(skipped)
-        print(f"denoise: no DICOM or NIfTI scans found under {args.path} ({n} file{'s' * (n != 1)} looked at)",
-              file=sys.stderr)
-        return 1
-    if failed:
-        print(f"denoise: {failed} scan(s) or file(s) could not be read", file=sys.stderr)
-    return 1 if failed else 0
+    return show_info(args.path)
 
 
 def _view(args) -> int:

@@ -43,12 +43,16 @@ from denoise import noise_mr
 from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 
-__all__ = ["NoiseSpec", "NoiseMix", "parse_noise", "add_noise", "check_training_options", "NOISE_KINDS"]
+__all__ = ["NoiseSpec", "NoiseMix", "parse_noise", "add_noise", "check_training_options", "implausible_level",
+           "NOISE_KINDS", "PLAUSIBLE_LEVEL"]
 
 NOISE_KINDS = ("gaussian", "rician", "poisson", "lowdose", "speckle", "mrkspace")
 MU_WATER = 0.0192  # 1/mm at ~70 keV
 FULL_DOSE_PHOTONS = 1e7
 ELECTRONIC_SIGMA = 10.0
+# the highest level a scanner plausibly makes, per kind whose level is a relative std (lowdose is a
+# dose fraction, already bounded to (0, 1]): 0.5 = a noise std of half the robust maximum
+PLAUSIBLE_LEVEL = {"gaussian": 0.5, "rician": 0.5, "mrkspace": 0.5, "poisson": 0.5, "speckle": 1.0}
 _SYNTAX = ("expected one of " + ", ".join(f"{k}:LEVEL" for k in NOISE_KINDS[:-1])
            + ", mrkspace:LEVEL[,coils=N][,zf=F][,pf=P][,accel=R][,filter=none|hamming|hann|fermi]"
            "[,combine=sos|adaptive], or such specs joined by '|' (a mixture)")
@@ -130,6 +134,23 @@ def parse_noise(spec: str | NoiseSpec | NoiseMix) -> NoiseSpec | NoiseMix:
     if "|" in text:
         return NoiseMix(tuple(_parse_one(part, spec) for part in text.split("|")))
     return _parse_one(text, spec)
+
+
+def implausible_level(spec: str | NoiseSpec | NoiseMix) -> str | None:
+    """A warning when a spec's level is beyond what scanners make (`PLAUSIBLE_LEVEL`), e.g.
+    ``rician:5`` (sigma = 500% of the robust maximum, where ``rician:0.05`` was likely meant);
+    None when every level is plausible. Such a spec still parses and runs."""
+    parsed = parse_noise(spec)
+    for m in parsed.members if isinstance(parsed, NoiseMix) else (parsed,):
+        limit = PLAUSIBLE_LEVEL.get(m.kind)
+        if limit is None or m.high <= limit:
+            continue
+        hint = f"; levels are fractions: did you mean {m.kind}:{_fmt_range((m.low / 100, m.high / 100))}?" \
+            if m.high >= 1 else ""
+        of = "the signal" if m.kind == "speckle" else "the robust maximum"
+        return (f"level {_fmt_range((m.low, m.high))} of {m.kind} noise is a noise std of {m.high:.0%} of {of}, "
+                f"far above what scanners make (up to {limit:g} is plausible){hint}")
+    return None
 
 
 def _parse_one(text: str, spec) -> NoiseSpec:

@@ -26,11 +26,13 @@ from denoise.metrics import CT_DATA_RANGE, estimate_sigma, foreground_mask, psnr
 from denoise.normalize import hu_warning, reference_intensity
 from denoise.outdir import identity
 
-__all__ = ["BatchOptions", "process_scan", "default_model_for", "modality_warning", "output_relpath",
+__all__ = ["BatchOptions", "process_scan", "process_paired", "default_model_for", "modality_warning", "output_relpath",
            "noise_relpath", "atomic_write", "get_model", "reason_roots", "DEFAULT_MODELS"]
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
+# a derived DICOM series is numbered source + 1000 (`write_dicom_series`); its noise map source + 2000
+NOISE_MAP_SERIES_OFFSET = 2000
 _MODEL_CACHE: dict[tuple, Any] = {}
 
 
@@ -63,8 +65,18 @@ def default_model_for(modality: str, array: np.ndarray | None = None) -> str:
     return DEFAULT_MODELS["MR"]
 
 
-def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
-    """Denoise one scan and write its outputs; never raises for a bad scan (returns a failed row)."""
+def process_paired(source: ScanSource, reference: tuple | None, opts: BatchOptions) -> dict[str, Any]:
+    """`process_scan` with its reference pairing as the second argument (for ``Client.map``)."""
+    return process_scan(source, opts, reference)
+
+
+def process_scan(source: ScanSource, opts: BatchOptions, reference: tuple | None = None) -> dict[str, Any]:
+    """Denoise one scan and write its outputs; never raises for a bad scan (returns a failed row).
+
+    ``reference``: with ``opts.reference``, the scan's pairing, (reference scan, how) or (None,
+    why not), from `denoise.pairing.ReferenceIndex.find` (found here when not given). A scan
+    without a usable reference is denoised all the same; its row's ``warning`` says why the PSNR/SSIM
+    columns are empty (and the log does too)."""
     from denoise.infer import denoise_scan, option_suffix
 
     t0 = time.perf_counter()
@@ -85,9 +97,12 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
                    model_hash=getattr(denoiser, "checkpoint_hash", ""))
         corr = _noise_correlation(scan) if scan.modality == "MR" else float("nan")
         row["noise_corr"] = "" if np.isnan(corr) else f"{corr:.2f}"
+        if opts.reference and reference is None:
+            reference = _find_reference(source, Path(opts.reference))
+        missing = f"PSNR/SSIM left empty (--reference): {reference[1]}" if reference and not reference[0] else None
         warnings = [w for w in (modality_warning(denoiser, scan.modality),
                                 hu_warning(scan.array) if scan.modality == "CT" else None,
-                                correlation_warning(corr), *scan.meta.get("read_notes", ())) if w]
+                                correlation_warning(corr), *scan.meta.get("read_notes", ()), missing) if w]
         if warnings:
             row["warning"] = relative_reason("; ".join(warnings), reason_roots(opts))
             log.warning("%s: %s", source.relpath, row["warning"])
@@ -97,17 +112,21 @@ def process_scan(source: ScanSource, opts: BatchOptions) -> dict[str, Any]:
         den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength)
         row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
         row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"
-        ref = _reference_metrics(source, den, Path(opts.reference)) if opts.reference else {}
+        ref = _reference_metrics(reference[0], den) if reference and reference[0] else {}
         row.update({k: v for k, v in ref.items() if k != "reason"})
+        if ref.get("reason"):  # found, but cannot be scored against
+            why = relative_reason(f"PSNR/SSIM left empty (--reference): {ref['reason']}", reason_roots(opts))
+            row["warning"] = "; ".join(w for w in (row.get("warning"), why) if w)
+            log.warning("%s: %s", source.relpath, why)
         out_rel = output_relpath(source, opts.fmt)
         inputs = {i for i in map(identity, source.files) if i is not None}
         if opts.noise_map:  # first, so that the main output's rename is the last step
             noise = den.with_array(scan.array - den.array)
-            atomic_write(noise, Path(opts.output) / noise_relpath(out_rel), f"noise map {denoiser.name}", inputs)
+            atomic_write(noise, Path(opts.output) / noise_relpath(out_rel), f"noise map {denoiser.name}", inputs,
+                         series_offset=NOISE_MAP_SERIES_OFFSET)
             row["noise_map"] = noise_relpath(out_rel)
         atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}", inputs)
-        row.update(status="ok", reason=relative_reason(ref.get("reason", ""), reason_roots(opts)), output=out_rel,
-                   output_stamp=output_stamp(Path(opts.output) / out_rel))
+        row.update(status="ok", reason="", output=out_rel, output_stamp=output_stamp(Path(opts.output) / out_rel))
     except ScanReadError as exc:
         row["reason"] = relative_reason(exc.reason, reason_roots(opts))
         if root is not None and exc.path:
@@ -170,10 +189,14 @@ def get_model(name: str, opts: BatchOptions):
 
 
 def output_relpath(source: ScanSource, fmt: str) -> str:
-    """Where a scan's output goes, relative to the output folder."""
+    """Where a scan's output goes, relative to the output folder: a NIfTI file's relpath; a DICOM
+    series' relpath (``FOLDER/LABEL``) as a series folder, or ``FOLDER/LABEL.nii.gz``. A series
+    this package wrote, alone in its folder (`ScanSource.derived_folder`), goes to that folder's
+    relpath instead: ``IN/a/S5_x/`` (an earlier output) -> ``OUT/a/S5_x/``, not one level deeper."""
     if source.kind == "nifti":
         return source.relpath
-    return source.relpath + ".nii.gz" if fmt == "nifti" else source.relpath
+    rel = source.derived_folder or source.relpath
+    return rel + ".nii.gz" if fmt == "nifti" else rel
 
 
 def noise_relpath(rel: str) -> str:
@@ -184,12 +207,14 @@ def noise_relpath(rel: str) -> str:
     return rel + "_noise"
 
 
-def atomic_write(scan, dest: Path, description: str, inputs: set[tuple[int, int]] | None = None) -> None:
+def atomic_write(scan, dest: Path, description: str, inputs: set[tuple[int, int]] | None = None, *,
+                 series_offset: int = 1000) -> None:
     """Write under a temporary name beside ``dest`` and rename into place when complete.
 
     ``inputs`` (the input files' `denoise.outdir.identity`): refuse, as a last guard, a destination
     that is one of them under another name (the run checks every destination before it starts; this
     catches a link or mount made since). A symlink at ``dest`` is replaced, never written through.
+    ``series_offset``: a DICOM series' SeriesNumber is its source's plus this.
     """
     if inputs and identity(dest) in inputs:
         raise RuntimeError(f"refusing to write {dest.name}: it is an input file under another name")
@@ -203,7 +228,7 @@ def atomic_write(scan, dest: Path, description: str, inputs: set[tuple[int, int]
         os.replace(tmp, dest)
         return
     tmp = temp_sibling(dest)
-    write_scan(scan, tmp, description=description)
+    write_scan(scan, tmp, description=description, series_offset=series_offset)
     if dest.exists():
         old = temp_sibling(dest, "old")
         os.replace(dest, old)
@@ -216,23 +241,21 @@ def atomic_write(scan, dest: Path, description: str, inputs: set[tuple[int, int]
         os.replace(tmp, dest)
 
 
-def _reference_metrics(source: ScanSource, den, ref_root: Path) -> dict[str, str]:
-    from denoise.io import read_scan
+def _find_reference(source: ScanSource, ref_root: Path) -> tuple:
+    """`denoise.pairing` for one scan on its own (`denoise_folder` pairs all scans at once)."""
+    from denoise.pairing import ReferenceIndex
 
-    ref_path = ref_root / (source.relpath if source.kind == "nifti" else str(Path(source.relpath).parent))
+    return ReferenceIndex(discover_scans(ref_root)[0]).find(source)
+
+
+def _reference_metrics(ref_source: ScanSource, den) -> dict[str, str]:
+    """Foreground PSNR/SSIM of ``den`` against its reference, or ``{"reason": why not}``."""
     try:
-        if source.kind == "nifti":
-            ref = read_scan(ref_path)
-        else:
-            refs, _ = discover_scans(ref_path)
-            match = [r for r in refs if Path(r.relpath).name == Path(source.relpath).name]
-            if not match:
-                return {"reason": f"no reference series at {ref_path}"}
-            ref = match[0].load()
+        ref = ref_source.load()
     except Exception as exc:
-        return {"reason": f"reference unreadable: {exc}"}
+        return {"reason": f"reference {ref_source.relpath} unreadable: {getattr(exc, 'reason', exc)}"}
     if ref.array.shape != den.array.shape:
-        return {"reason": f"reference shape {ref.array.shape} differs"}
+        return {"reason": f"reference {ref_source.relpath} has shape {ref.array.shape}, the output {den.array.shape}"}
     rng = CT_DATA_RANGE if den.modality == "CT" else reference_intensity(ref.array)
     mask = foreground_mask(ref.array)
     return {"psnr_fg": f"{psnr(ref.array, den.array, data_range=rng, mask=mask):.3f}",

@@ -4,18 +4,24 @@ load -> compute -> save, the only place besides `batch` that combines I/O with c
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from denoise.io import ScanReadError, discover_scans
+from denoise.manifest import relative_reason
 from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
-from denoise.noise import add_noise, parse_noise
+from denoise.noise import add_noise, implausible_level, parse_noise
 from denoise.normalize import reference_intensity
 from denoise.outdir import UsageError
+from denoise.pairing import ReferenceIndex, is_noise_map
 
-__all__ = ["simulate_folder", "evaluate_folder", "train_folder", "DEFAULT_NOISE"]
+__all__ = ["simulate_folder", "evaluate_folder", "train_folder", "DEFAULT_NOISE", "EVALUATION_FIELDS"]
+
+log = logging.getLogger(__name__)
+EVALUATION_FIELDS = ["scan", "psnr", "ssim", "data_range", "mask", "reason", "reference"]
 
 # `train_folder`'s noise when neither the call, the config nor an init checkpoint sets one: blind
 # over the range the shipped models cover (ct-2d's model card: 10-50% dose)
@@ -27,10 +33,19 @@ def simulate_folder(input: str | Path, output: str | Path, noise: str, *, seed: 
     """Write a noisy copy of every scan under ``input`` into ``output`` (same formats, mirrored).
 
     Scan ``k`` (in sorted relative-path order) gets seed ``seed + k``, so a rerun reproduces it.
+    Outputs go where `denoise run` puts them (`denoise.scan_task.output_relpath`: a DICOM series
+    as a derived series in ``output/<its relpath>/``), so `denoise run` and `evaluate_folder`
+    pair them with their sources (`denoise.pairing`). A level no scanner makes
+    (`denoise.noise.implausible_level`, e.g. ``rician:5``, 500%) is warned about, then simulated
+    as asked.
     """
     from denoise.batch import _atomic_write, _check_usage
+    from denoise.scan_task import output_relpath
 
-    parse_noise(noise)
+    spec = parse_noise(noise)
+    warning = implausible_level(spec)
+    if warning:
+        log.warning("--noise %s: %s", noise, warning)
     src, out = Path(input).resolve(), Path(output).resolve()
     _check_usage(src, out, "same", 1, 0, None, None, None)
     sources, _ = discover_scans(src)
@@ -38,7 +53,7 @@ def simulate_folder(input: str | Path, output: str | Path, noise: str, *, seed: 
     for k, s in enumerate(tqdm(sources, desc="simulate", unit="scan", disable=not progress)):
         try:
             noisy = add_noise(s.load(), noise, seed=seed + k)
-            _atomic_write(noisy, out / s.relpath, f"noisy {noise} seed {seed + k} (simulation)")
+            _atomic_write(noisy, out / output_relpath(s, "same"), f"simulated {noise} seed {seed + k}")
             counts["ok"] += 1
         except (ScanReadError, ValueError) as exc:
             counts["failed"] += 1
@@ -48,28 +63,38 @@ def simulate_folder(input: str | Path, output: str | Path, noise: str, *, seed: 
 
 def evaluate_folder(denoised: str | Path, reference: str | Path, *, mask: str = "auto",
                     out: str | Path | None = None) -> tuple[list[dict[str, Any]], Path]:
-    """Pair scans by relative path and score each; write a CSV table. Returns (rows, csv path).
+    """Pair each scan with its reference and score it; write a CSV table. Returns (rows, csv path).
 
-    Data range: CT 2000 HU (window [-1000, 1000]); otherwise the reference's
-    `reference_intensity`. ``mask="auto"`` scores the reference's `foreground_mask`.
+    Pairing (`denoise.pairing.ReferenceIndex`): the same relative path (a DICOM series that
+    `run`/`simulate` wrote: the same folder), else for a derived DICOM series the reference
+    series it derives from by UID; the ``reference`` column names the one used. A scan
+    without a reference gets a row with empty scores and the reason, and a logged warning; noise
+    maps (``run --noise-map``) are left out. Reasons name paths relative to the two folders.
+    Data range: CT 2000 HU (window [-1000, 1000]); otherwise the reference's `reference_intensity`. ``mask="auto"`` scores the reference's `foreground_mask`.
     ``out``: a folder (the table goes to ``out/evaluation.csv``; created if missing) or a ``.csv``
     file path (its folder created if missing); default ``denoised/evaluation.csv``. Anything else
     (another existing file, another suffix) raises `UsageError` before anything is scored.
     """
     den_root, ref_root = Path(denoised), Path(reference)
     path = _evaluation_path(out, den_root)
-    refs = {s.relpath: s for s in discover_scans(ref_root)[0]}
+    index = ReferenceIndex(discover_scans(ref_root)[0])
+    found = discover_scans(den_root)[0]
+    homes = {s.derived_folder or s.relpath for s in found}
     rows = []
-    for s in discover_scans(den_root)[0]:
-        row: dict[str, Any] = {"scan": s.relpath, "psnr": "", "ssim": "", "data_range": "", "mask": mask, "reason": ""}
-        key = s.relpath if s.relpath in refs else _match_dicom(s.relpath, refs)
-        if key is None:
-            if not s.relpath.endswith("_noise.nii.gz"):
-                row["reason"] = "no reference at the same relative path"
-                rows.append(row)
+    for s in found:
+        if is_noise_map(s, homes):
             continue
+        row: dict[str, Any] = {"scan": s.relpath, "psnr": "", "ssim": "", "data_range": "", "mask": mask, "reason": "",
+                               "reference": ""}
+        ref, how = index.find(s)
+        if ref is None:
+            row["reason"] = how
+            log.warning("%s: %s: not scored", s.relpath, how)
+            rows.append(row)
+            continue
+        row["reference"] = ref.relpath
         try:
-            d, r = s.load(), refs[key].load()
+            d, r = s.load(), ref.load()
             if d.array.shape != r.array.shape:
                 raise ValueError(f"shape {d.array.shape} vs reference {r.array.shape}")
             rng = CT_DATA_RANGE if r.modality == "CT" else reference_intensity(r.array)
@@ -77,11 +102,12 @@ def evaluate_folder(denoised: str | Path, reference: str | Path, *, mask: str = 
             row.update(psnr=f"{psnr(r.array, d.array, data_range=rng, mask=m):.3f}",
                        ssim=f"{ssim(r.array, d.array, data_range=rng, mask=m):.4f}", data_range=f"{rng:.4g}")
         except (ScanReadError, ValueError) as exc:
-            row["reason"] = str(exc)
+            row["reason"] = relative_reason(str(exc), [den_root.resolve(), ref_root.resolve(), den_root, ref_root])
+            log.warning("%s: not scored: %s", s.relpath, row["reason"])
         rows.append(row)
     try:
         with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["scan"])
+            w = csv.DictWriter(fh, fieldnames=EVALUATION_FIELDS)
             w.writeheader()
             w.writerows(rows)
     except OSError as exc:
@@ -207,11 +233,3 @@ def _yaml_section(path: str | Path | None, section: str) -> dict[str, Any]:
         return {}
     data = yaml.safe_load(Path(path).read_text()) or {}
     return dict(data.get(section) or {})
-
-
-def _match_dicom(relpath: str, refs: dict) -> str | None:
-    """`run`/`simulate` write a DICOM series into a folder named after the source series label
-    (``IN/a/S5_x`` -> ``OUT/a/S5_x/``), so a derived series' reference is its parent path."""
-    parent = Path(relpath).parent.as_posix()
-    return parent if parent in refs else None
-

@@ -8,12 +8,13 @@ series depending on the target path.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from denoise.io.dicom_read import DicomStack, group_dicom, load_stack, read_dicom_headers
-from denoise.io.dicom_write import RESEARCH_NOTE, write_dicom_series
+from denoise.io.dicom_write import RESEARCH_NOTE, is_denoise_output, write_dicom_series
 from denoise.io.errors import NotAnImageError, ScanReadError
 from denoise.io.nifti import is_nifti_path, read_nifti, write_nifti
 from denoise.io.probe import unreadable_reason
@@ -40,6 +41,11 @@ class ScanSource:
         kind: ``"nifti"`` or ``"dicom"``.
         relpath: POSIX path relative to the searched root: the NIfTI file, or for DICOM the folder
             holding the series followed by the series label (unique per series).
+        derived_folder: for a DICOM series this package wrote (`denoise run`, `denoise simulate`)
+            alone in its folder (no other scan in or under it), that folder's relpath, else ''.
+            Outputs made from such a series go into the same folder name rather than one level
+            deeper (`denoise.scan_task.output_relpath`), so a simulate -> run -> run chain keeps
+            the first input's folder names and every step pairs with it (`denoise.pairing`).
         files: the files that make up the scan. For DICOM this includes duplicate copies of an
             object (same SOPInstanceUID, e.g. saved in two transfer syntaxes) that are read only
             once: they are part of the input, so its hash covers them.
@@ -49,6 +55,7 @@ class ScanSource:
     relpath: str
     files: tuple[Path, ...]
     stack: DicomStack | None = None
+    derived_folder: str = ""
 
     def load(self) -> Scan:
         """Read the pixels into a Scan (raises ScanReadError naming the file on failure).
@@ -116,10 +123,13 @@ def discover_scans(root: str | Path) -> tuple[list[ScanSource], list[Skipped]]:
             continue
         frames_by_dir.setdefault(path.parent, []).extend(frames)
     for folder, frames in frames_by_dir.items():
-        for stack in group_dicom(frames):
-            rel_dir = folder.relative_to(base).as_posix()
+        stacks = group_dicom(frames)
+        rel_dir = folder.relative_to(base).as_posix()
+        for stack in stacks:
             rel = f"{rel_dir}/{stack.label}" if rel_dir != "." else stack.label
-            scans.append(ScanSource("dicom", rel, tuple(stack.files), stack))
+            own = rel_dir != "." and len(stacks) == 1 and is_denoise_output(stack.frames[0].header)
+            scans.append(ScanSource("dicom", rel, tuple(stack.files), stack, rel_dir if own else ""))
+    _unless_shared(scans)
     _dedupe_labels(scans)
     scans.sort(key=lambda s: s.relpath)
     return scans, skipped
@@ -163,14 +173,15 @@ def read_scan(path: str | Path) -> Scan:
     return scans[0].load()
 
 
-def write_scan(scan: Scan, path: str | Path, *, description: str = "denoised") -> Path:
+def write_scan(scan: Scan, path: str | Path, *, description: str = "denoised", series_offset: int = 1000) -> Path:
     """Write ``scan``: a path ending .nii/.nii.gz gets NIfTI, any other path is a folder that
-    receives a derived DICOM series (see `write_dicom_series`). Returns the path."""
+    receives a derived DICOM series (see `write_dicom_series`; ``series_offset`` is added to the
+    source's SeriesNumber). Returns the path."""
     path = Path(path)
     if is_nifti_path(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         return write_nifti(scan, path)
-    write_dicom_series(scan, path, description=description)
+    write_dicom_series(scan, path, description=description, series_offset=series_offset)
     return path
 
 
@@ -191,13 +202,27 @@ def _looks_like_dicom(path: Path) -> bool:
     return head[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".dicom", ".ima")
 
 
+def _unless_shared(scans: list[ScanSource]) -> None:
+    """Clear `ScanSource.derived_folder` where that folder also holds (in it or below) another
+    scan: outputs into it would lie inside one another."""
+    if not any(s.derived_folder for s in scans):
+        return
+    holding: dict[str, int] = {}  # folder -> scans in it or below
+    for s in scans:
+        for folder in Path(s.relpath).parents:
+            holding[folder.as_posix()] = holding.get(folder.as_posix(), 0) + 1
+    for i, s in enumerate(scans):
+        if s.derived_folder and holding.get(s.derived_folder, 0) > 1:
+            scans[i] = dataclasses.replace(s, derived_folder="")
+
+
 def _dedupe_labels(scans: list[ScanSource]) -> None:
     seen: dict[str, int] = {}
     for i, s in enumerate(scans):
         n = seen.get(s.relpath, 0)
         seen[s.relpath] = n + 1
         if n:
-            scans[i] = ScanSource(s.kind, f"{s.relpath}_{n + 1}", s.files, s.stack)
+            scans[i] = dataclasses.replace(s, relpath=f"{s.relpath}_{n + 1}")
 
 
 def _too_many(path: Path, stacks: list[DicomStack]) -> Scan:

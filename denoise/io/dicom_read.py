@@ -27,6 +27,7 @@ from pydicom.errors import InvalidDicomError
 from denoise.io.dicom_decode import read_frames
 from denoise.io.dicom_duplicates import duplicate_notes, split_duplicates
 from denoise.io.dicom_kinds import frame_kinds, mixed_kinds_reason, negative_values_note
+from denoise.io.dicom_write import RESEARCH_NOTE
 from denoise.io.errors import NotAnImageError, ScanReadError
 from denoise.scan import Scan
 
@@ -74,10 +75,11 @@ class DicomStack:
 
     @property
     def label(self) -> str:
-        """A patient-free name for the series: number, description, kind."""
+        """A patient-free name for the series: number, description (less the research-use note
+        of a series this package wrote), kind."""
         h = self.frames[0].header
         number = str(h.get("SeriesNumber", "") or "x")
-        desc = str(h.get("SeriesDescription", "") or "series")
+        desc = str(h.get("SeriesDescription", "") or "").replace(f" - {RESEARCH_NOTE}", "").strip() or "series"
         kind = self.key[-1]
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{desc}")[:40].strip("_")
         suffix = f"_{kind}" if kind else ""

@@ -18,9 +18,13 @@ from denoise.scan import Scan
 
 log = logging.getLogger(__name__)
 
-__all__ = ["write_dicom_series", "needs_study_uid", "source_sop", "RESEARCH_NOTE"]
+__all__ = ["write_dicom_series", "needs_study_uid", "source_sop", "series_description", "is_denoise_output",
+           "RESEARCH_NOTE", "MADE_BY"]
 
 RESEARCH_NOTE = "RESEARCH USE ONLY"
+MADE_BY = "Made by the denoise toolkit."  # ends every DerivationDescription this writer makes (`is_denoise_output`)
+_DESCRIPTION_LEN = 64  # SeriesDescription is LO: at most 64 characters
+_SOURCE_PURPOSE = ("121322", "DCM", "Source image for image processing operation")
 _CLASSIC = {
     "1.2.840.10008.5.1.4.1.1.4.1": "1.2.840.10008.5.1.4.1.1.4",  # Enhanced MR -> MR Image
     "1.2.840.10008.5.1.4.1.1.4.4": "1.2.840.10008.5.1.4.1.1.4",  # Legacy Converted Enhanced MR -> MR Image
@@ -34,7 +38,8 @@ _DROP = ("PixelData", "LargestImagePixelValue", "SmallestImagePixelValue", "Pixe
          "DerivationCodeSequence", "DerivationDescription", "IconImageSequence", "RealWorldValueMappingSequence")
 
 
-def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "denoised") -> list[Path]:
+def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "denoised",
+                       series_offset: int = 1000) -> list[Path]:
     """Write ``scan`` into ``folder`` as a new derived series, one file per slice.
 
     Patient/study tags and geometry come from the source headers (``scan.meta["dicom_headers"]``)
@@ -52,8 +57,15 @@ def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "de
     Args:
         scan: the scan to write; 2D, 3D or 4D.
         folder: output folder (created); existing files with the same names are overwritten.
-        description: what was done, e.g. ``"denoised mr-2d"``; goes into SeriesDescription and
-            DerivationDescription together with the research-use note.
+        description: what was done, e.g. ``"denoised mr-2d"``; goes into SeriesDescription (see
+            `series_description`) and DerivationDescription together with the research-use note.
+        series_offset: SeriesNumber = the source's + this (a noise map written beside a denoised
+            series takes another offset, so the two series have distinct numbers).
+
+    A series made from a DICOM source records where it came from: Source Image Sequence (each
+    image's source image) and Related Series Sequence (the source series, and the series that one
+    was made from, if it was written here too), so a derived series can be paired with the
+    original it derives from (`denoise.pairing`) even after several steps.
 
     Returns:
         The written file paths, in slice order.
@@ -76,7 +88,7 @@ def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "de
     now = datetime.datetime.now()
     paths = []
     for index, (img, src, (_, frame)) in enumerate(zip(images, headers, frames)):
-        ds = _derived_header(src, uids, description, index, frame, now, from_dicom)
+        ds = _derived_header(src, uids, description, index, frame, now, from_dicom, series_offset)
         _set_pixels(ds, src, img, layout=layout)
         path = folder / f"IM{index + 1:05d}.dcm"
         ds.save_as(str(path), enforce_file_format=True)
@@ -98,6 +110,50 @@ def shared_uid(headers: list[Dataset], keyword: str) -> str:
     return max(set(values), key=values.count) if values else ""
 
 
+def is_denoise_output(header: Dataset) -> bool:
+    """Whether a DICOM header is one this writer made (its DerivationDescription says so)."""
+    return MADE_BY in str(header.get("DerivationDescription", "") or "")
+
+
+def series_description(old: str, description: str) -> str:
+    """A derived series' SeriesDescription: the source's (less an earlier research-use note), what
+    was done and the research-use note, within DICOM's 64 characters. Where they do not fit, the
+    source's last words are left out (what was done is kept whole beside as much of the source's
+    name as fits), then what was done is shortened beside the source's first word. Words of what
+    was done are kept whole or left out; the source's first word (its name) may be cut after an
+    ``_`` or ``-`` (``t1_mprage_sag_p2`` -> ``t1_mprage``), never mid-word. The note is always kept."""
+    note = f" - {RESEARCH_NOTE}"
+    room = _DESCRIPTION_LEN - len(note)
+    source = old.replace(note, " ").replace(RESEARCH_NOTE, " ").split()
+    done = description.split()
+    words = source + done
+    if len(" ".join(words)) > room:
+        kept = _shorten(source, room - len(" ".join(done)) - 1, "_-")
+        if kept:
+            words = kept + done
+        else:  # what was done alone nearly fills the room: the source's first word and what fits of it
+            first = _shorten(source[:1], min(24, room // 2), "_-")
+            words = first + _shorten(done, room - len(" ".join(first)) - (1 if first else 0), "")
+    text = " ".join(words) or description[:room].strip()
+    return f"{text}{note}" if text else RESEARCH_NOTE
+
+
+def _shorten(words: list[str], space: int, separators: str) -> list[str]:
+    """The longest start of ``words`` that fits in ``space`` characters; a first word that does not
+    fit whole is kept up to its last ``separators`` character that fits, if any."""
+    out: list[str] = []
+    for w in words:
+        left = space - len(" ".join(out)) - (1 if out else 0)
+        if len(w) <= left:
+            out.append(w)
+            continue
+        cut = max((w.rfind(c, 0, left + 1) for c in separators), default=-1) if left > 0 and not out else -1
+        if cut > 0:
+            out.append(w[:cut])
+        break
+    return out
+
+
 def source_sop(src: Dataset) -> tuple[str, str]:
     """The source's (SOP Class UID, SOP Instance UID): the data set's, else its file meta's
     (anonymisers may empty the data set's copies); '' where neither is a valid UID."""
@@ -112,7 +168,7 @@ def source_sop(src: Dataset) -> tuple[str, str]:
 
 
 def _derived_header(src: Dataset, uids: dict[str, str], description: str, index: int, frame: int,
-                    now: datetime.datetime, from_dicom: bool) -> Dataset:
+                    now: datetime.datetime, from_dicom: bool, series_offset: int = 1000) -> Dataset:
     ds = Dataset()
     for elem in src:
         if elem.keyword not in _DROP and elem.tag.group != 0x0002:
@@ -128,14 +184,12 @@ def _derived_header(src: Dataset, uids: dict[str, str], description: str, index:
         ds.StudyInstanceUID = uids["study"]
     if not str(ds.get("FrameOfReferenceUID", "") or "") and "ImagePositionPatient" in ds:
         ds.FrameOfReferenceUID = uids["frame"]
-    ds.SeriesNumber = (int(src.get("SeriesNumber", 0) or 0) + 1000) % 2**31  # IS: at most 2^31 - 1
+    ds.SeriesNumber = (int(src.get("SeriesNumber", 0) or 0) + series_offset) % 2**31  # IS: at most 2^31 - 1
     ds.InstanceNumber = index + 1
     rest = [str(v) for v in src.get("ImageType", [])][2:]
     ds.ImageType = ["DERIVED", "SECONDARY", *rest]
-    note = f"{description} - {RESEARCH_NOTE}"
-    old = str(src.get("SeriesDescription", "") or "")
-    ds.SeriesDescription = f"{old[: max(0, 63 - len(note))]} {note}".strip()[:64]
-    ds.DerivationDescription = f"{note}; not for diagnostic use. Made by the denoise toolkit."[:1024]
+    ds.SeriesDescription = series_description(str(src.get("SeriesDescription", "") or ""), description)
+    ds.DerivationDescription = f"{description} - {RESEARCH_NOTE}; not for diagnostic use. {MADE_BY}"[-1024:]
     ds.SeriesDate = now.strftime("%Y%m%d")
     ds.SeriesTime = now.strftime("%H%M%S")
     ds.ContentDate = ds.SeriesDate
@@ -147,12 +201,10 @@ def _derived_header(src: Dataset, uids: dict[str, str], description: str, index:
         item.ReferencedSOPInstanceUID = src_sop_uid
         if src_sop_class in _CLASSIC:
             item.ReferencedFrameNumber = frame + 1
-        purpose = Dataset()
-        purpose.CodeValue = "121322"
-        purpose.CodingSchemeDesignator = "DCM"
-        purpose.CodeMeaning = "Source image for image processing operation"
-        item.PurposeOfReferenceCodeSequence = Sequence([purpose])
+        item.PurposeOfReferenceCodeSequence = Sequence([_source_purpose()])
         ds.SourceImageSequence = Sequence([item])
+    if from_dicom:
+        _relate_source_series(ds, src, uids["study"])
     for problem in conform_derived(ds):
         log.warning("derived DICOM header: repair skipped (%s)", problem)
     meta = FileMetaDataset()
@@ -162,6 +214,28 @@ def _derived_header(src: Dataset, uids: dict[str, str], description: str, index:
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     ds.file_meta = meta
     return ds
+
+
+def _source_purpose() -> Dataset:
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = _SOURCE_PURPOSE
+    return code
+
+
+def _relate_source_series(ds: Dataset, src: Dataset, study: str) -> None:
+    """Add the source series to Related Series Sequence (General Series module, Type 3), after the
+    items copied from the source (the series it was made from, when this writer made it)."""
+    series = str(src.get("SeriesInstanceUID", "") or "")
+    if not series:  # an anonymiser emptied it: nothing to refer to
+        return
+    items = list(ds.get("RelatedSeriesSequence", []))
+    if any(str(it.get("SeriesInstanceUID", "")) == series for it in items):
+        return
+    item = Dataset()
+    item.StudyInstanceUID = str(src.get("StudyInstanceUID", "") or "") or study
+    item.SeriesInstanceUID = series
+    item.PurposeOfReferenceCodeSequence = Sequence([_source_purpose()])
+    ds.RelatedSeriesSequence = Sequence([*items, item])
 
 
 def _source_bits(src: Dataset) -> tuple[int, int, bool]:

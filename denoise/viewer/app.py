@@ -1,12 +1,16 @@
 """denoise viewer: noisy vs denoised vs clean with PSNR/SSIM (research use only).
 
 Launch with ``denoise view [--data-root DIR]`` or ``streamlit run apps/viewer.py -- --data-root DIR``.
-Uses the public API plus the streamlit-free helpers in ``denoise.viewer.support``.
+UI only: the logic lives in the streamlit-free, unit-tested ``denoise.viewer.support`` (paths,
+uploads, planes, metric tables), ``.compare`` (difference maps, colour bars, metric ranking) and
+``.advice`` (warnings, sidebar state rules). Widgets carry explicit keys; values the page must keep
+while a widget is not shown live in ``st.session_state`` under ``_``-prefixed keys.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -19,12 +23,36 @@ from denoise import add_noise, denoise_scan, load_model
 from denoise.models import ClassicalDenoiser, bm3d_available
 from denoise.noise import parse_noise
 from denoise.pretrained import list_pretrained
+from denoise.viewer.advice import (
+    carry_methods,
+    checkpoint_label,
+    level_help,
+    model_warnings,
+    root_choice,
+    scan_warnings,
+    training_noise,
+)
+from denoise.viewer.compare import (
+    best_methods,
+    chart_points,
+    colorbar_png,
+    difference_slices,
+    diverging_rgb,
+    metric_direction,
+    scan_units,
+    symmetric_limit,
+    zoom_center,
+)
+from denoise.viewer.insight import insight_tabs
+from denoise.viewer.insight import model as _model
 from denoise.viewer.support import (
+    PSNR_VOLUME,
     SAMPLE_DIR,
     links_outside,
     list_scans_under,
     metrics_rows,
     n_slices,
+    noise_column,
     plane_slice,
     read_scan_under_root,
     scan_from_upload,
@@ -36,6 +64,7 @@ from denoise.viewer.support import (
 
 CLASSICAL = ["nlm", "tv", "gaussian"] + (["bm3d"] if bm3d_available() else [])
 DEFAULT_SAMPLE = "mr_t1_brain_slab.nii.gz"
+BEST = "background-color: #c6efce"
 
 
 def _data_root() -> Path | None:
@@ -43,11 +72,6 @@ def _data_root() -> Path | None:
     p.add_argument("--data-root", default=os.environ.get("DENOISE_DATA_ROOT"))
     args, _ = p.parse_known_args(sys.argv[1:])
     return Path(args.data_root).resolve() if args.data_root else None
-
-
-@st.cache_resource
-def _model(name: str):
-    return load_model(name, device="cpu")
 
 
 @st.cache_data(max_entries=8)
@@ -73,6 +97,42 @@ def _denoise(_scan, key: str, method: str):
     return result.array, secs
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _checkpoint(digest: str, _data: bytes):
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".pt") as fh:
+        fh.write(_data)
+        fh.flush()
+        return load_model(fh.name, device="cpu")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _denoise_checkpoint(_scan, key: str, digest: str, _model_obj):
+    result, secs = timed(denoise_scan, _scan, _model_obj)
+    return result.array, secs
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _real_level(_scan, key: str) -> float:
+    """A real MR scan's noise sigma as a fraction of its reference intensity (the unit of MR noise specs)."""
+    from denoise.metrics import estimate_sigma
+    from denoise.normalize import reference_intensity
+
+    a = _scan.array[0] if _scan.array.ndim == 4 else _scan.array
+    return estimate_sigma(a) / reference_intensity(a)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _scan_warnings(_scan, key: str) -> list[str]:
+    return scan_warnings(_scan.modality, _scan.array)  # a percentile over the volume: once per scan
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _colorbar(limit: float, units: str, title: str) -> bytes:
+    return colorbar_png(limit, units, title)
+
+
 def main() -> None:
     st.set_page_config(page_title="denoise viewer", layout="wide")
     st.title("denoise viewer")
@@ -80,84 +140,56 @@ def main() -> None:
     shipped = [m["name"] for m in list_pretrained()]
     root = _data_root()
 
-    with st.sidebar:
+    with st.sidebar:  # always drawn in full, so that no widget loses its state when the scan fails
         st.header("Scan")
-        sources = (["sample"] if SAMPLE_DIR else []) + (["data root"] if root else []) + ["upload"]
-        source = st.radio("source", sources, horizontal=True)
-        if not SAMPLE_DIR and not root:
-            st.info("No sample scans in this installation. Start the viewer on a folder of your scans with "
-                    "`denoise view --data-root DIR`, or upload a scan here.")
-        scan, scan_key = _pick_scan(source, root)
-        if scan is None:
-            st.stop()
-        st.header("Noise")
-        mode = st.radio("mode", ["simulate", "real"], horizontal=True,
-                        help="simulate: the scan is clean, noise is added; real: the scan is already noisy")
-        ct = scan.modality == "CT"
-        if mode == "simulate":
-            kinds = ["lowdose", "gaussian", "poisson"] if ct else ["rician", "gaussian", "speckle", "poisson"]
-            kind = st.selectbox("noise kind", kinds)
-            default = 0.25 if kind == "lowdose" else 0.05
-            level = st.slider("level", 0.01, 1.0 if kind == "lowdose" else 0.2, default, 0.01)
-            seed = st.number_input("seed", 0, 10_000, 0)
-        st.header("Methods")
-        models = [f"dae:{m}" for m in shipped if (m.startswith("ct") == ct) and "vae" not in m and "sparse" not in m]
-        models += [f"{m.split('-')[0]}:{m}" for m in shipped if ("vae" in m or "sparse" in m) and not ct]
-        options = models + CLASSICAL
-        default_methods = [o for o in options if o.startswith("dae:") and o.endswith("-2d")][:1] + ["nlm"]
-        methods = st.multiselect("methods", options, default=[m for m in default_methods if m in options])
-        ckpt = st.file_uploader("or a checkpoint (.pt)", type=["pt"])
-        strength = st.slider("strength", 0.0, 1.0, 1.0, 0.05,
-                             help="blend each result with the input: 0 = the input, 1 = full denoising "
-                                  "(as denoise run --strength); lower keeps more texture and faint structure")
+        scan, scan_key, problem = _scan_section(root)
+        if scan is not None:
+            st.session_state["_modality"] = scan.modality
+        modality = scan.modality if scan is not None else st.session_state.get("_modality", "MR")
+        ct = modality == "CT"
+        mode, spec, seed = _noise_section(ct)
+        methods, ckpt, strength = _methods_section(shipped, ct)
+    if scan is None:
+        st.info(f"No scan to show: {problem}" if problem else "Choose a scan in the sidebar.")
+        st.stop()
+
+    learned = {m: _model(m.split(":", 1)[1]) for m in methods if ":" in m}
+    upload = None
+    if ckpt is not None:
+        data = ckpt.getvalue()
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        try:
+            upload = (checkpoint_label(ckpt.name), digest, _checkpoint(digest, data))
+            learned[upload[0]] = upload[2]
+        except Exception as exc:  # a .pt that is not a denoise checkpoint
+            st.error(f"{ckpt.name}: not a usable checkpoint ({exc})")
+    warns = _scan_warnings(scan, scan_key)
+    real_level = _real_level(scan, scan_key) if mode == "real" and scan.modality == "MR" and learned else None
+    for label, den in learned.items():
+        warns += model_warnings(label, den.trained_modality, training_noise(den.info), scan.modality,
+                                spec=spec if mode == "simulate" else None, real_level=real_level)
+    for w in warns:
+        st.warning(w)
 
     clean = scan if mode == "simulate" else None
     if mode == "simulate":
-        spec = f"{kind}:{level:g}"
-        parse_noise(spec)
         with st.spinner("adding noise..."):
             noisy = _noisy(scan, scan_key, spec, int(seed))
     else:
-        noisy, spec = scan, "none"
-    noisy_key = f"{scan_key}|{spec}|{seed if mode == 'simulate' else ''}"
+        noisy = scan
+    noisy_key = f"{scan_key}|{spec}|{seed}"
     results: dict[str, tuple[np.ndarray, float]] = {}
     for method in methods:
         with st.spinner(f"denoising with {method}..."):
             results[method] = _denoise(noisy, noisy_key, method)
-    if ckpt is not None:
-        results["checkpoint"] = _user_checkpoint(noisy, noisy_key, ckpt)
+    if upload is not None:
+        with st.spinner(f"denoising with {upload[0]}..."):
+            results[upload[0]] = _denoise_checkpoint(noisy, noisy_key, upload[1], upload[2])
     if strength < 1.0:  # the blend of `denoise_array(strength=...)`, on the cached full-strength results
         results = {m: (noisy.array + np.float32(strength) * (arr - noisy.array), secs) for m, (arr, secs) in results.items()}
 
-    col1, col2, col3 = st.columns(3)
-    planes = ["axial", "coronal", "sagittal"] if scan.array.ndim >= 3 else ["axial"]
-    plane = col1.selectbox("plane", planes)
-    n = n_slices(scan.array, plane)
-    index = col2.slider("slice", 0, max(n - 1, 0), n // 2) if n > 1 else 0
-    ref_img = plane_slice(scan.array, plane, index)
-    presets = window_presets(scan.modality, ref_img)
-    preset = col3.selectbox("window", list(presets) + ["manual"])
-    if preset == "manual":
-        c, w = st.columns(2)
-        center = c.number_input("center", value=float(np.median(ref_img)))
-        width = w.number_input("width", value=float(np.ptp(ref_img) or 1.0), min_value=1e-6)
-    else:
-        center, width = presets[preset]
-    zoom = st.slider("zoom", 1.0, 4.0, 1.0, 0.5)
-
-    panels = [("noisy", noisy.array)] + [(m, r[0]) for m, r in results.items()]
-    if clean is not None:
-        panels.append(("clean", clean.array))
-    if results:
-        first = next(iter(results))
-        panels.append((f"residual (noisy - {first})", noisy.array - results[first][0]))
-        if clean is not None:
-            panels.append((f"|error| {first}", np.abs(results[first][0] - clean.array)))
-    cols = st.columns(min(len(panels), 4))
-    for i, (name, arr) in enumerate(panels):
-        img = plane_slice(arr, plane, index)
-        c_, w_ = (0.0, width / 2) if name.startswith("residual") else ((width / 4, width / 2) if name.startswith("|error|") else (center, width))
-        cols[i % len(cols)].image(_zoom(to_display(img, c_, w_), zoom), caption=name, width="stretch")
+    plane, index, n, center, width, zoom = _view_controls(scan, scan_key)
+    _image_grid(noisy, results, clean, plane, index, n, center, width, zoom)
 
     if results:
         st.subheader("Before / after")
@@ -166,18 +198,10 @@ def main() -> None:
         before, after = plane_slice(noisy.array, plane, index), plane_slice(results[which][0], plane, index)
         cut = int(before.shape[1] * split / 100)
         combo = np.concatenate([before[:, :cut], after[:, cut:]], axis=1)
-        st.image(_zoom(to_display(combo, center, width), zoom), caption=f"noisy | {which}", width=420)
+        st.image(zoom_center(to_display(combo, center, width), zoom), caption=f"noisy | {which}", width=420)
 
-    st.subheader("Metrics")
-    table = pd.DataFrame(metrics_rows(clean, noisy, results, plane=plane, index=index)).set_index("method")
-    numeric = [c for c in table.columns if c not in ("seconds", "data range")]
-    st.table(table.style.highlight_max(subset=numeric, color="#c6efce").format(precision=3))
-    if clean is not None and "PSNR fg volume" in table:
-        st.bar_chart(table["PSNR fg volume"])
-    st.caption("PSNR/SSIM: data range = clean 99.5th foreground percentile (MR) or 2000 HU (CT); "
-               "fg = foreground mask of the clean scan (threshold, closing, hole fill, dilation).")
-
-    _insight_tabs(shipped, noisy, plane, index, ct)
+    _metrics(clean, noisy, results, plane, index)
+    insight_tabs(shipped, noisy, plane, index, ct)
 
     if results:
         name = next(iter(results))
@@ -185,102 +209,182 @@ def main() -> None:
         st.download_button("download denoised scan", data, file_name=fname, mime=mime)
 
 
-def _pick_scan(source: str, root: Path | None):
+def _scan_section(root: Path | None):
+    """(scan, cache key, problem): the scan the sidebar names, or None and why not."""
+    sources = (["sample"] if SAMPLE_DIR else []) + (["data root"] if root else []) + ["upload"]
+    source = st.radio("source", sources, horizontal=True, key="source")
+    if not SAMPLE_DIR and not root:
+        st.info("No sample scans in this installation. Start the viewer on a folder of your scans with "
+                "`denoise view --data-root DIR`, or upload a scan here.")
     try:
         if source == "sample":
             options = list_scans_under(SAMPLE_DIR)
-            pick = st.selectbox("sample scan", options, index=options.index(DEFAULT_SAMPLE) if DEFAULT_SAMPLE in options else 0)
-            return _read(str(SAMPLE_DIR), pick), f"sample:{pick}"
+            if st.session_state.get("sample_pick") not in options:
+                st.session_state["sample_pick"] = DEFAULT_SAMPLE if DEFAULT_SAMPLE in options else options[0]
+            pick = st.selectbox("sample scan", options, key="sample_pick")
+            return _read(str(SAMPLE_DIR), pick), f"sample:{pick}", ""
         if source == "data root":
-            options = list_scans_under(root)
-            outside = links_outside(root)
-            if outside:
-                st.warning(f"{len(outside)} file(s) under the data root link outside it and are not offered "
-                           f"(e.g. {outside[0]})")
-            pick = st.selectbox("scan under data root", options) if options else None
-            typed = st.text_input("or a path relative to the data root", "")
-            rel = typed or pick
-            if not rel:
-                st.info("no scans under the data root")
-                return None, ""
-            return _read(str(root), rel), f"root:{rel}"
-        up = st.file_uploader("NIfTI (.nii/.nii.gz) or a zip of one DICOM series", type=["nii", "gz", "zip"])
+            return _root_scan(root)
+        up = st.file_uploader("NIfTI (.nii/.nii.gz) or a zip of one DICOM series", type=["nii", "gz", "zip"], key="scan_upload")
         if up is None:
-            st.info("upload a scan")
-            return None, ""
+            return None, "", "upload a scan"
         data = up.getvalue()
-        return _upload(up.name, data), f"upload:{up.name}:{len(data)}"
+        return _upload(up.name, data), f"upload:{up.name}:{len(data)}", ""
     except ValueError as exc:
         st.error(str(exc))
-        return None, ""
+        return None, "", str(exc)
 
 
-def _user_checkpoint(noisy, key: str, upload) -> tuple[np.ndarray, float]:
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(suffix=".pt") as fh:
-        fh.write(upload.getvalue())
-        fh.flush()
-        model = load_model(fh.name, device="cpu")
-    result, secs = timed(denoise_scan, noisy, model)
-    return result.array, secs
-
-
-def _insight_tabs(shipped: list[str], noisy, plane: str, index: int, ct: bool) -> None:
-    import torch
-
-    from denoise.normalize import reference_intensity
-
-    tabs = st.tabs(["VAE", "sparse", "anomaly"])
-    scale = 1.0 if ct else reference_intensity(noisy.array)
-    img = plane_slice(noisy.array, plane, index) / scale
-    with tabs[0]:
-        vae = next((m for m in shipped if m.startswith("vae")), None)
-        if vae and not ct:
-            net = _model(vae).net
-            samples = net.sample(4, seed=0)[:, 0].numpy()
-            st.image([to_display(s, 0.5, 1.0) for s in samples], caption=["N(0, I) sample"] * 4, width=128)
-            other = plane_slice(noisy.array, plane, max(index - 5, 0)) / scale
-            a = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None]
-            b = torch.from_numpy(np.ascontiguousarray(other, dtype=np.float32))[None, None]
-            path = net.interpolate(a, b, steps=5)[:, 0].numpy()
-            st.image([to_display(p, 0.5, 1.0) for p in path], caption=[f"t={t / 4:.2f}" for t in range(5)], width=128)
-        else:
-            st.info("no shipped VAE for this modality")
-    with tabs[1]:
-        sp = next((m for m in shipped if m.startswith("sparse")), None)
-        if sp and not ct:
-            from denoise.models import sparsity_fraction
-
-            net = _model(sp).net
-            with torch.no_grad():
-                _, z = net.forward_with_latent(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None])
-            counts, edges = np.histogram(z.numpy().ravel(), bins=40)
-            st.bar_chart(pd.DataFrame({"count": counts}, index=np.round(edges[:-1], 3)))
-            st.write(f"near-zero latent units: {sparsity_fraction(z):.1%}")
-        else:
-            st.info("no shipped sparse model for this modality")
-    with tabs[2]:
-        ae = next((m for m in shipped if m.startswith("sparse") or m.startswith("vae")), None)
-        if ae and not ct:
-            net = _model(ae).net
-            with torch.no_grad():
-                rec = net.predict(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None])[0, 0].numpy()
-            err = np.abs(rec - img)
-            st.image(to_display(err, float(np.percentile(err, 99)) / 2, float(np.percentile(err, 99)) + 1e-6),
-                     caption=f"reconstruction error of {ae}: bright = unlike anything seen in training", width=300)
-        else:
-            st.info("anomaly maps need a bottleneck autoencoder for this modality")
+def _root_scan(root: Path):
+    """The data-root scan: the dropdown's, or a typed path, which then empties the dropdown (or selects
+    its entry there); `read_scan_under_root` keeps every read inside the root."""
+    options = list_scans_under(root)
+    outside = links_outside(root)
+    if outside:
+        st.warning(f"{len(outside)} file(s) under the data root link outside it and are not offered (e.g. {outside[0]})")
+    rel, via = root_choice(st.session_state.get("_root_pick"), st.session_state.get("root_typed", ""), options)
+    if via == "list" and st.session_state.get("root_typed"):  # a typed path the list has: shown there instead
+        st.session_state["root_pick"] = rel
+        st.session_state["root_typed"] = ""
+    if via == "typed":
+        st.selectbox("scan under data root", options, index=None, disabled=True, key="root_pick_off",
+                     placeholder="(the typed path below is read)")
+    elif options:
+        if st.session_state.get("root_pick") not in options:
+            st.session_state["root_pick"] = rel
+        rel = st.selectbox("scan under data root", options, key="root_pick")
+        st.session_state["_root_pick"] = rel
+    st.text_input("or a path relative to the data root", key="root_typed",
+                  help="read instead of the dropdown's scan while not empty; clear it to use the dropdown")
+    if not rel:
+        return None, "", "no scans under the data root"
+    return _read(str(root), rel), f"root:{rel}", ""
 
 
-def _zoom(img: np.ndarray, factor: float) -> np.ndarray:
-    if factor <= 1:
-        return img
-    h, w = img.shape
-    ch, cw = int(h / factor), int(w / factor)
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
-    crop = img[y0 : y0 + ch, x0 : x0 + cw]
-    return np.kron(crop, np.ones((int(factor), int(factor)), dtype=img.dtype))
+def _noise_section(ct: bool) -> tuple[str, str, int]:
+    st.header("Noise")
+    mode = st.radio("mode", ["simulate", "real"], horizontal=True, key="mode",
+                    help="simulate: the scan is clean, noise is added; real: the scan is already noisy")
+    if mode != "simulate":
+        return mode, "none", 0
+    kinds = ["lowdose", "gaussian", "poisson"] if ct else ["rician", "gaussian", "speckle", "poisson"]
+    kind = st.selectbox("noise kind", kinds, key="noise_kind")
+    trained = {m: training_noise(_model(m.split(":", 1)[1]).info)
+               for m in st.session_state.get("_methods") or [] if ":" in m}
+    level = st.slider("level", 0.01, 1.0 if kind == "lowdose" else 0.2, 0.25 if kind == "lowdose" else 0.05, 0.01,
+                      key="level", help=level_help(kind, trained))
+    seed = st.number_input("seed", 0, 10_000, 0, key="seed")
+    spec = f"{kind}:{level:g}"
+    parse_noise(spec)
+    return mode, spec, int(seed)
+
+
+def _methods_section(shipped: list[str], ct: bool):
+    st.header("Methods")
+    models = [f"dae:{m}" for m in shipped if (m.startswith("ct") == ct) and "vae" not in m and "sparse" not in m]
+    models += [f"{m.split('-')[0]}:{m}" for m in shipped if ("vae" in m or "sparse" in m) and not ct]
+    options = models + CLASSICAL
+    default = [o for o in options if o.startswith("dae:") and o.endswith("-2d")][:1] + ["nlm"]
+    if st.session_state.get("_method_options") != options:  # first run, or the modality changed
+        st.session_state["methods"] = carry_methods(st.session_state.get("_methods"), options, default)
+        st.session_state["_method_options"] = options
+    methods = st.multiselect("methods", options, key="methods")
+    st.session_state["_methods"] = methods
+    ckpt = st.file_uploader("or a checkpoint (.pt)", type=["pt"], key="ckpt")
+    strength = st.slider("strength", 0.0, 1.0, 1.0, 0.05, key="strength",
+                         help="blend each result with the input: 0 = the input, 1 = full denoising "
+                              "(as denoise run --strength); lower keeps more texture and faint structure")
+    return methods, ckpt, strength
+
+
+def _view_controls(scan, scan_key: str):
+    """Plane, slice, window and zoom; the plane box and slice slider are reset together when the
+    scan changes, so that they always name what is shown."""
+    col1, col2, col3 = st.columns(3)
+    planes = ["axial", "coronal", "sagittal"] if scan.array.ndim >= 3 else ["axial"]
+    if st.session_state.get("plane") not in planes:
+        st.session_state["plane"] = "axial"
+    plane = col1.selectbox("plane", planes, key="plane")
+    n = n_slices(scan.array, plane)
+    if st.session_state.get("_view") != (scan_key, plane) or not 0 <= st.session_state.get("slice", -1) < n:
+        st.session_state["slice"] = n // 2
+    st.session_state["_view"] = (scan_key, plane)
+    index = col2.slider("slice", 0, n - 1, key="slice") if n > 1 else 0
+    ref_img = plane_slice(scan.array, plane, index)
+    presets = window_presets(scan.modality, ref_img)
+    preset = col3.selectbox("window", list(presets) + ["manual"], key="window")
+    if preset == "manual":
+        c, w = st.columns(2)
+        center = c.number_input("center", value=float(np.median(ref_img)))
+        width = w.number_input("width", value=float(np.ptp(ref_img) or 1.0), min_value=1e-6)
+    else:
+        center, width = presets[preset]
+    zoom = st.slider("zoom", 1.0, 4.0, 1.0, 0.5, key="zoom")
+    return plane, index, n, center, width, zoom
+
+
+def _image_grid(noisy, results, clean, plane, index, n, center, width, zoom) -> None:
+    """One column per image (noisy, each method, clean); under each method its residual (noisy -
+    denoised) and, with a clean scan, its error (denoised - clean), in a diverging map centred at 0
+    on one scale per row, with the colour bar in the last column."""
+    units = scan_units(noisy.modality)
+    grey = {"noisy": plane_slice(noisy.array, plane, index)}
+    grey.update({m: plane_slice(r[0], plane, index) for m, r in results.items()})
+    c2 = plane_slice(clean.array, plane, index) if clean is not None else None
+    residuals, errors = difference_slices(grey["noisy"], {m: grey[m] for m in results}, c2)
+    ncol = len(results) + 2
+    cols = st.columns(ncol)
+    where = f"{plane} {index + 1}/{n}"
+    for i, (name, img) in enumerate(list(grey.items()) + ([("clean", c2)] if c2 is not None else [])):
+        cols[i].image(zoom_center(to_display(img, center, width), zoom), caption=f"{name} · {where}", width="stretch")
+    for title, maps, what in (("residual", residuals, "noisy − denoised: what each method removed; "
+                               "structure here is detail it took away"),
+                              ("error", errors, "denoised − clean: what is left wrong; "
+                               "'noisy' is the noise itself")):
+        if not maps:
+            continue
+        st.markdown(f"**{title.capitalize()}** ({what}; red > 0 > blue, in {units})")
+        limit = symmetric_limit(list(maps.values()))
+        cols = st.columns(ncol)
+        for name, diff in maps.items():
+            col = 0 if name == "noisy" else 1 + list(results).index(name)
+            rms = float(np.sqrt(np.mean(np.square(diff, dtype=np.float64))))
+            cols[col].image(zoom_center(diverging_rgb(diff, limit), zoom), width="stretch",
+                            caption=f"{title} {name} (rms {rms:.3g} {units})")
+        cols[-1].image(_colorbar(limit, units, title), width="stretch", caption=f"{title} colour bar, ±{limit:g} {units}")
+
+
+def _metrics(clean, noisy, results, plane: str, index: int) -> None:
+    import altair as alt
+
+    st.subheader("Metrics")
+    rows = metrics_rows(clean, noisy, results, plane=plane, index=index)
+    table = pd.DataFrame(rows).set_index("method")
+    best = {c: best_methods(rows, c) for c in table.columns}
+    styled = table.style.apply(lambda col: [BEST if m in best[col.name] else "" for m in col.index], axis=0)
+    st.table(styled.format(precision=3))
+    column = PSNR_VOLUME if clean is not None else noise_column(noisy.modality)
+    points, domain = chart_points(rows, column)
+    if len(points) > 1:
+        df = pd.DataFrame(points, columns=["method", "value"])
+        df["rank"] = np.where(df["method"].isin(best[column]), "best", "other")
+        order = [m for m, _ in points]
+        x = alt.X("value:Q", title=f"{column}: {metric_direction(column)} is better", scale=alt.Scale(domain=list(domain), zero=False))
+        y = alt.Y("method:N", sort=order, title=None)
+        dots = alt.Chart(df).mark_point(filled=True, size=120).encode(
+            x=x, y=y, color=alt.Color("rank:N", scale=alt.Scale(domain=["best", "other"], range=["#2e7d32", "#607d8b"]),
+                                      legend=None), tooltip=["method", "value"])
+        labels = alt.Chart(df).mark_text(align="left", dx=8).encode(x=x, y=y, text=alt.Text("value:Q", format=".2f"))
+        st.altair_chart((dots + labels).properties(height=40 + 30 * len(points)), width="stretch")
+    if clean is not None:
+        st.caption("Green: best per column (PSNR, SSIM: higher is better). PSNR in dB; data range = clean 99.5th "
+                   "foreground percentile (MR) or 2000 HU (CT); fg = foreground mask of the clean scan (threshold, "
+                   "closing, hole fill, dilation). Seconds: this machine's CPU.")
+    else:
+        st.caption("No clean image: the noise sigma is a wavelet estimate on the shown slice, "
+                   + ("in HU" if noisy.modality == "CT" else "in % of the input's reference intensity (99.5th "
+                      "percentile of its foreground; rician:0.05 = 5%)")
+                   + ". Lower is better (green), but smoothing lowers it too: check the residual maps for structure.")
 
 
 if __name__ == "__main__":  # `streamlit run` executes this file as __main__

@@ -20,7 +20,8 @@ from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 
 __all__ = ["resolve_under_root", "read_scan_under_root", "list_scans_under", "links_outside", "scan_from_upload",
-           "plane_slice", "window_presets", "metrics_rows", "scan_to_download", "MAX_UPLOAD_MB", "SAMPLE_DIR"]
+           "plane_slice", "window_presets", "metrics_rows", "noise_column", "scan_to_download", "PSNR_VOLUME",
+           "MAX_UPLOAD_MB", "SAMPLE_DIR"]
 
 MAX_UPLOAD_MB = 200
 def _sample_dir() -> Path | None:
@@ -225,21 +226,35 @@ def to_display(img: np.ndarray, center: float, width: float) -> np.ndarray:
     return (np.clip((img - lo) / max(width, 1e-6), 0, 1) * 255).astype(np.uint8)
 
 
+PSNR_VOLUME = "PSNR fg volume (dB)"  # the headline column (simulate mode)
+
+
+def noise_column(modality: str) -> str:
+    """The real-mode metric column, with its unit: HU for CT, % of the input's reference intensity
+    (the unit of MR noise levels: rician:0.05 = 5%) otherwise."""
+    return "noise sigma est. (HU)" if modality == "CT" else "noise sigma est. (% of ref. intensity)"
+
+
 def metrics_rows(clean: Scan | None, noisy: Scan, results: dict[str, tuple[np.ndarray, float]], *,
                  plane: str, index: int) -> list[dict[str, Any]]:
-    """Table rows per method: PSNR/SSIM (foreground and whole) for the slice and the volume, runtime.
+    """Table rows per method: PSNR (dB)/SSIM (foreground and whole) for the slice and the volume, runtime (s).
 
-    Without a clean reference ("real" mode) the rows carry a noise estimate instead.
+    Without a clean reference ("real" mode) the rows carry a noise estimate of the shown slice
+    instead (`noise_column`: lower is better, though smoothing lowers it too).
     """
     from denoise.metrics import estimate_sigma
 
     rows = []
     if clean is None:
+        ct = noisy.modality == "CT"
+        scale = 1.0 if ct else 100.0 / reference_intensity(noisy.array)  # every row on the input's scale
+        col = noise_column(noisy.modality)
         for name, (arr, secs) in {"noisy": (noisy.array, 0.0), **results}.items():
-            rows.append({"method": name, "noise sigma (est.)": round(estimate_sigma(plane_slice(arr, plane, index)), 4),
-                         "seconds": round(secs, 3)})
+            sigma = estimate_sigma(plane_slice(arr, plane, index)) * scale
+            rows.append({"method": name, col: round(sigma, 2 if ct else 3), "seconds": round(secs, 3)})
         return rows
     rng = CT_DATA_RANGE if clean.modality == "CT" else reference_intensity(clean.array)
+    units = "HU" if clean.modality == "CT" else "a.u."
     vol_mask = foreground_mask(clean.array)
     c2 = plane_slice(clean.array, plane, index)
     m2 = plane_slice(vol_mask, plane, index)
@@ -247,15 +262,23 @@ def metrics_rows(clean: Scan | None, noisy: Scan, results: dict[str, tuple[np.nd
         a2 = plane_slice(arr, plane, index)
         rows.append({
             "method": name,
-            "PSNR fg slice": round(psnr(c2, a2, data_range=rng, mask=m2 if m2.any() else None), 2),
-            "SSIM fg slice": round(ssim(c2, a2, data_range=rng, mask=m2 if m2.any() else None), 4),
-            "PSNR fg volume": round(psnr(clean.array, arr, data_range=rng, mask=vol_mask), 2),
+            "PSNR fg slice (dB)": round(psnr(c2, a2, data_range=rng, mask=m2 if m2.any() else None), 2),
+            "SSIM fg slice": round(_slice_ssim(c2, a2, rng, m2), 4),
+            PSNR_VOLUME: round(psnr(clean.array, arr, data_range=rng, mask=vol_mask), 2),
             "SSIM fg volume": round(ssim(clean.array, arr, data_range=rng, mask=vol_mask), 4),
-            "PSNR whole volume": round(psnr(clean.array, arr, data_range=rng), 2),
-            "data range": round(float(rng), 3),
+            "PSNR whole volume (dB)": round(psnr(clean.array, arr, data_range=rng), 2),
+            f"data range ({units})": round(float(rng), 3),
             "seconds": round(secs, 3),
         })
     return rows
+
+
+def _slice_ssim(clean: np.ndarray, test: np.ndarray, rng: float, mask: np.ndarray) -> float:
+    """SSIM of one shown slice; NaN for a slice thinner than the 11-voxel Gaussian window (a
+    coronal/sagittal view of a volume of a few slices)."""
+    if min(clean.shape) < 11:
+        return float("nan")
+    return ssim(clean, test, data_range=rng, mask=mask if mask.any() else None)
 
 
 def scan_to_download(scan: Scan, name: str) -> tuple[bytes, str, str]:

@@ -1,0 +1,132 @@
+"""One vocabulary of method names for ``denoise run -m`` and ``denoise bench --methods``.
+
+The names both take:
+
+- a classical filter: gaussian, median, nlm, tv, wavelet, bm3d (`denoise.models.CLASSICAL_METHODS`);
+- a shipped model by name (``denoise models``: ct-2d, mr-2d, mr-3d, ...) or a checkpoint file (.pt);
+- a model in the bench's FAMILY:NAME form (``dae:mr-2d``, ``vae:vae-mr-2d``): ``run -m dae:mr-2d``
+  is ``run -m mr-2d``.
+
+The bench also takes ``noisy`` (the input unchanged), ``bm4d`` (BM3D in 3D), the oracle noise
+level (``nlm:oracle``, ``mr-2d:oracle``) and a model's inference options (``mr-2d:tta``,
+``:1plane``, ``:3planes``, joined by ``+``); its rows carry the FAMILY:NAME form (``bench
+--methods mr-2d`` gives rows named ``dae:mr-2d``, as the default list does). `bench_methods` and
+`run_model` check names before any work starts (`UsageError`, exit 2, naming the valid ones).
+
+Nothing heavy is imported here (``--help`` lists the names from it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from denoise.outdir import UsageError
+
+__all__ = ["CLASSICAL", "FAMILIES", "MODEL_OPTIONS", "PRETRAINED_DIR", "shipped_models", "shipped_kind",
+           "valid_names", "run_model", "bench_method", "bench_methods"]
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # == denoise.infer.PRETRAINED_DIR (a test checks)
+CLASSICAL = ("gaussian", "median", "nlm", "tv", "wavelet", "bm3d")  # == denoise.models.CLASSICAL_METHODS
+FAMILIES = ("dae", "vae", "sparse", "linear")
+MODEL_OPTIONS = ("oracle", "tta", "1plane", "3planes")
+_SLOW = ("bm3d", "bm4d")
+
+
+def shipped_models() -> list[str]:
+    """Names of the shipped models (``denoise/pretrained/*.pt``), sorted."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+
+
+def shipped_kind(name: str) -> str:
+    """The family of a shipped model or checkpoint by its name: vae-*, sparse-*, linear-*, else dae."""
+    for kind in ("vae", "sparse", "linear"):
+        if name.startswith(kind):
+            return kind
+    return "dae"
+
+
+def valid_names(bench: bool = False) -> str:
+    """The valid names in words (for --help and errors)."""
+    models = ", ".join(shipped_models()) or "none installed"
+    if not bench:
+        return (f"classical: {', '.join(CLASSICAL)}; shipped models: {models} (also as dae:NAME); "
+                "or a checkpoint file (.pt)")
+    return (f"noisy; classical: {', '.join(CLASSICAL)}, bm4d, each also NAME:oracle; shipped models: {models}, "
+            "also as FAMILY:NAME (dae:mr-2d), with options NAME:oracle, :tta, :1plane, :3planes (joined by +); "
+            "or a checkpoint file (.pt)")
+
+
+def run_model(name: str | None) -> str | None:
+    """``run -m``'s model name as the loader takes it: a FAMILY:NAME prefix dropped
+    (``dae:mr-2d`` -> ``mr-2d``). Raises `UsageError` naming the valid names for an unknown bare
+    name (a path, existing or not, is left to the loader), a bench-only name or a model option
+    (run has --tta and --planes for those)."""
+    if name is None:
+        return None
+    head, sep, rest = name.partition(":")
+    if sep and head in FAMILIES and rest:
+        model, sep2, opts = rest.partition(":")
+        if sep2:
+            raise UsageError(f"-m {name}: run takes model options as flags (--tta, --planes 1|3), not :{opts}; "
+                             f"use -m {model}")
+        return model
+    if head in CLASSICAL and sep:
+        raise UsageError(f"-m {name}: run estimates the noise itself (no :{rest}); use -m {head}")
+    if name in ("noisy", "bm4d") or head == "bm4d":
+        raise UsageError(f"-m {name} is a `denoise bench` method only; valid for run: {valid_names()}")
+    path = Path(name)
+    if name in CLASSICAL or name in shipped_models() or path.suffix or path.exists() or "/" in name:
+        return name
+    raise UsageError(f"model {name!r} cannot be used: unknown model or method; valid: {valid_names()}")
+
+
+def bench_method(name: str) -> str:
+    """A bench method name in the bench's form (``mr-2d`` -> ``dae:mr-2d``; the rest unchanged).
+    Raises `UsageError` for an unknown name or option, or BM3D/BM4D when not installed."""
+    text = name.strip()
+    if text == "noisy":
+        return text
+    head, _, rest = text.partition(":")
+    if head in CLASSICAL or head == "bm4d":
+        if rest not in ("", "oracle"):
+            raise UsageError(f"{text!r}: a classical method takes only :oracle (e.g. {head}:oracle)")
+        if head in _SLOW and not _bm3d_installed():
+            raise UsageError(f"{text!r}: BM3D/BM4D are not installed: pip install 'denoise[bm3d]' "
+                             "(non-commercial licence)")
+        return text
+    family = head if head in FAMILIES else None
+    model, _, opts = rest.partition(":") if family else (head, "", rest)
+    if model in shipped_models() or (model.endswith(".pt") and Path(model).is_file()):
+        family = family or shipped_kind(Path(model).stem)
+    else:
+        raise UsageError(f"unknown method {text!r}")
+    options = opts.split("+") if opts else []
+    if not set(options) <= set(MODEL_OPTIONS) or {"1plane", "3planes"} <= set(options):
+        raise UsageError(f"unknown model option in {text!r}: use :oracle, :tta, :1plane or :3planes, or several "
+                         "joined by + (not both 1plane and 3planes)")
+    return f"{family}:{model}" + (f":{opts}" if opts else "")
+
+
+def bench_methods(names: list[str]) -> list[str]:
+    """`bench_method` of every name, repeats dropped; one `UsageError` naming every bad name and
+    the valid ones."""
+    out, bad = [], []
+    for name in names:
+        try:
+            method = bench_method(name)
+        except UsageError as exc:
+            bad.append(str(exc))
+            continue
+        if method not in out:
+            out.append(method)
+    if not out and not bad:
+        bad.append("no method named")
+    if bad:
+        raise UsageError(f"--methods: {'; '.join(bad)}. Valid: {valid_names(bench=True)}")
+    return out
+
+
+def _bm3d_installed() -> bool:
+    """`denoise.models.bm3d_available` without importing the models (torch)."""
+    return importlib.util.find_spec("bm3d") is not None and importlib.util.find_spec("bm4d") is not None
