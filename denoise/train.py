@@ -34,6 +34,7 @@ from denoise.models import VAEOutput, build_model, sparsity_fraction
 from denoise.models.grow import grow_state
 from denoise.noise import parse_noise
 from denoise.scan import Scan
+from denoise.train_report import split_lines, training_summary, write_metrics, write_summary
 
 __all__ = ["fit", "split_scans", "prepare_volumes"]
 
@@ -74,7 +75,10 @@ def prepare_volumes(scans: list[Scan], train_cfg: TrainConfig, seed: int) -> tup
 def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_dir: str | Path, *,
         name: str = "model", resume: str | Path | None = None, init: str | Path | None = None,
         progress: bool = True, data_summary: dict[str, Any] | None = None) -> list[dict[str, float]]:
-    """Train a model; write ``best.pt`` and ``last.pt`` in ``out_dir``; return the history.
+    """Train a model; write ``best.pt``, ``last.pt``, ``metrics.csv`` (per epoch, and the starting
+    model's row when fine-tuning) and ``summary.json`` (best epoch, gain over the start) in
+    ``out_dir``; log the split, the starting score and a warning if fine-tuning made it worse;
+    return the history.
 
     Args:
         model_cfg, train_cfg: validated configs (saved inside the checkpoints).
@@ -98,6 +102,10 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     device = resolve_device(train_cfg.device) if world == 1 else torch.device(
         f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     tr_idx, va_idx = split_scans(scans, train_cfg.val_fraction, train_cfg.seed, train_cfg.val_scans)
+    files = (data_summary or {}).get("files")
+    if rank == 0:
+        for line in split_lines(tr_idx, va_idx, files if files and len(files) == len(scans) else None):
+            log.info(line)
     if va_idx:
         train_vols, train_fields = prepare_volumes([scans[i] for i in tr_idx], train_cfg, train_cfg.seed)
         val_vols, val_fields = prepare_volumes([scans[i] for i in va_idx], train_cfg, train_cfg.seed + 7)
@@ -133,6 +141,11 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
             except ValueError as exc:
                 raise ValueError(f"{init}: its architecture differs from the configured model; cannot fine-tune from it") from exc
         model.load_state_dict(state)
+    start = None  # the starting model's validation score (fine-tuning), the baseline of the summary
+    if init and not resume and rank == 0:
+        start = _validate(model, val_noisy, val_clean, device)
+        log.info("starting model (%s): validation PSNR %.2f dB (noisy input %.2f dB)", Path(init).name,
+                 start["val_psnr"], start["val_psnr_noisy"])
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     total = train_cfg.epochs * train_cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
@@ -198,7 +211,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
                 ema.update_parameters(_unwrap(model))
             losses.append(float(loss.detach()))
             bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}", val_psnr=f"{best:.2f}")
+            shown = best if math.isfinite(best) else (start or {}).get("val_psnr", math.nan)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}", val_psnr=f"{shown:.2f}" if math.isfinite(shown) else "-")
         stop = False
         if rank == 0:
             kept = ema.module if ema is not None else _unwrap(model)  # the weights validated and saved
@@ -206,6 +220,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
             row = {"epoch": epoch, "loss": float(np.mean(losses)), **metrics, "seconds": time.perf_counter() - t0}
             history.append(row)
             log.info("epoch %d %s", epoch, row)
+            write_metrics(out_dir, history, start)
             if metrics["val_psnr"] > best:
                 best, stale = metrics["val_psnr"], 0
                 save_checkpoint(out_dir / "best.pt", kept, {**info, "validation": row, "history": history})
@@ -228,6 +243,12 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         if stop:
             break
     bar.close()
+    if rank == 0:
+        summary, warning = training_summary(history, start)
+        write_summary(out_dir, summary)
+        log.info("summary: %s", summary)
+        if warning:
+            log.warning(warning)
     del batches  # stops the loader's worker processes
     if world > 1 and owns_group:  # leave together and shut the group down (PyTorch's documented
         torch.distributed.barrier()  # shutdown; without it one CI run saw rank 0 abort at exit)
