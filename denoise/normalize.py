@@ -9,7 +9,7 @@ foreground (``reference_intensity``), computed per scan (MR units are arbitrary)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,9 +71,6 @@ class Normalization:
         x_full = (np.asarray(array, dtype=np.float32) - offset) / scale
         bounds = self.model_range()
         return (x_full if bounds is None else np.clip(x_full, *bounds)), x_full, offset, scale
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def normalization_for(modality: str) -> Normalization:

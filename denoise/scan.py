@@ -53,19 +53,9 @@ class Scan:
         object.__setattr__(self, "affine", affine)
 
     @property
-    def spatial_shape(self) -> tuple[int, ...]:
-        """Shape of one spatial volume: ``(y, x)`` or ``(z, y, x)``."""
-        return tuple(self.array.shape[-3:]) if self.array.ndim >= 3 else tuple(self.array.shape)
-
-    @property
     def is_timeseries(self) -> bool:
         """True for a ``(t, z, y, x)`` scan."""
         return self.array.ndim == 4
-
-    @property
-    def source(self) -> str:
-        """The path the scan was read from ('' for scans made in memory)."""
-        return str(self.meta.get("source", ""))
 
     def with_array(self, array: np.ndarray, **meta_updates: Any) -> Scan:
         """A copy holding ``array`` (same shape) and the same geometry; ``meta`` entries updated."""
