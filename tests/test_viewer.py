@@ -156,6 +156,8 @@ def test_end_to_end_in_chromium(tmp_path):
                     time.sleep(1)
             page.get_by_text("Metrics").wait_for(timeout=240_000)
             page.locator("[data-testid='stTable']").first.wait_for(timeout=240_000)
+            # a local research tool: no Streamlit "Deploy" button (denoise view starts it with a minimal toolbar)
+            assert page.get_by_role("button", name="Deploy").count() == 0
             # select a second method
             box = page.locator("[data-testid='stMultiSelect'] input").first
             box.click()

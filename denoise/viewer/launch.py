@@ -23,6 +23,7 @@ def launch(*, data_root: Path | None = None, port: int = 8501, host: str = "127.
         raise ValueError(f"--data-root {data_root} is not a folder")
     cmd = [sys.executable, "-m", "streamlit", "run", str(VIEWER), "--server.headless", "true",
            "--server.port", str(port), "--server.address", host, "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal",  # no "Deploy" button or developer menu for a local research tool
            "--server.maxUploadSize", "200"]
     if data_root is not None:
         cmd += ["--", "--data-root", str(Path(data_root).resolve())]
