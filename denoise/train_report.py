@@ -5,10 +5,13 @@ model worse. `denoise.train.fit` calls these; they only format and write small t
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 from typing import Any
+
+from denoise.manifest import write_text_atomic
 
 __all__ = ["split_lines", "write_metrics", "training_summary", "write_summary"]
 
@@ -32,13 +35,12 @@ def write_metrics(out_dir: str | Path, history: list[dict[str, float]], start: d
     path = Path(out_dir) / "metrics.csv"
     rows = ([{"epoch": "start", **start}] if start else []) + [dict(h) for h in history]
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    tmp.replace(path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_text_atomic(path, buf.getvalue())
     return path
 
 
@@ -67,5 +69,5 @@ def training_summary(history: list[dict[str, float]], start: dict[str, float] | 
 def write_summary(out_dir: str | Path, summary: dict[str, Any]) -> Path:
     """``out_dir/summary.json``."""
     path = Path(out_dir) / "summary.json"
-    path.write_text(json.dumps(summary, indent=1))
+    write_text_atomic(path, json.dumps(summary, indent=1))
     return path

@@ -263,7 +263,7 @@ def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray, *, layout: tuple[int
     bits_alloc, bits_stored, signed = layout or _source_bits(src)
     slope = float(src.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(src.get("RescaleIntercept", 0.0) or 0.0)
-    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
+    lo, hi = _stored_range(bits_stored, signed)
     vmin, vmax = float(img.min()), float(img.max())
     fit = ("RescaleSlope" not in src and not np.array_equal(img, np.rint(img))) or (
         (vmin - intercept) / slope < lo - 0.5 or (vmax - intercept) / slope > hi + 0.5)
@@ -301,6 +301,11 @@ def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray, *, layout: tuple[int
         ds.RescaleType = "HU"
 
 
+def _stored_range(bits_stored: int, signed: bool) -> tuple[int, int]:
+    """The smallest and largest stored value of ``bits_stored`` bits, signed or not."""
+    return (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
+
+
 def _integer_layout(img: np.ndarray, bits_alloc: int, bits_stored: int, signed: bool) -> tuple[int, int, bool] | None:
     """(Bits Allocated, Bits Stored, signed) that hold ``img`` (the whole series) rounded, starting
     from the source's: signed where values are negative (a noise map; denoised values dipping below
@@ -310,12 +315,12 @@ def _integer_layout(img: np.ndarray, bits_alloc: int, bits_stored: int, signed: 
     lo_v, hi_v = int(np.floor(float(img.min()) + 0.5)), int(np.floor(float(img.max()) + 0.5))
     if lo_v < 0 and not signed:
         signed, bits_alloc, bits_stored = True, 16, 16
-    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
+    lo, hi = _stored_range(bits_stored, signed)
     if lo_v < lo or hi_v > hi:
         bits_alloc = bits_stored = 16
         if signed and lo_v >= 0 and hi_v > 2**15 - 1:
             signed = False
-        lo, hi = (-(2**15), 2**15 - 1) if signed else (0, 2**16 - 1)
+        lo, hi = _stored_range(16, signed)
     return (bits_alloc, bits_stored, signed) if lo <= lo_v and hi_v <= hi else None
 
 
