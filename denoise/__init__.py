@@ -18,6 +18,7 @@ __all__ = [
     "load_model",
     "denoise_scan",
     "denoise_folder",
+    "adapt",
     "psnr",
     "ssim",
     "__version__",
@@ -32,11 +33,13 @@ _LAZY = {
     "load_model": "denoise.infer",
     "denoise_scan": "denoise.infer",
     "denoise_folder": "denoise.batch",
+    "adapt": "denoise.adapt",
     "psnr": "denoise.metrics",
     "ssim": "denoise.metrics",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from denoise.adapt import adapt
     from denoise.batch import denoise_folder
     from denoise.infer import denoise_scan, load_model
     from denoise.io import find_scans, read_scan, write_scan

@@ -31,7 +31,7 @@ from denoise.normalize import reference_intensity
 from denoise.realnoise import consistent_repeats, lag_correlation, repeat_noise_variance, repeat_stability, score_repeat
 from denoise.scan import Scan
 
-__all__ = ["run_real_benchmark", "repeat_sets", "REAL_FIELDS", "DEFAULT_REAL_METHODS"]
+__all__ = ["run_real_benchmark", "repeat_sets", "still_repeats", "REAL_FIELDS", "DEFAULT_REAL_METHODS"]
 
 REAL_FIELDS = ["scan", "method", "repeat", "repeats", "kept", "psnr_fg", "ssim_fg", "seconds", "noise_sigma", "noise_lag1",
                "stability", "data_range"]
@@ -55,6 +55,17 @@ def repeat_sets(data: str | Path) -> list[tuple[str, Scan]]:
     return out
 
 
+def still_repeats(series: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray, float]:
+    """(kept indices, the kept repeats, foreground mask and data range of their mean) of a 4D
+    series: the scoring frame every real-noise benchmark shares (`consistent_repeats` leaves moved
+    or saturated time points out)."""
+    everything = np.asarray(series, dtype=np.float64)
+    keep = consistent_repeats(everything, foreground_mask(everything.mean(axis=0)))
+    repeats = everything[keep]
+    mean = repeats.mean(axis=0)
+    return keep, repeats, foreground_mask(mean), reference_intensity(mean)
+
+
 def run_real_benchmark(data: str | Path, out: str | Path, *, methods: list[str] | None = None,
                        max_repeats: int | None = None, progress: bool = True) -> Path:
     """Score ``methods`` (names as in `denoise.bench`: noisy, nlm, bm3d, mr-2d or dae:mr-2d,
@@ -76,11 +87,7 @@ def run_real_benchmark(data: str | Path, out: str | Path, *, methods: list[str] 
     bar = tqdm(total=todo, desc="real-noise bench", unit="case", disable=not progress)
     for name, scan in sets:
         everything = scan.array.astype(np.float64)
-        keep = consistent_repeats(everything, foreground_mask(everything.mean(axis=0)))
-        repeats = everything[keep]
-        mean = repeats.mean(axis=0)
-        mask = foreground_mask(mean)
-        peak = reference_intensity(mean)
+        keep, repeats, mask, peak = still_repeats(everything)
         var = repeat_noise_variance(repeats, mask)
         diff = (repeats[1] - repeats[0]) / np.sqrt(2)
         lag1 = np.mean([lag_correlation(diff, axis=a, mask=mask) for a in (-1, -2)])

@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p.add_argument("--version", action="version", version=f"denoise {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_simulate, _add_evaluate, _add_train, _add_bench, _add_others):
+    for add in (_add_run, _add_simulate, _add_evaluate, _add_train, _add_adapt, _add_bench, _add_others):
         add(sub)
     return p
 
@@ -178,6 +178,37 @@ def _add_train(sub) -> None:
     t.set_defaults(handler=_train)
 
 
+def _add_adapt(sub) -> None:
+    a = sub.add_parser("adapt", help="teach a model your scanner from noisy scans alone (self-supervised fine-tuning)")
+    a.add_argument("-i", "--input", required=True, type=Path, metavar="NOISY_DIR",
+                   help="folder of noisy DICOM series / NIfTI files (read, never modified)")
+    a.add_argument("-o", "--output", required=True, type=Path, metavar="CKPT",
+                   help="checkpoint to write (.pt; a model card .md is written beside it); use it with run -m CKPT")
+    a.add_argument("--init", metavar="NAME|PATH", help="shipped model or checkpoint to start from (a dae) "
+                   "(default: ct-2d for CT scans, mr-2d otherwise)")
+    a.add_argument("--method", default="auto", choices=["auto", "n2n", "r2r", "blindspot"],
+                   help="n2n: Noise2Noise on repeated acquisitions (4D series); r2r: recorrupted pairs from single "
+                        "scans (needs the noise level, estimated); blindspot: masked self-supervision on single scans; "
+                        "auto: n2n when any scan has repeats, else r2r (default: %(default)s)")
+    a.add_argument("--radius", type=int, choices=[0, 1, 2], help="blind-spot mask radius in pixels; noise correlated "
+                   "between neighbours needs 1 or 2 (default: from the noise's measured correlation)")
+    a.add_argument("--minutes", type=float, metavar="M", help="wall-clock training budget (default: 1 minute + 1 per "
+                   "million voxels, 2 to 8)")
+    a.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                   help="share held back for the validation loss: by scan, or the last slices of one scan (default: %(default)s)")
+    a.add_argument("--lr", type=float, default=3e-4, help="learning rate (default: %(default)s)")
+    a.add_argument("--noise-sigma", type=float, metavar="S", help="r2r: the noise std in the scans' own units, "
+                   "measured by you (a uniform region's std, or a repeat difference's std / 1.414) (default: estimated "
+                   "from the scans, which reads EPI noise 1.6-1.8x too high)")
+    a.add_argument("--noise-corr", type=float, metavar="R", help="r2r: the noise's lag-1 correlation between "
+                   "neighbouring pixels, 0 = white (default: from the background or repeats, else 0)")
+    a.add_argument("--seed", type=int, default=0, help="seed of patches and masks (default: %(default)s)")
+    a.add_argument("--overwrite", action="store_true", help="replace an existing CKPT (default: refuse)")
+    a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help=_DEVICE_HELP)
+    a.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
+    a.set_defaults(handler=_adapt)
+
+
 def _add_bench(sub) -> None:
     from denoise.methods import valid_names
 
@@ -279,6 +310,19 @@ def _train(args) -> int:
                         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, modality=args.modality,
                         lr=args.lr, init=args.init, resume=args.resume, device=args.device, progress=not args.quiet)
     print(f"best checkpoint: {best}")
+    return 0
+
+
+def _adapt(args) -> int:
+    from denoise.adapt import adapt
+
+    r = adapt(args.input, args.output, init=args.init, method=args.method, minutes=args.minutes,
+              val_fraction=args.val_fraction, radius=args.radius, lr=args.lr, seed=args.seed, device=args.device,
+              overwrite=args.overwrite, progress=not args.quiet, noise_sigma=args.noise_sigma, noise_corr=args.noise_corr)
+    how = {"n2n": f"Noise2Noise on {r['repeat_scans']} scan(s) with repeats ({r['pairs']} ordered pairs)",
+           "r2r": "recorrupted pairs", "blindspot": f"blind spot (radius {r['radius']})"}[r["method"]]
+    print(f"{how}; validation loss {r['start_val_loss']:.4g} -> {r['best_val_loss']:.4g} after {r['best_step']} of "
+          f"{r['steps']} steps -> {args.output} (card: {args.output.with_suffix('.md')})")
     return 0
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage, special
 
 __all__ = ["noise_profile", "consistent_repeats", "repeat_noise_variance", "unbiased_psnr", "unbiased_ssim", "repeat_stability", "lag_correlation",
-           "chi_dof", "score_repeat"]
+           "chi_dof", "score_repeat", "no_reference_measures"]
 
 _SIGMA, _TRUNCATE = 1.5, 3.5  # the Gaussian SSIM window of denoise.metrics (Wang et al.)
 
@@ -193,3 +193,29 @@ def noise_profile(image: np.ndarray, *, noise: np.ndarray | None = None, margin:
         centred = img - img[bg].mean()
         out["bg_lag1"] = max(lag_correlation(centred, axis=a, mask=bg) for a in (-1, -2))
     return out
+
+
+def no_reference_measures(noisy: np.ndarray, denoised: np.ndarray) -> dict[str, float]:
+    """What can be said of a denoised real scan without any reference (issue #27, section 2):
+
+    - ``sigma_before`` / ``sigma_after``: the wavelet-MAD noise estimate (`denoise.metrics.estimate_sigma`)
+      of input and output, in the scan's units; their ratio says how much noise went;
+    - ``removed_image_corr``: Pearson correlation, inside the foreground, of the removed component
+      (``noisy - denoised``) with the image (the output blurred in-plane, Gaussian sigma 1 px, so its
+      own leftover noise does not count): near 0 when only noise went, away from 0 when anatomy did
+      (the no-reference twin of `denoise.fidelity.residual_correlation`);
+    - ``pattern_ratio``: the output's 2-pixel-periodic energy over the input's
+      (`denoise.fidelity.periodic_pattern`): above 1 means the denoiser added a grid.
+    """
+    from denoise.fidelity import periodic_pattern
+    from denoise.metrics import estimate_sigma, foreground_mask
+
+    y = np.asarray(noisy, dtype=np.float64)
+    d = np.asarray(denoised, dtype=np.float64)
+    image = ndimage.gaussian_filter(d, [0.0] * (d.ndim - 2) + [1.0, 1.0])
+    fg = foreground_mask(image)
+    removed, img = (y - d)[fg], image[fg]
+    corr = float(np.corrcoef(removed, img)[0, 1]) if removed.std() > 0 and img.std() > 0 else 0.0
+    p_in = periodic_pattern(y)
+    return {"sigma_before": float(estimate_sigma(y)), "sigma_after": float(estimate_sigma(d)), "removed_image_corr": corr,
+            "pattern_ratio": float(periodic_pattern(d) / p_in) if p_in > 0 else float("nan")}

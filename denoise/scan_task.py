@@ -22,9 +22,10 @@ from pydicom.uid import generate_uid
 from denoise.io import ScanReadError, ScanSource, discover_scans, write_scan
 from denoise.io.dicom_write import needs_study_uid
 from denoise.manifest import files_label, input_hash, output_stamp, relative_reason, temp_sibling
-from denoise.metrics import CT_DATA_RANGE, estimate_sigma, foreground_mask, psnr, ssim
+from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
 from denoise.normalize import hu_warning, reference_intensity
 from denoise.outdir import identity
+from denoise.realnoise import no_reference_measures
 
 __all__ = ["BatchOptions", "process_scan", "process_paired", "default_model_for", "modality_warning", "output_relpath",
            "noise_relpath", "atomic_write", "get_model", "reason_roots", "DEFAULT_MODELS"]
@@ -110,8 +111,11 @@ def process_scan(source: ScanSource, opts: BatchOptions, reference: tuple | None
             scan.meta["new_study_uid"] = row["new_study_uid"] = generate_uid()
         scan.meta["new_frame_uid"] = generate_uid()  # for sources without one: output and noise map share it
         den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength)
-        row["sigma_before"] = f"{estimate_sigma(scan.array):.4g}"
-        row["sigma_after"] = f"{estimate_sigma(den.array):.4g}"
+        measures = no_reference_measures(scan.array, den.array)
+        row["sigma_before"] = f"{measures['sigma_before']:.4g}"
+        row["sigma_after"] = f"{measures['sigma_after']:.4g}"
+        row["removed_image_corr"] = f"{measures['removed_image_corr']:.3f}"
+        row["pattern_ratio"] = f"{measures['pattern_ratio']:.3g}"
         ref = _reference_metrics(reference[0], den) if reference and reference[0] else {}
         row.update({k: v for k, v in ref.items() if k != "reason"})
         if ref.get("reason"):  # found, but cannot be scored against

@@ -122,6 +122,32 @@ def main() -> int:
         "How real each noise model is (`python scripts/noise_realism.py`):",
         "",
         _read(b / "noise_realism.md"),
+        "## Adapting to a scanner (`denoise adapt`, issue #27)",
+        "",
+        "Command: `python scripts/adapt_benchmark.py` (~30 min on 2 cores; each adaptation is time-boxed: 2 min for "
+        "Noise2Noise, 1 min per single-scan run on the EPIs, 2 min on the synthetic volumes; lr 3e-4 from mr-2d / "
+        "ct-2d). Real noise: one still repeat of each EPI series scored as in the section above (unbiased PSNR "
+        "against the mean of the other repeats); `adapt-n2n-others` is Noise2Noise on the *other two* series "
+        "(a scanner and subject it never saw in adaptation); the single-scan methods learn from the scored "
+        "repeat alone (R2R with its noise estimated, R2R with the noise a user measures from two repeats, "
+        "blind spot radius 0 and 1). Synthetic: a volume with added noise, each single-scan method adapted on "
+        "the noisy volume alone, scored against the volume before the noise. Design and reading of these "
+        "numbers: docs/design.md (`denoise adapt`).",
+        "",
+        "Issue #27 targets. Must 1 (the adapted model above the shipped model and BM3D on a real repeat series from "
+        "a scanner and subject never seen in adaptation): met on the nibabel EPI (`adapt-n2n-others` -0.07 dB against "
+        "-1.85 / -2.65), not on the GE (-0.06 against BM3D +0.01) or Siemens (-0.08 against +0.27) series; the "
+        "goal (+1 dB above both) only on the nibabel EPI, where both fail. Must 2 (adapting on one noisy volume: "
+        "never below the start on its own self-supervised validation loss, which holds by construction and is "
+        "tested; and a gain over the shipped model out of its domain on the synthetic checks): not met, every "
+        "single-scan method ends below the shipped model on the cardiac slab and the CT chest, so `--method auto` "
+        "refuses single scans. Speed: the GE EPI series (64x64x15, 10 time points, 3 kept as still) adapts in 67 s "
+        "wall with the default budget (`time denoise adapt -i DIR -o x.pt`; early stop after 920 steps, target "
+        "<= 3 min); a 256x256x100 volume gets a default budget of 7.6 min (`denoise.adapt.default_minutes`, target "
+        "<= 10; not timed end to end here).",
+        "",
+        _read(b / "adapt" / "real" / "results.md"),
+        _read(b / "adapt" / "synthetic" / "results.md"),
         "## Strength against lesion fidelity (issue #31, item 3)",
         "",
         "`denoise run --strength S` blends the output with the input; BM3D's own control scales its sigma. "

@@ -9,6 +9,7 @@ from denoise.metrics import foreground_mask, psnr, ssim
 from denoise.realnoise import (
     chi_dof,
     lag_correlation,
+    no_reference_measures,
     repeat_noise_variance,
     repeat_stability,
     score_repeat,
@@ -120,3 +121,17 @@ def test_background_artefacts_are_not_reported_as_correlated_noise(phantom_2d):
     img[10:20, 10:20] = 3000.0
     noisy = add_noise(img, "rician:0.002", seed=0)
     assert np.isnan(_noise_correlation(Scan(noisy, (1.0, 1.0), modality="MR")))
+
+
+def test_no_reference_measures_tell_noise_removal_from_anatomy_removal_and_added_grids(phantom_2d):
+    rng = np.random.default_rng(3)
+    clean = np.stack([phantom_2d + 100.0] * 4)
+    noisy = clean + rng.normal(0, 20.0, clean.shape)
+    ideal = no_reference_measures(noisy, clean)  # exactly the noise removed
+    assert ideal["sigma_after"] < 0.3 * ideal["sigma_before"]
+    assert abs(ideal["removed_image_corr"]) < 0.1 and ideal["pattern_ratio"] < 1.0
+    faded = clean.mean() + 0.5 * (clean - clean.mean())  # half the contrast removed with the noise
+    assert no_reference_measures(noisy, faded)["removed_image_corr"] > 0.5
+    y, x = np.indices(clean.shape[-2:])
+    grid = clean + 15.0 * ((y + x) % 2 * 2 - 1)  # a denoiser that leaves a 2-pixel checkerboard
+    assert no_reference_measures(noisy, grid)["pattern_ratio"] > 1.0
