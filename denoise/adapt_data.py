@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from denoise.data import foreground_threshold, with_noise_channel
+from denoise.noise_level import foreground_threshold, with_noise_channel
 from denoise.normalize import Normalization
 from denoise.realnoise import lag_correlation, noise_profile
 from denoise.scan import Scan
@@ -95,11 +95,11 @@ def _prepare_source(label: str, scan: Scan, normalization: Normalization, *, use
 
 def conservative_sigma(volume: np.ndarray, *, tile: int = 16, quantile: float = 25.0) -> float:
     """Noise std of one volume from its flattest places: the ``quantile``-th percentile of the
-    wavelet-MAD estimate (`denoise.data.wavelet_sigma`) over foreground tiles of ``tile`` pixels
+    wavelet-MAD estimate (`denoise.noise_level.wavelet_sigma`) over foreground tiles of ``tile`` pixels
     from up to 16 slices. Anatomy inflates a tile's estimate and never lowers it, so a low quantile
     reads the noise where the anatomy is flat; correlated noise reads low too. Erring low is the
     safe side for recorruption (noise left in rather than anatomy smoothed)."""
-    from denoise.data import wavelet_sigma
+    from denoise.noise_level import wavelet_sigma
 
     vol = np.asarray(volume, dtype=np.float32)
     thr = foreground_threshold(vol)

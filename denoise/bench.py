@@ -23,13 +23,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from denoise import fidelity
-from denoise.data import noise_level
 from denoise.infer import PRETRAINED_DIR, LearnedDenoiser, denoise_scan, load_model
 from denoise.io import discover_scans
 from denoise.methods import bench_methods, shipped_kind
 from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
 from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser, bm3d_available
 from denoise.noise import add_noise, parse_noise
+from denoise.noise_level import noise_level
 from denoise.normalize import normalization_for, reference_intensity
 from denoise.scan import Scan
 

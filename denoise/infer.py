@@ -68,7 +68,7 @@ class LearnedDenoiser(Denoiser):
             (default: 2 on CPU, where bigger batches only spill the caches, 8 on a GPU).
         overlap: sliding-window overlap fraction.
         sigma: models with a noise-level channel: use this level (normalised scale, the
-            estimator's convention, see `denoise.data.noise_level`) instead of estimating it per
+            estimator's convention, see `denoise.noise_level.noise_level`) instead of estimating it per
             slice/volume. Lower keeps more texture, higher smooths more (FFDNet's control).
         tta: geometric self-ensemble: average the outputs for the 4 in-plane flips of the input
             (`flip_ensemble`; 4x the compute, about 0.2 dB on held-out data, and no 2-pixel
@@ -167,7 +167,7 @@ class LearnedDenoiser(Denoiser):
         if not (self.spatial_dims == 2 and self.context):
             x = x[:, None]  # add the channel axis (context stacks already have it)
         if self.noise_channel:
-            from denoise.data import with_noise_channel
+            from denoise.noise_level import with_noise_channel
 
             x = torch.from_numpy(with_noise_channel(x.numpy(), patch=self.noise_patch, sigma=self.sigma))
         return flip_ensemble(self._forward, x) if self.tta else self._forward(x)

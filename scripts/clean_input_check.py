@@ -6,7 +6,7 @@
 and one column (odd in-plane sizes, where a flip keeps every pixel's sub-pixel phase).
 
 For each real high-SNR series in ../shared/data and the noise-free sample phantoms: the wavelet
-noise estimate (`denoise.data.wavelet_sigma`: mean over up to 16 slices) before -> after, and the RMS change, both in % of the
+noise estimate (`denoise.noise_level.wavelet_sigma`: mean over up to 16 slices) before -> after, and the RMS change, both in % of the
 scan's robust maximum (99.5th percentile), and the 2-pixel periodic pattern of the output
 relative to the input's (`denoise.fidelity.periodic_pattern`; > 1: the model added a grid). Volumes
 are cut to their 24 central slices. 3D models skip 2D inputs.
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from denoise.data import wavelet_sigma
 from denoise.fidelity import periodic_pattern
 from denoise.infer import LearnedDenoiser, denoise_scan, load_model
 from denoise.io import read_scan
+from denoise.noise_level import wavelet_sigma
 from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 

@@ -47,10 +47,10 @@ def test_model_oracle_reads_only_the_added_noise(phantom_3d):
     so a reference with noise of its own does not inflate it (as the blind estimate is)."""
     from denoise.bench import _method, model_oracle
     from denoise.config import ModelConfig
-    from denoise.data import noise_level
     from denoise.infer import LearnedDenoiser
     from denoise.models import build_model
     from denoise.noise import add_noise
+    from denoise.noise_level import noise_level
     from denoise.normalize import reference_intensity
     from denoise.scan import Scan
 

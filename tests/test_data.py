@@ -1,8 +1,8 @@
 import numpy as np
 
-from denoise.data import noise_level, with_noise_channel
 from denoise.metrics import estimate_sigma
 from denoise.noise import add_noise
+from denoise.noise_level import noise_level, with_noise_channel
 
 
 def test_tiled_noise_level_reads_like_training_patches():
@@ -37,7 +37,7 @@ def test_foreground_fraction_controls_background_patches():
 def test_wavelet_sigma_equals_skimage_estimate():
     """The fast per-tile estimate is skimage's estimate_sigma, for slices, volumes and images with
     zeroed background (zeros are excluded by both)."""
-    from denoise.data import wavelet_sigma
+    from denoise.noise_level import wavelet_sigma
 
     rng = np.random.default_rng(3)
     img = np.zeros((40, 64, 48), np.float32)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from denoise import denoise_scan, load_model
-from denoise.data import wavelet_sigma
 from denoise.fidelity import periodic_pattern
 from denoise.io import read_scan
+from denoise.noise_level import wavelet_sigma
 from denoise.scan import Scan
 
 ROOT = Path(__file__).resolve().parents[1]
