@@ -28,13 +28,13 @@ from tqdm.auto import tqdm
 from denoise.checkpoint import file_hash, load_checkpoint
 from denoise.models.base import Denoiser
 from denoise.normalize import Normalization, normalization_for
+from denoise.pretrained import PRETRAINED_DIR
 from denoise.scan import Scan
 
 __all__ = ["LearnedDenoiser", "load_model", "resolve_checkpoint", "option_suffix", "denoise_scan", "denoise_array", "resolve_device",
            "PRETRAINED_DIR", "ISOTROPIC_RATIO", "MIN_PLANE_SIZE"]
 
 log = logging.getLogger(__name__)
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 ISOTROPIC_RATIO = 1.5  # largest / smallest voxel edge of a volume that counts as near-isotropic
 MIN_PLANE_SIZE = 16  # voxels along every axis for three-plane inference
 

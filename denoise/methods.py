@@ -22,11 +22,11 @@ import importlib.util
 from pathlib import Path
 
 from denoise.outdir import UsageError
+from denoise.pretrained import PRETRAINED_DIR
 
 __all__ = ["CLASSICAL", "FAMILIES", "MODEL_OPTIONS", "PRETRAINED_DIR", "shipped_models", "shipped_kind",
            "valid_names", "run_model", "bench_method", "bench_methods"]
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # == denoise.infer.PRETRAINED_DIR (a test checks)
 CLASSICAL = ("gaussian", "median", "nlm", "tv", "wavelet", "bm3d")  # == denoise.models.CLASSICAL_METHODS
 FAMILIES = ("dae", "vae", "sparse", "linear")
 MODEL_OPTIONS = ("oracle", "tta", "1plane", "3planes")

@@ -405,3 +405,14 @@ def test_sidebar_rules_for_scan_choice_methods_and_checkpoint_names():
     assert carry_methods([], ct, ["nlm"]) == []  # an emptied selection stays empty
     assert checkpoint_label("my_model.pt") == "upload:my_model.pt"
     assert checkpoint_label("C:\\runs\\best.pt") == "upload:best.pt"
+
+
+@pytest.mark.timeout(600)
+def test_captions_give_slice_position_and_orientation_and_zoom_offers_pan():
+    at = _app()
+    at.selectbox(key="plane").set_value("coronal").run()
+    caption = next(c for c in _captions(at) if c.startswith("noisy · coronal"))
+    assert " mm · top S, left " in caption  # position in world mm, superior up
+    assert not [s for s in at.slider if s.key in ("pan_x", "pan_y")]
+    at.slider(key="zoom").set_value(2.0).run()
+    assert {s.key for s in at.slider} >= {"pan_x", "pan_y"} and not at.exception

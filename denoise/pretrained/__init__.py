@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = ["list_pretrained", "PRETRAINED_DIR"]
 
-PRETRAINED_DIR = Path(__file__).parent
+PRETRAINED_DIR = Path(__file__).parent  # the one definition (infer, methods and the CLI import it)
 
 
 def list_pretrained() -> list[dict[str, Any]]:
     """Key facts of each shipped model, read from its checkpoint config and model card."""
+    import torch  # here, so that PRETRAINED_DIR costs no torch import (the CLI's name checks)
+
     out = []
     for pt in sorted(PRETRAINED_DIR.glob("*.pt")):
         payload = torch.load(str(pt), map_location="cpu", weights_only=True)

@@ -41,8 +41,8 @@ from denoise.viewer.compare import (
     metric_direction,
     scan_units,
     symmetric_limit,
-    zoom_center,
 )
+from denoise.viewer.controls import screen, view_controls
 from denoise.viewer.insight import insight_tabs
 from denoise.viewer.insight import model as _model
 from denoise.viewer.support import (
@@ -51,7 +51,6 @@ from denoise.viewer.support import (
     links_outside,
     list_scans_under,
     metrics_rows,
-    n_slices,
     noise_column,
     plane_slice,
     read_scan_under_root,
@@ -59,7 +58,6 @@ from denoise.viewer.support import (
     scan_to_download,
     timed,
     to_display,
-    window_presets,
 )
 
 CLASSICAL = ["nlm", "tv", "gaussian"] + (["bm3d"] if bm3d_available() else [])
@@ -188,8 +186,9 @@ def main() -> None:
     if strength < 1.0:  # the blend of `denoise_array(strength=...)`, on the cached full-strength results
         results = {m: (noisy.array + np.float32(strength) * (arr - noisy.array), secs) for m, (arr, secs) in results.items()}
 
-    plane, index, n, center, width, zoom = _view_controls(scan, scan_key)
-    _image_grid(noisy, results, clean, plane, index, n, center, width, zoom)
+    view = view_controls(scan, scan_key)
+    plane, index, center, width = view["plane"], view["index"], view["center"], view["width"]
+    _image_grid(noisy, results, clean, view)
 
     if results:
         st.subheader("Before / after")
@@ -198,7 +197,7 @@ def main() -> None:
         before, after = plane_slice(noisy.array, plane, index), plane_slice(results[which][0], plane, index)
         cut = int(before.shape[1] * split / 100)
         combo = np.concatenate([before[:, :cut], after[:, cut:]], axis=1)
-        st.image(zoom_center(to_display(combo, center, width), zoom), caption=f"noisy | {which}", width=420)
+        st.image(screen(to_display(combo, center, width), view), caption=f"noisy | {which}", width=420)
 
     _metrics(clean, noisy, results, plane, index)
     insight_tabs(shipped, noisy, plane, index, ct)
@@ -297,46 +296,20 @@ def _methods_section(shipped: list[str], ct: bool):
     return methods, ckpt, strength
 
 
-def _view_controls(scan, scan_key: str):
-    """Plane, slice, window and zoom; the plane box and slice slider are reset together when the
-    scan changes, so that they always name what is shown."""
-    col1, col2, col3 = st.columns(3)
-    planes = ["axial", "coronal", "sagittal"] if scan.array.ndim >= 3 else ["axial"]
-    if st.session_state.get("plane") not in planes:
-        st.session_state["plane"] = "axial"
-    plane = col1.selectbox("plane", planes, key="plane")
-    n = n_slices(scan.array, plane)
-    if st.session_state.get("_view") != (scan_key, plane) or not 0 <= st.session_state.get("slice", -1) < n:
-        st.session_state["slice"] = n // 2
-    st.session_state["_view"] = (scan_key, plane)
-    index = col2.slider("slice", 0, n - 1, key="slice") if n > 1 else 0
-    ref_img = plane_slice(scan.array, plane, index)
-    presets = window_presets(scan.modality, ref_img)
-    preset = col3.selectbox("window", list(presets) + ["manual"], key="window")
-    if preset == "manual":
-        c, w = st.columns(2)
-        center = c.number_input("center", value=float(np.median(ref_img)))
-        width = w.number_input("width", value=float(np.ptp(ref_img) or 1.0), min_value=1e-6)
-    else:
-        center, width = presets[preset]
-    zoom = st.slider("zoom", 1.0, 4.0, 1.0, 0.5, key="zoom")
-    return plane, index, n, center, width, zoom
-
-
-def _image_grid(noisy, results, clean, plane, index, n, center, width, zoom) -> None:
+def _image_grid(noisy, results, clean, view: dict) -> None:
     """One column per image (noisy, each method, clean); under each method its residual (noisy -
     denoised) and, with a clean scan, its error (denoised - clean), in a diverging map centred at 0
     on one scale per row, with the colour bar in the last column."""
     units = scan_units(noisy.modality)
+    plane, index, center, width = view["plane"], view["index"], view["center"], view["width"]
     grey = {"noisy": plane_slice(noisy.array, plane, index)}
     grey.update({m: plane_slice(r[0], plane, index) for m, r in results.items()})
     c2 = plane_slice(clean.array, plane, index) if clean is not None else None
     residuals, errors = difference_slices(grey["noisy"], {m: grey[m] for m in results}, c2)
     ncol = len(results) + 2
     cols = st.columns(ncol)
-    where = f"{plane} {index + 1}/{n}"
     for i, (name, img) in enumerate(list(grey.items()) + ([("clean", c2)] if c2 is not None else [])):
-        cols[i].image(zoom_center(to_display(img, center, width), zoom), caption=f"{name} · {where}", width="stretch")
+        cols[i].image(screen(to_display(img, center, width), view), caption=f"{name} · {view['where']}", width="stretch")
     for title, maps, what in (("residual", residuals, "noisy − denoised: what each method removed; "
                                "structure here is detail it took away"),
                               ("error", errors, "denoised − clean: what is left wrong; "
@@ -349,7 +322,7 @@ def _image_grid(noisy, results, clean, plane, index, n, center, width, zoom) -> 
         for name, diff in maps.items():
             col = 0 if name == "noisy" else 1 + list(results).index(name)
             rms = float(np.sqrt(np.mean(np.square(diff, dtype=np.float64))))
-            cols[col].image(zoom_center(diverging_rgb(diff, limit), zoom), width="stretch",
+            cols[col].image(screen(diverging_rgb(diff, limit), view), width="stretch",
                             caption=f"{title} {name} (rms {rms:.3g} {units})")
         cols[-1].image(_colorbar(limit, units, title), width="stretch", caption=f"{title} colour bar, ±{limit:g} {units}")
 

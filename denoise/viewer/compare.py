@@ -97,14 +97,16 @@ def difference_slices(noisy: np.ndarray, results: dict[str, np.ndarray],
     return residuals, errors
 
 
-def zoom_center(img: np.ndarray, factor: float) -> np.ndarray:
-    """The central 1/``factor`` of a grey ``(h, w)`` or colour ``(h, w, c)`` image, enlarged back by
-    pixel repetition (integer part of ``factor``)."""
+def zoom_center(img: np.ndarray, factor: float, centre: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
+    """1/``factor`` of a grey ``(h, w)`` or colour ``(h, w, c)`` image around ``centre`` (fractions
+    of the height and width; the window stays inside the image: panning), enlarged back by pixel
+    repetition (integer part of ``factor``)."""
     if factor <= 1:
         return img
     h, w = img.shape[:2]
     ch, cw = max(int(h / factor), 1), max(int(w / factor), 1)
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    y0 = int(np.clip(round(centre[0] * h - ch / 2), 0, h - ch))
+    x0 = int(np.clip(round(centre[1] * w - cw / 2), 0, w - cw))
     crop = img[y0 : y0 + ch, x0 : x0 + cw]
     k = int(factor)
     return np.repeat(np.repeat(crop, k, axis=0), k, axis=1)

@@ -1,0 +1,48 @@
+"""True geometry in the viewer (issue #29 item 1): square millimetres, orientation letters, slice
+position, panning a zoomed view."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from denoise.viewer.compare import zoom_center
+from denoise.viewer.geometry import orientation, plane_aspect, slice_position, square_pixels
+from denoise.viewer.support import plane_slice
+
+
+def test_a_thick_slice_volume_is_shown_in_millimetres_not_as_a_strip():
+    vol = np.zeros((10, 64, 80), np.float32)  # 10 slices of 5 mm, 1 x 1 mm pixels
+    spacing = (5.0, 1.0, 1.0)
+    for plane, (mm_h, mm_w) in {"axial": (64, 80), "coronal": (50, 80), "sagittal": (50, 64)}.items():
+        shown = square_pixels(plane_slice(vol, plane, 3), plane_aspect(spacing, plane))
+        assert shown.shape[0] / shown.shape[1] == pytest.approx(mm_h / mm_w, rel=0.03)
+    rgb = np.zeros((10, 64, 3), np.uint8)  # colour images (residual maps) stretch the same way
+    assert square_pixels(rgb, 5.0).shape == (50, 64, 3)
+    assert square_pixels(rgb, 0.5).shape == (10, 128, 3)  # columns stretched, nothing shrunk
+
+
+def test_orientation_letters_follow_the_affine():
+    ras = np.eye(4)  # x -> R, y -> A, z -> S
+    assert orientation(ras, "axial") == "top P, left L"
+    assert orientation(ras, "coronal") == "top S, left L"
+    assert orientation(ras, "sagittal") == "top S, left P"
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])  # columns run towards L, rows towards P (DICOM-like)
+    assert orientation(lps, "axial") == "top A, left R"
+
+
+def test_slice_position_is_in_world_millimetres():
+    aff = np.diag([1.0, 1.0, 2.5, 1.0])
+    aff[:3, 3] = (0.0, 0.0, -40.0)
+    assert slice_position(aff, "axial", 4) == "S -30.0 mm"
+    assert slice_position(aff, "sagittal", 7) == "R 7.0 mm"
+
+
+def test_panning_moves_the_zoomed_window_and_stays_inside():
+    img = np.arange(100 * 100).reshape(100, 100)
+    centre = zoom_center(img, 2, (0.5, 0.5))
+    top_left = zoom_center(img, 2, (0.0, 0.0))
+    bottom_right = zoom_center(img, 2, (1.0, 1.0))
+    assert centre.shape == top_left.shape == (100, 100)
+    assert top_left[0, 0] == img[0, 0] and bottom_right[-1, -1] == img[-1, -1]
+    assert centre[0, 0] == img[25, 25]
