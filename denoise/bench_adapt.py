@@ -48,9 +48,10 @@ def _classical(name: str):
 
 def adapt_real_benchmark(data: str | Path, out: str | Path, *, minutes: float = 2.0, single_minutes: float = 1.0,
                          radii: tuple[int, ...] = (0, 1), init: str = "mr-2d", classical: tuple[str, ...] = ("bm3d",),
-                         seed: int = 0) -> Path:
+                         seed: int = 0, single: bool = True, patience: int = 6) -> Path:
     """Score shipped, classical and adapted models on every repeat series under ``data`` (the first
-    still repeat of each); write results.csv and results.md into ``out``; return results.md."""
+    still repeat of each); write results.csv and results.md into ``out``; return results.md.
+    ``single=False`` leaves out the single-scan methods; ``patience`` is Noise2Noise's early stop."""
     sets = repeat_sets(data)
     if not sets:
         raise ValueError(f"no scan with repeated acquisitions under {data}")
@@ -77,13 +78,13 @@ def adapt_real_benchmark(data: str | Path, out: str | Path, *, minutes: float = 
             diff = (repeats[1] - repeats[0]) / np.sqrt(2.0)  # what a user can measure with two repeats
             measured = {"noise_sigma": float(diff[mask].std()),
                         "noise_corr": float(np.mean([lag_correlation(diff, axis=a, mask=mask) for a in (-1, -2)]))}
-            runs = [("adapt-r2r", [(name, one)], {"method": "r2r", "minutes": single_minutes}),
+            runs = [] if not single else [("adapt-r2r", [(name, one)], {"method": "r2r", "minutes": single_minutes}),
                     ("adapt-r2r-measured-noise", [(name, one)], {"method": "r2r", "minutes": single_minutes, **measured})]
             runs += [(f"adapt-bs-r{r}", [(name, one)], {"method": "blindspot", "radius": r, "minutes": single_minutes})
-                     for r in radii]
+                     for r in (radii if single else ())]
             others = [(n, s) for n, s in sets if n != name]
             if others:
-                runs.insert(0, ("adapt-n2n-others", others, {"method": "n2n", "minutes": minutes}))
+                runs.insert(0, ("adapt-n2n-others", others, {"method": "n2n", "minutes": minutes, "patience": patience}))
             for label, scans, options in runs:
                 result, run = _adapted(one, scans, Path(tmp) / f"{len(rows)}.pt", init=init, seed=seed, **options)
                 score(label, result, run)

@@ -188,12 +188,15 @@ def _add_adapt(sub) -> None:
                    "(default: ct-2d for CT scans, mr-2d otherwise)")
     a.add_argument("--method", default="auto", choices=["auto", "n2n", "r2r", "blindspot"],
                    help="n2n: Noise2Noise on repeated acquisitions (4D series); r2r: recorrupted pairs from single "
-                        "scans (needs the noise level, estimated); blindspot: masked self-supervision on single scans; "
-                        "auto: n2n when any scan has repeats, else r2r (default: %(default)s)")
+                        "scans (needs the noise level: give --noise-sigma); blindspot: masked self-supervision on single "
+                        "scans; both measured worse than the shipped models (docs/design.md); auto: n2n, and a folder "
+                        "without repeats is refused (default: %(default)s)")
     a.add_argument("--radius", type=int, choices=[0, 1, 2], help="blind-spot mask radius in pixels; noise correlated "
                    "between neighbours needs 1 or 2 (default: from the noise's measured correlation)")
     a.add_argument("--minutes", type=float, metavar="M", help="wall-clock training budget (default: 1 minute + 1 per "
                    "million voxels, 2 to 8)")
+    a.add_argument("--patience", type=int, default=6, metavar="N", help="stop after N validations (every 40 steps) "
+                   "without a lower validation loss; a large N uses the whole --minutes (default: %(default)s)")
     a.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                    help="share held back for the validation loss: by scan, or the last slices of one scan (default: %(default)s)")
     a.add_argument("--lr", type=float, default=3e-4, help="learning rate (default: %(default)s)")
@@ -318,7 +321,8 @@ def _adapt(args) -> int:
 
     r = adapt(args.input, args.output, init=args.init, method=args.method, minutes=args.minutes,
               val_fraction=args.val_fraction, radius=args.radius, lr=args.lr, seed=args.seed, device=args.device,
-              overwrite=args.overwrite, progress=not args.quiet, noise_sigma=args.noise_sigma, noise_corr=args.noise_corr)
+              overwrite=args.overwrite, progress=not args.quiet, noise_sigma=args.noise_sigma, noise_corr=args.noise_corr,
+              patience=args.patience)
     how = {"n2n": f"Noise2Noise on {r['repeat_scans']} scan(s) with repeats ({r['pairs']} ordered pairs)",
            "r2r": "recorrupted pairs", "blindspot": f"blind spot (radius {r['radius']})"}[r["method"]]
     print(f"{how}; validation loss {r['start_val_loss']:.4g} -> {r['best_val_loss']:.4g} after {r['best_step']} of "

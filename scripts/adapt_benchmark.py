@@ -10,7 +10,8 @@ scored repeat alone (R2R, blind spot of radius 0 and 1). Synthetic: the Siemens 
 Rician 5% and the central 16 slices of the Philips CT chest at 25% dose (`lowdose:0.25`), each
 adapted (R2R, blind spot; on the slab also R2R told the true level) on its noisy self
 (`adapt_synthetic_check`). Writes
-OUT/real/results.{csv,md} and OUT/synthetic/results.{csv,md}. ~30 minutes on 2 cores with the
+OUT/real/results.{csv,md} and OUT/synthetic/results.{csv,md}; `--only n2n --minutes 8 --patience 100`
+the longer Noise2Noise runs of OUT/n2n_long (~25 min). ~30 minutes on 2 cores with the
 defaults (real ~18, synthetic ~12; each adaptation is time-boxed).
 """
 
@@ -37,13 +38,19 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=2.0, help="budget of each Noise2Noise adaptation (real noise)")
     ap.add_argument("--single-minutes", type=float, default=1.0, help="budget of each single-scan adaptation (real noise)")
     ap.add_argument("--synthetic-minutes", type=float, default=2.0, help="budget of each synthetic adaptation")
-    ap.add_argument("--only", choices=["real", "synthetic"])
+    ap.add_argument("--only", choices=["real", "synthetic", "n2n"],
+                    help="n2n: only the Noise2Noise rows (with noisy, mr-2d, BM3D), into OUT/n2n_long")
+    ap.add_argument("--patience", type=int, default=6, help="Noise2Noise early stop (validations without gain)")
     args = ap.parse_args()
+    if args.only == "n2n":
+        with tempfile.TemporaryDirectory() as tmp:
+            _copy_real(args.data, Path(tmp))
+            print(adapt_real_benchmark(tmp, args.out / "n2n_long", minutes=args.minutes, single=False,
+                                       patience=args.patience).read_text())
+        return
     if args.only != "synthetic":
         with tempfile.TemporaryDirectory() as tmp:
-            for rel in REAL:  # copies: symlinked folders are not walked
-                src = args.data / rel
-                (shutil.copytree if src.is_dir() else shutil.copy)(src, Path(tmp) / src.name)
+            _copy_real(args.data, Path(tmp))
             print(adapt_real_benchmark(tmp, args.out / "real", minutes=args.minutes,
                                        single_minutes=args.single_minutes).read_text())
     if args.only != "real":
@@ -55,6 +62,12 @@ def main() -> None:
                   0.05 * reference_intensity(cardiac.array)),  # the level rician:0.05 means
                  ("philips CT chest (16 slices) + lowdose:0.25", chest, add_noise(chest, "lowdose:0.25", seed=1), None)]
         print(adapt_synthetic_check(cases, args.out / "synthetic", minutes=args.synthetic_minutes).read_text())
+
+
+def _copy_real(data: Path, dest: Path) -> None:
+    for rel in REAL:  # copies: symlinked folders are not walked
+        src = data / rel
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / src.name)
 
 
 if __name__ == "__main__":
