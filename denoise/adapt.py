@@ -162,6 +162,7 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
     bs = batch_size or (16 if cfg.spatial_dims == 2 else 2)
     val_in, val_tgt, val_noise = PatchDraw(val_src, seed=seed + 1, **kw).batch(max(bs, 32 if cfg.spatial_dims == 2 else 6))
     dev = resolve_device(device)
+    start_net = copy.deepcopy(net).eval()  # the starting model, for the before/after measures
     net = net.to(dev)
     noise_patch = patch if cfg.noise_channel else None
     gen = torch.Generator().manual_seed(seed + 2)
@@ -181,7 +182,6 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
     best_loss = min(v for _, v in curve)
     net.load_state_dict(best_state)
     net = net.cpu().eval()
-    start_net = load_checkpoint(init_path)[0]
     measures = adapt_measures(val_src, start_net, net, info)
     record = {
         "method": chosen, "radius": radius if chosen == "blindspot" else None, "noise_model": why or None,

@@ -6,7 +6,7 @@ Compute only (no file I/O): scans come in loaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,13 +57,6 @@ class AdaptSource:
 
 
 def prepare_source(label: str, scan: Scan, normalization: Normalization, *, use_repeats: bool) -> AdaptSource:
-    """See `_prepare_source`; records the normalisation's scale."""
-    src = _prepare_source(label, scan, normalization, use_repeats=use_repeats)
-    src.scale = float(normalization.params(np.asarray(scan.array, dtype=np.float32))[1])
-    return src
-
-
-def _prepare_source(label: str, scan: Scan, normalization: Normalization, *, use_repeats: bool) -> AdaptSource:
     """A loaded scan on the model's scale. A 4D series becomes Noise2Noise repeats when
     ``use_repeats`` and `denoise.selfsup.repeat_indices` finds >= 2 still repeats of one image;
     otherwise each time point is a single noisy volume (only the first is kept for a series that
@@ -71,8 +64,13 @@ def _prepare_source(label: str, scan: Scan, normalization: Normalization, *, use
     arr = np.asarray(scan.array, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]
-    x_all = normalization.to_model(arr)[0]
+    x_all, _, _, scale = normalization.to_model(arr)
     spacing = tuple(scan.spacing[-3:]) if scan.spacing is not None else ()
+
+    def source(vols: list[np.ndarray], raw: np.ndarray, pairs: bool, note: str, lag1: float | None,
+               sigma: float) -> AdaptSource:
+        return AdaptSource(label, vols, raw, pairs, scan.modality, spacing, note, lag1, sigma, float(scale))
+
     if arr.ndim == 4:
         check = repeat_indices(arr)
         if check:
@@ -82,15 +80,11 @@ def _prepare_source(label: str, scan: Scan, normalization: Normalization, *, use
             lag1 = float(np.nanmax([lag_correlation(diff, axis=a, mask=fg) for a in (-1, -2)]))
             note = f"{len(check.kept)} repeats of {len(arr)} time points" + (f"; {check.reason}" if check.reason else "")
             sigma = float(np.std((vols[1] - vols[0])[fg]) / np.sqrt(2.0))
-            if use_repeats:
-                return AdaptSource(label, vols, arr[check.kept[0]], True, scan.modality, spacing, note, lag1, sigma)
-            return AdaptSource(label, vols, arr[check.kept[0]], False, scan.modality, spacing,
-                               note + " (used as single volumes)", lag1, sigma)
-        return AdaptSource(label, [x_all[0]], arr[0], False, scan.modality, spacing,
-                           f"4D but not repeats ({check.reason}): first time point only", _background_lag1(arr[0], scan.modality),
-                           conservative_sigma(x_all[0]))
-    return AdaptSource(label, [x_all], arr, False, scan.modality, spacing, "", _background_lag1(arr, scan.modality),
-                       conservative_sigma(x_all))
+            return source(vols, arr[check.kept[0]], use_repeats, note if use_repeats else note + " (used as single volumes)",
+                          lag1, sigma)
+        return source([x_all[0]], arr[0], False, f"4D but not repeats ({check.reason}): first time point only",
+                      _background_lag1(arr[0], scan.modality), conservative_sigma(x_all[0]))
+    return source([x_all], arr, False, "", _background_lag1(arr, scan.modality), conservative_sigma(x_all))
 
 
 def conservative_sigma(volume: np.ndarray, *, tile: int = 16, quantile: float = 25.0) -> float:
@@ -153,8 +147,7 @@ def split_sources(sources: list[AdaptSource], val_fraction: float, seed: int, *,
     cut = s.slices - n_val
 
     def part(sl: slice) -> AdaptSource:
-        return AdaptSource(s.label, [v[sl] for v in s.volumes], s.raw[sl], s.pairs, s.modality, s.spacing, s.note, s.lag1,
-                           s.sigma, s.scale)
+        return replace(s, volumes=[v[sl] for v in s.volumes], raw=s.raw[sl])
 
     return [part(slice(0, cut))], [part(slice(cut, None))], f"by slices: {cut} training, {n_val} validation (last)"
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from denoise.adapt import adapt_scans
+from denoise.bench import _method
 from denoise.bench_real import repeat_sets, still_repeats
 from denoise.infer import denoise_scan, load_model
 from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
@@ -38,12 +39,6 @@ from denoise.scan import Scan
 __all__ = ["adapt_real_benchmark", "adapt_synthetic_check"]
 log = logging.getLogger(__name__)
 FIELDS = ["scan", "method", "repeat", "psnr_fg", "ssim_fg", "gain_db", "adapt_seconds", "adapt_steps", "detail"]
-
-
-def _classical(name: str):
-    from denoise.models.classical import ClassicalDenoiser
-
-    return ClassicalDenoiser(name, sigma=None, rician=False, spatial_dims=2)
 
 
 def adapt_real_benchmark(data: str | Path, out: str | Path, *, minutes: float = 2.0, single_minutes: float = 1.0,
@@ -70,11 +65,12 @@ def adapt_real_benchmark(data: str | Path, out: str | Path, *, minutes: float = 
 
             score("noisy", one.array)
             score(init, denoise_scan(one, shipped).array)
-            for c in classical:
-                try:
-                    score(f"{c} (sigma estimated)", denoise_scan(one, _classical(c)).array)
-                except ImportError as exc:
-                    log.warning("%s skipped: %s", c, exc)
+            for c in classical:  # sigma estimated, as `denoise bench --real` runs them
+                den = _method(c, scan.modality, "real", 0.0, {}, one, one)
+                if den is None:
+                    log.warning("%s skipped: not installed", c)
+                    continue
+                score(f"{c} (sigma estimated)", denoise_scan(one, den).array)
             diff = (repeats[1] - repeats[0]) / np.sqrt(2.0)  # what a user can measure with two repeats
             measured = {"noise_sigma": float(diff[mask].std()),
                         "noise_corr": float(np.mean([lag_correlation(diff, axis=a, mask=mask) for a in (-1, -2)]))}
