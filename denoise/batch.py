@@ -41,6 +41,7 @@ from denoise.scan_task import (
     atomic_write,
     default_model_for,
     get_model,
+    map_relpath,
     noise_relpath,
     output_relpath,
     process_paired,
@@ -68,6 +69,7 @@ def denoise_folder(
     overlap: float = 0.25,
     batch_size: int | None = None,
     noise_map: bool = False,
+    uncertainty: bool = False,
     tta: bool = False,
     planes: int | None = None,
     strength: float = 1.0,
@@ -95,6 +97,10 @@ def denoise_folder(
         tile, overlap, batch_size: 3D sliding-window tile (z, y, x), overlap, tiles/slices per pass
             (None: 2 on CPU, 8 on GPU).
         noise_map: also write the removed noise (input - output) beside each output.
+        uncertainty: learned models: also write a per-voxel uncertainty map beside each output
+            (``_uncertainty``; DICOM: a derived series numbered source + 3000): the spread of the
+            model's outputs over the four in-plane flips (`denoise.uncertainty`), in the scan's
+            units; 4x the compute (3x more than the output alone).
         tta: learned models: average over the 4 in-plane flips (4x slower; the
             manifest's model reads ``NAME+tta``).
         planes: learned 2D models: 3 = on near-isotropic volumes also run along the other two
@@ -128,6 +134,9 @@ def denoise_folder(
 
     if tta and model in CLASSICAL_METHODS:
         raise UsageError(f"--tta is for learned models; {model!r} is a classical method")
+    if uncertainty and model in CLASSICAL_METHODS:
+        raise UsageError(f"--uncertainty is for learned models (the spread of a network's outputs over flips of "
+                         f"its input); {model!r} is a classical method")
     _check_planes(model, planes, CLASSICAL_METHODS)
     from denoise.infer import check_strength
 
@@ -136,8 +145,8 @@ def denoise_folder(
     except ValueError as exc:
         raise UsageError(f"--strength: {exc}") from None
     opts = BatchOptions(output=str(out), model=model, device=device, fmt=fmt, tile=tile, overlap=overlap,
-                        batch_size=batch_size, noise_map=noise_map, tta=tta, planes=planes,
-                        reference=str(Path(reference).resolve()) if reference else None,
+                        batch_size=batch_size, noise_map=noise_map, uncertainty=uncertainty, tta=tta,
+                        planes=planes, reference=str(Path(reference).resolve()) if reference else None,
                         threads=max(1, (os.cpu_count() or 1) // workers) if workers else None,
                         input_root=str(src if src.is_dir() else src.parent), strength=strength)
     _check_model(model, opts)
@@ -149,9 +158,9 @@ def denoise_folder(
     manifest_path = out / ("manifest.csv" if num_parts == 1 else f"manifest.part{part_id}.csv")
     summary_path = out / ("summary.json" if num_parts == 1 else f"summary.part{part_id}.json")
     mine_keys = {s.relpath for s in mine}
-    collisions = {k: why for k, why in output_collisions(sources, fmt, noise_map).items() if k in mine_keys}
+    collisions = {k: why for k, why in output_collisions(sources, fmt, noise_map, uncertainty).items() if k in mine_keys}
     outputs = [output_relpath(s, fmt) for s in mine if s.relpath not in collisions]
-    dests = [*outputs, *(noise_relpath(r) for r in outputs), manifest_path.name, summary_path.name]
+    dests = [*outputs, *(map_relpath(r, m) for r in outputs for m in ('noise', 'uncertainty')), manifest_path.name, summary_path.name]
     check_destinations(src, out, dests, [f for s in sources for f in s.files])
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +181,7 @@ def denoise_folder(
                 row["reason"] = relative_reason(row["reason"], reason_roots(opts))
                 rows[sk.relpath] = row
         todo = [s for s in mine if s.relpath not in collisions and not (
-            resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes, strength, noise_map))]
+            resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes, strength, noise_map, uncertainty))]
         reused = len(mine) - len(collisions) - len(todo)
         if resume:
             log.info("--continue: %d of %d scan(s) reused from the earlier run (same input, model and options), "
@@ -196,15 +205,16 @@ def denoise_folder(
     return summary
 
 
-def output_collisions(sources: list[ScanSource], fmt: str, noise_map: bool) -> dict[str, str]:
-    """Scans whose output path would be another scan's output (or noise map), or lie inside another
+def output_collisions(sources: list[ScanSource], fmt: str, noise_map: bool, uncertainty: bool = False) -> dict[str, str]:
+    """Scans whose output path would be another scan's output (or noise or uncertainty map), or lie inside another
     scan's output series folder (or hold one): the later of each pair (in relative-path order) fails
     with the reason; the earlier one is written. Without this, one output would silently replace
     another, or a series written later would replace a folder holding other outputs."""
     paths = {}  # scan -> the paths it writes
     for s in sources:
         rel = output_relpath(s, fmt)
-        paths[s.relpath] = [rel, noise_relpath(rel)] if noise_map else [rel]
+        paths[s.relpath] = [rel, *([noise_relpath(rel)] if noise_map else []),
+                            *([map_relpath(rel, "uncertainty")] if uncertainty else [])]
     claimed: dict[str, ScanSource] = {}  # output path -> the first scan writing it
     for s in sources:
         for p in paths[s.relpath]:
@@ -225,11 +235,11 @@ def output_collisions(sources: list[ScanSource], fmt: str, noise_map: bool) -> d
 
 
 def _still_done(old: dict[str, Any] | None, source: ScanSource, out: Path, model: str | None, tta: bool,
-                planes: int | None, strength: float, noise_map: bool) -> bool:
+                planes: int | None, strength: float, noise_map: bool, uncertainty: bool = False) -> bool:
     if not old or old.get("status") != "ok":
         return False
     try:
-        return still_done(old, source, out, model, tta, planes, strength, noise_map)
+        return still_done(old, source, out, model, tta, planes, strength, noise_map, uncertainty)
     except OSError:  # the input cannot be read any more: redo it, and let its row say why
         return False
 

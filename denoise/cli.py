@@ -44,8 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     from denoise import __version__
 
     p.add_argument("--version", action="version", version=f"denoise {__version__}")
+    from denoise.cli_export import add_export
+
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_simulate, _add_evaluate, _add_train, _add_adapt, _add_bench, _add_others):
+    for add in (_add_run, _add_simulate, _add_evaluate, _add_train, _add_adapt, _add_bench, add_export, _add_others):
         add(sub)
     return p
 
@@ -101,6 +103,10 @@ def _add_run(sub) -> None:
                         "(default: %(default)s)")
     r.add_argument("--noise-map", action="store_true",
                    help="also write the removed noise (input - output) beside each output as NAME_noise "
+                        "(default: off)")
+    r.add_argument("--uncertainty", action="store_true",
+                   help="learned models: also write a per-voxel uncertainty map beside each output as NAME_uncertainty "
+                        "(the spread of the outputs over the 4 in-plane flips, in the scan's units; 4x slower) "
                         "(default: off)")
     r.add_argument("--tta", action="store_true",
                    help="learned models: average over the 4 in-plane flips (4x slower, slightly better; removes the "
@@ -275,7 +281,7 @@ def _run(args) -> int:
 
     s = denoise_folder(args.input, args.output, model=args.model, device=args.device, resume=args.resume,
                        reference=args.reference, fmt=args.fmt, tile=tuple(args.tile) if args.tile else None,
-                       overlap=args.overlap, batch_size=args.batch_size, noise_map=args.noise_map, tta=args.tta,
+                       overlap=args.overlap, batch_size=args.batch_size, noise_map=args.noise_map, uncertainty=args.uncertainty, tta=args.tta,
                        planes=args.planes, strength=args.strength, workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
                        part_id=args.part_id, progress=not args.quiet)
     reused = f" ({s['reused']} reused from the earlier run, {s['processed']} run now)" if args.resume else ""

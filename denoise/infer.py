@@ -91,7 +91,9 @@ class LearnedDenoiser(Denoiser):
             raise ValueError(f"planes must be 1 or 3, got {planes!r}")
         self.device = resolve_device(device)
         # 2D convolutions on CPU run ~13% faster in channels-last layout (oneDNN; measured on mr-2d)
-        self.channels_last = int(info["model"]["spatial_dims"]) == 2 and self.device.type == "cpu"
+        # (a network without parameters, an exported ONNX one, takes plain contiguous arrays)
+        self.channels_last = (int(info["model"]["spatial_dims"]) == 2 and self.device.type == "cpu"
+                              and any(True for _ in net.parameters()))
         self.net = net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format).eval()
         self.info = info
         self.kind = info["model"]["kind"]
@@ -247,12 +249,20 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 
 def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any) -> LearnedDenoiser:
-    """Load a shipped pretrained model by name (``denoise models`` lists them) or a checkpoint file.
+    """Load a shipped pretrained model by name (``denoise models`` lists them), a checkpoint file,
+    or a folder written by ``denoise export`` (ONNX, run through onnxruntime: `denoise.exported`).
 
     A checkpoint whose ``inference`` settings name an ``isotropic_model`` (a shipped model, or a
     checkpoint path relative to its own folder) loads that 2D model too, with the same ``device``,
     ``sigma``, ``tta`` and ``batch_size``; the hash then covers both files."""
     path = resolve_checkpoint(name_or_path)
+    if path.is_dir():
+        from denoise.exported import is_export_dir, load_exported
+
+        if not is_export_dir(path):
+            raise ValueError(f"{path} is a folder but not an exported model (no denoise-export.json); give a shipped "
+                             "model's name, a checkpoint file (.pt) or a folder written by `denoise export`")
+        return load_exported(path, device=device, **kwargs)
     net, info, _ = load_checkpoint(path)
     name = info.get("name") or path.stem
     digest = file_hash(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import re
 import uuid
@@ -16,7 +17,7 @@ from denoise.io import ScanSource, Skipped
 __all__ = ["MANIFEST_FIELDS", "input_hash", "read_manifest", "write_manifest", "still_done", "model_label", "skip_row",
            "files_label", "relative_reason", "output_stamp"]
 
-MANIFEST_FIELDS = ["input", "files", "output", "noise_map", "output_stamp", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
+MANIFEST_FIELDS = ["input", "files", "output", "noise_map", "uncertainty", "output_stamp", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
                    "input_hash", "seconds", "sigma_before", "sigma_after", "noise_corr", "removed_image_corr", "pattern_ratio", "psnr_fg", "ssim_fg", "warning",
                    "new_study_uid"]
 
@@ -33,10 +34,11 @@ def input_hash(source: ScanSource) -> str:
 
 
 def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool,
-               planes: int | None, strength: float = 1.0, noise_map: bool = False) -> bool:
+               planes: int | None, strength: float = 1.0, noise_map: bool = False, uncertainty: bool = False) -> bool:
     """Whether a scan's earlier manifest row can stand (``--continue``): same input hash, model
     and inference options, its output still there and still the file the row wrote (`output_stamp`:
-    not replaced since, by a killed run or another part), and its noise map when one is asked for."""
+    not replaced since, by a killed run or another part), and its noise and uncertainty maps when
+    they are asked for."""
     from denoise.infer import option_suffix
 
     if old.get("input_hash") != input_hash(source):
@@ -48,7 +50,8 @@ def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | 
         return False
     if not old.get("output") or output_stamp(out / old["output"]) != old.get("output_stamp"):
         return False
-    return not noise_map or (bool(old.get("noise_map")) and (out / old["noise_map"]).exists())
+    maps = [key for key, wanted in (("noise_map", noise_map), ("uncertainty", uncertainty)) if wanted]
+    return all(old.get(key) and (out / old[key]).exists() for key in maps)
 
 
 def output_stamp(path: Path) -> str:
@@ -62,8 +65,15 @@ def output_stamp(path: Path) -> str:
 
 
 def model_label(model: str) -> str:
-    """The name a model's manifest rows carry: a checkpoint's stored name or file stem."""
+    """The name a model's manifest rows carry: a checkpoint's stored name or file stem; an exported
+    folder's ``NAME.onnx``."""
     p = Path(model)
+    if p.is_dir():
+        from denoise.export import EXPORT_FILE
+        from denoise.exported import export_label
+
+        if (p / EXPORT_FILE).is_file():
+            return export_label(json.loads((p / EXPORT_FILE).read_text()), p)
     if p.suffix == ".pt" and p.exists():
         from denoise.checkpoint import load_checkpoint
 

@@ -28,12 +28,13 @@ from denoise.outdir import identity
 from denoise.realnoise import no_reference_measures
 
 __all__ = ["BatchOptions", "process_scan", "process_paired", "default_model_for", "modality_warning", "output_relpath",
-           "noise_relpath", "atomic_write", "get_model", "reason_roots", "DEFAULT_MODELS"]
+           "noise_relpath", "map_relpath", "atomic_write", "get_model", "reason_roots", "DEFAULT_MODELS"]
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
 # a derived DICOM series is numbered source + 1000 (`write_dicom_series`); its noise map source + 2000
 NOISE_MAP_SERIES_OFFSET = 2000
+UNCERTAINTY_SERIES_OFFSET = 3000  # and its uncertainty map (--uncertainty) source + 3000
 _MODEL_CACHE: dict[tuple, Any] = {}
 
 
@@ -49,6 +50,7 @@ class BatchOptions:
     overlap: float = 0.25
     batch_size: int | None = None
     noise_map: bool = False
+    uncertainty: bool = False  # also write the flip-spread uncertainty map (`denoise.uncertainty`)
     reference: str | None = None
     threads: int | None = None
     tta: bool = False
@@ -124,7 +126,12 @@ def process_scan(source: ScanSource, opts: BatchOptions, reference: tuple | None
             log.warning("%s: %s", source.relpath, why)
         out_rel = output_relpath(source, opts.fmt)
         inputs = {i for i in map(identity, source.files) if i is not None}
-        if opts.noise_map:  # first, so that the main output's rename is the last step
+        if opts.uncertainty:  # before the output, so that the main output's rename is the last step
+            spread = _uncertainty(scan, den, denoiser, opts)
+            atomic_write(spread, Path(opts.output) / map_relpath(out_rel, "uncertainty"),
+                         f"uncertainty {denoiser.name}", inputs, series_offset=UNCERTAINTY_SERIES_OFFSET)
+            row["uncertainty"] = map_relpath(out_rel, "uncertainty")
+        if opts.noise_map:
             noise = den.with_array(scan.array - den.array)
             atomic_write(noise, Path(opts.output) / noise_relpath(out_rel), f"noise map {denoiser.name}", inputs,
                          series_offset=NOISE_MAP_SERIES_OFFSET)
@@ -205,10 +212,26 @@ def output_relpath(source: ScanSource, fmt: str) -> str:
 
 def noise_relpath(rel: str) -> str:
     """Where a scan's noise map (``--noise-map``) goes, beside its output."""
+    return map_relpath(rel, "noise")
+
+
+def map_relpath(rel: str, what: str) -> str:
+    """Where a map of a scan's output (``noise``, ``uncertainty``) goes: beside the output, named
+    ``OUTPUT_WHAT`` (a NIfTI file keeps its extension)."""
     for ext in (".nii.gz", ".nii"):
         if rel.endswith(ext):
-            return rel[: -len(ext)] + "_noise" + ext
-    return rel + "_noise"
+            return rel[: -len(ext)] + f"_{what}" + ext
+    return rel + f"_{what}"
+
+
+def _uncertainty(scan, den, denoiser, opts: BatchOptions):
+    """The output's uncertainty map as a scan (`denoise.uncertainty.flip_spread`, in the scan's
+    units), stored with a rescale so that fractions of a unit are kept."""
+    from denoise.uncertainty import flip_spread
+
+    spread = flip_spread(scan.array, denoiser, first=den.array, modality=scan.modality, spacing=scan.spacing,
+                         strength=opts.strength, batch_size=opts.batch_size or 16)
+    return den.with_array(spread, keep_fraction=True)
 
 
 def atomic_write(scan, dest: Path, description: str, inputs: set[tuple[int, int]] | None = None, *,

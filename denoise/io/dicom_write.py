@@ -83,13 +83,14 @@ def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "de
             "frame": shared_uid(headers, "FrameOfReferenceUID") or scan.meta.get("new_frame_uid") or generate_uid()}
     first = headers[0]
     layout = None  # MR from DICOM without a rescale: one integer layout for the whole series
-    if from_dicom and str(first.get("Modality", "")) == "MR" and not _has_rescale(first):
+    # (a map whose fractions matter, meta keep_fraction: an uncertainty map, goes through a rescale)
+    if from_dicom and str(first.get("Modality", "")) == "MR" and not _has_rescale(first) and not scan.meta.get("keep_fraction"):
         layout = _integer_layout(scan.array, *_source_bits(first))
     now = datetime.datetime.now()
     paths = []
     for index, (img, src, (_, frame)) in enumerate(zip(images, headers, frames)):
         ds = _derived_header(src, uids, description, index, frame, now, from_dicom, series_offset)
-        _set_pixels(ds, src, img, layout=layout)
+        _set_pixels(ds, src, img, layout=layout, fraction=bool(scan.meta.get("keep_fraction")))
         path = folder / f"IM{index + 1:05d}.dcm"
         ds.save_as(str(path), enforce_file_format=True)
         paths.append(path)
@@ -254,18 +255,20 @@ def _has_rescale(src: Dataset) -> bool:
     return (float(src.get("RescaleSlope", 1.0) or 1.0), float(src.get("RescaleIntercept", 0.0) or 0.0)) != (1.0, 0.0)
 
 
-def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray, *, layout: tuple[int, int, bool] | None = None) -> None:
+def _set_pixels(ds: Dataset, src: Dataset, img: np.ndarray, *, layout: tuple[int, int, bool] | None = None,
+                fraction: bool = False) -> None:
     """Pixel Data and the Image Pixel / Modality LUT attributes for ``img``. With ``layout`` (MR
     from DICOM stored without a rescale; `_integer_layout` of the whole series) rounded values
     with no Modality LUT; otherwise the source's rescale, or a per-slice one where it cannot hold
     the values or where the source had none and the values are not integers (a NIfTI written as
-    DICOM)."""
+    DICOM). ``fraction``: always a per-slice rescale over the stored range (a map whose fractions
+    of a unit matter, such as an uncertainty map)."""
     bits_alloc, bits_stored, signed = layout or _source_bits(src)
     slope = float(src.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(src.get("RescaleIntercept", 0.0) or 0.0)
     lo, hi = _stored_range(bits_stored, signed)
     vmin, vmax = float(img.min()), float(img.max())
-    fit = ("RescaleSlope" not in src and not np.array_equal(img, np.rint(img))) or (
+    fit = fraction or ("RescaleSlope" not in src and not np.array_equal(img, np.rint(img))) or (
         (vmin - intercept) / slope < lo - 0.5 or (vmax - intercept) / slope > hi + 0.5)
     if layout is None and fit:
         # spread the values over the stored range

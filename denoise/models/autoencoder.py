@@ -172,7 +172,9 @@ def _pad_to(x: torch.Tensor, divisor: int, *, first_axis: bool = True) -> torch.
     for i, s in enumerate(reversed(x.shape[2:])):
         extra = 0 if (not first_axis and i == x.dim() - 3) else (-s) % divisor
         pads += [0, extra]
-    return F.pad(x, pads, mode="replicate") if any(pads) else x
+    # while exporting (ONNX, torch.export, TorchScript tracing) always pad: a branch on the size would fix it in the graph
+    exporting = torch.compiler.is_exporting() or torch.jit.is_tracing()
+    return F.pad(x, pads, mode="replicate") if any(pads) or exporting else x
 
 
 def _inplane_unshuffle(x: torch.Tensor, r: int) -> torch.Tensor:
