@@ -223,7 +223,7 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
         three_d = family == "bm4d"
         return ClassicalDenoiser("bm3d" if three_d else family, sigma=oracle if arg == "oracle" else None,
                                  rician=noise_kind == "rician", spatial_dims=3 if three_d else 2)
-    if family in ("dae", "vae", "sparse", "linear"):
+    if family in ("dae", "vae", "sparse", "linear", "cae"):
         name, _, option = arg.partition(":")
         if name not in cache:
             cache[name] = load_model(name, device="cpu")

@@ -156,7 +156,7 @@ def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a model on a folder of clean scans")
     t.add_argument("--data", required=True, type=Path, metavar="DIR",
                    help="folder of clean scans to train on (one modality: see --modality)")
-    t.add_argument("--model", choices=["dae", "vae", "sparse", "linear"],
+    t.add_argument("--model", choices=["dae", "vae", "sparse", "linear", "cae"],
                    help="model family (default: the --init model's, else the --config file's, else dae)")
     t.add_argument("--dims", type=int, choices=[2, 3], help="spatial dims: 2 = slices, 3 = volumes (default: the "
                    "--init model's, else the --config file's, else 2)")

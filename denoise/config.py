@@ -14,7 +14,7 @@ from denoise.normalize import Normalization
 
 __all__ = ["ModelConfig", "TrainConfig", "load_config", "config_from_dict"]
 
-MODEL_KINDS = ("dae", "vae", "sparse", "linear")
+MODEL_KINDS = ("dae", "vae", "sparse", "linear", "cae")
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,10 @@ class ModelConfig:
     """Architecture. ``kind`` picks the class in `denoise.models.MODELS`.
 
     Attributes:
-        kind: "dae", "vae", "sparse" or "linear".
+        kind: "dae", "vae", "sparse", "linear" or "cae" (contractive).
         spatial_dims: 2 or 3.
         channels: feature channels per resolution level (each level after the first halves the size).
-        skip: U-Net-style skip connections (dae only; vae/sparse/linear keep a true bottleneck).
+        skip: U-Net-style skip connections (dae only; vae/sparse/linear/cae keep a true bottleneck).
         residual: predict the noise and subtract it from the input.
         latent_channels: channels of the bottleneck code (vae, sparse, plain AE without skips).
         patch_size: linear AE patch edge (its conv kernel and stride), also the VAE's sampling size.
@@ -140,6 +140,7 @@ class TrainConfig:
     beta: float = 1e-3
     beta_warmup_epochs: int = 5
     sparsity_weight: float = 1e-3
+    contractive_weight: float = 1e-4
     val_fraction: float = 0.2
     val_scans: tuple[int, ...] = ()
     val_patches: int = 32

@@ -141,9 +141,9 @@ def periodic_pattern(image: np.ndarray, halfwidth: float = 1 / 32, max_slices: i
     checkerboard, each modulated by a smooth envelope), by Parseval as a mean square over pixels.
     Compare an output's value with its input's: a denoiser lowers it (noise has energy there); a
     grid artefact raises it."""
-    a = np.asarray(image, dtype=np.float64)
-    slices = a.reshape(-1, *a.shape[-2:])
+    slices = np.asarray(image).reshape(-1, *np.shape(image)[-2:])  # chosen before the float64 copy
     slices = slices[np.unique(np.linspace(0, len(slices) - 1, min(max_slices, len(slices))).round().astype(int))]
+    slices = slices.astype(np.float64)
     h, w = slices.shape[-2:]
 
     def near_nyquist(n: int) -> np.ndarray:

@@ -312,7 +312,16 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     if isinstance(denoiser, LearnedDenoiser) and array.ndim >= 3:
         denoiser, axes = denoiser.plan(array.shape[-3:], tuple(spacing[-3:]) if spacing is not None else None)
     norm = denoiser.normalization or normalization_for(modality)
-    x, x_full, offset, scale = norm.to_model(array)  # x: limited to the model's range
+    # memory: the input, the model's input and the output, plus a mask of the clipped voxels (the
+    # unclipped normalised copy of `Normalization.to_model` is not kept: clipped voxels come back
+    # from the input itself)
+    offset, scale = norm.params(array)
+    x = (array - np.float32(offset)) / np.float32(scale)
+    bounds = norm.model_range()
+    clipped = None
+    if bounds is not None:
+        clipped = (x < bounds[0]) | (x > bounds[1])
+        np.clip(x, *bounds, out=x)
     vols = x.reshape(-1, *x.shape[-3:]) if x.ndim >= 3 else x[None, None]
     out = np.empty_like(vols)
     if isinstance(denoiser, LearnedDenoiser):
@@ -330,10 +339,12 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
         if len(axes) > 1:
             out[t] /= len(axes)
     bar.close()
-    out = out.reshape(array.shape)
-    if x is not x_full:  # the model saw a limited range: values outside it pass through as they were
-        out = np.where(x == x_full, out, x_full)
-    result = (out * scale + offset).astype(np.float32)
+    del x, vols
+    result = out.reshape(array.shape)
+    result *= np.float32(scale)
+    result += np.float32(offset)
+    if clipped is not None and clipped.any():  # the model saw a limited range: values outside it pass through as they were
+        np.copyto(result, array, where=clipped)
     if strength != 1.0:
         result = (array + np.float32(strength) * (result - array)).astype(np.float32)
     if array.size and array.min() >= 0:  # magnitude data: no negative intensities to restore

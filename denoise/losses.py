@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["reconstruction", "kl_divergence", "sparsity", "beta_schedule", "shift_consistency"]
+__all__ = ["reconstruction", "kl_divergence", "sparsity", "beta_schedule", "shift_consistency", "jacobian_frobenius"]
 
 
 def reconstruction(output: torch.Tensor, target: torch.Tensor, *, kind: str = "mse") -> torch.Tensor:
@@ -28,6 +28,26 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def sparsity(z: torch.Tensor) -> torch.Tensor:
     """Mean absolute latent activation (the L1 sparsity penalty)."""
     return z.float().abs().mean()
+
+
+def jacobian_frobenius(encode, x: torch.Tensor, *, samples: int = 1,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hutchinson estimate of the squared Frobenius norm of the Jacobian of ``encode`` at ``x``,
+    per sample, averaged over the batch (the contractive penalty), without forming the Jacobian.
+
+    ``||J||_F^2 = E_v ||J v||^2`` for v ~ N(0, I) in input space; each J v is one forward-mode
+    Jacobian-vector product (`torch.func.jvp`: about the cost of one more forward pass), and the
+    result stays differentiable in the parameters. The encoder works on each sample alone, so one
+    v over the batch gives every sample's estimate at once. Unbiased; its variance for one v is
+    2 ||J^T J||_F^2, divided by ``samples``."""
+    from torch.func import jvp
+
+    total = x.new_zeros(())
+    for _ in range(samples):
+        v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        _, jv = jvp(encode, (x,), (v,))
+        total = total + jv.float().pow(2).flatten(1).sum(dim=1).mean()
+    return total / samples
 
 
 def beta_schedule(beta: float, epoch: int, warmup_epochs: int) -> float:

@@ -28,7 +28,7 @@ __all__ = ["CLASSICAL", "FAMILIES", "MODEL_OPTIONS", "PRETRAINED_DIR", "shipped_
            "valid_names", "run_model", "bench_method", "bench_methods"]
 
 CLASSICAL = ("gaussian", "median", "nlm", "tv", "wavelet", "bm3d")  # == denoise.models.CLASSICAL_METHODS
-FAMILIES = ("dae", "vae", "sparse", "linear")
+FAMILIES = ("dae", "vae", "sparse", "linear", "cae")
 MODEL_OPTIONS = ("oracle", "tta", "1plane", "3planes")
 _SLOW = ("bm3d", "bm4d")
 
@@ -39,8 +39,8 @@ def shipped_models() -> list[str]:
 
 
 def shipped_kind(name: str) -> str:
-    """The family of a shipped model or checkpoint by its name: vae-*, sparse-*, linear-*, else dae."""
-    for kind in ("vae", "sparse", "linear"):
+    """The family of a shipped model or checkpoint by its name: vae-*, sparse-*, linear-*, cae-*, else dae."""
+    for kind in ("vae", "sparse", "linear", "cae"):
         if name.startswith(kind):
             return kind
     return "dae"

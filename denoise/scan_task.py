@@ -86,10 +86,11 @@ def process_scan(source: ScanSource, opts: BatchOptions, reference: tuple | None
     root = Path(opts.input_root) if opts.input_root else None
     row: dict[str, Any] = {"input": source.relpath, "kind": source.kind, "status": "failed",
                            "files": files_label(source, root)}
-    if opts.threads:
+    threads = opts.threads or _dask_worker_threads()
+    if threads:  # one worker's torch uses its own share of the cores, not all of them
         import torch
 
-        torch.set_num_threads(opts.threads)
+        torch.set_num_threads(threads)
     try:
         row["input_hash"] = input_hash(source)
         scan = source.load()
@@ -208,6 +209,18 @@ def output_relpath(source: ScanSource, fmt: str) -> str:
         return source.relpath
     rel = source.derived_folder or source.relpath
     return rel + ".nii.gz" if fmt == "nifti" else rel
+
+
+def _dask_worker_threads() -> int | None:
+    """The thread count of the Dask worker running this task (``dask worker --nthreads``), or None
+    outside a worker. Without it every worker's torch would use every core of its node: two
+    single-thread workers on 2 cores ran 1.3x slower than one (docs/benchmarks.md)."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 def noise_relpath(rel: str) -> str:

@@ -28,9 +28,16 @@ from denoise.checkpoint import load_checkpoint, save_checkpoint
 from denoise.config import ModelConfig, TrainConfig
 from denoise.data import PatchSampler, patch_batches, precompute_lowdose_noise
 from denoise.infer import resolve_device
-from denoise.losses import beta_schedule, kl_divergence, reconstruction, shift_consistency, sparsity
+from denoise.losses import (
+    beta_schedule,
+    jacobian_frobenius,
+    kl_divergence,
+    reconstruction,
+    shift_consistency,
+    sparsity,
+)
 from denoise.metrics import psnr, ssim
-from denoise.models import VAEOutput, build_model, sparsity_fraction
+from denoise.models import VAEOutput, build_model, latent_sensitivity, sparsity_fraction
 from denoise.models.grow import grow_state
 from denoise.noise import parse_noise
 from denoise.scan import Scan
@@ -263,6 +270,9 @@ def _loss(model, noisy, clean, kind: str, cfg: TrainConfig, beta: float) -> torc
     if kind == "sparse":
         recon, z = _unwrap(model).forward_with_latent(noisy)
         return reconstruction(recon, clean, kind=cfg.loss) + cfg.sparsity_weight * sparsity(z)
+    if kind == "cae":  # reconstruction + weight x Hutchinson estimate of the encoder's ||J||_F^2
+        net = _unwrap(model)
+        return reconstruction(model(noisy), clean, kind=cfg.loss) + cfg.contractive_weight * jacobian_frobenius(net.encode, noisy)
     if cfg.shift_consistency > 0:
         return shift_consistency(model, noisy, clean, kind=cfg.loss, weight=cfg.shift_consistency)
     return reconstruction(model(noisy), clean, kind=cfg.loss)
@@ -281,6 +291,8 @@ def _validate(model, noisy: np.ndarray, clean: np.ndarray, device: torch.device)
     if hasattr(model, "forward_with_latent") and model.config.kind == "sparse":
         _, z = model.forward_with_latent(torch.from_numpy(noisy).to(device))
         row["sparsity"] = sparsity_fraction(z)
+    if cfg is not None and cfg.kind == "cae":
+        row["latent_sensitivity"] = latent_sensitivity(model.encode, torch.from_numpy(noisy[:8]).to(device))
     return row
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from denoise.bench_deploy import run_cli_measured
 
 
 def conv_flops_per_voxel(net: torch.nn.Module, shape: tuple[int, ...]) -> float:
@@ -161,21 +162,8 @@ class _PeakRSS:
 
 def _run_child(args: list[str]) -> tuple[float, float]:
     """(peak RSS in MB of the child process tree, polled every 50 ms; wall seconds)."""
-    import psutil
-
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from denoise.cli import main; sys.exit(main(sys.argv[1:]))",
-                             *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    return round(peak / 2**20, 0), round(time.perf_counter() - t0, 2)
+    peak, secs, _ = run_cli_measured(args)
+    return peak, secs
 
 
 if __name__ == "__main__":

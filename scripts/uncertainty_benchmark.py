@@ -11,7 +11,6 @@ OUT/by_model.csv (their means per model and noise), OUT/bins.csv (calibration bi
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,7 @@ from denoise.bench_uncertainty import calibration_case
 from denoise.io import read_scan
 from denoise.scan import Scan
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import T1_SLABS  # noqa: E402  (the MR benchmark's held-out slabs)
+T1_SLABS = [40, 72, 104]  # first slices of the held-out T1's 16-slice slabs (scripts/benchmark.py's MR cases)
 
 
 def main() -> None:

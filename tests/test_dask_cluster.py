@@ -3,7 +3,6 @@ processes on loopback, each worker its own process with its own memory limit (no
 inside the test)."""
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from denoise.cli import main
+from denoise.cluster import process_cluster
 from denoise.io import read_scan
 
 pytest.importorskip("distributed")
@@ -25,36 +25,11 @@ METHOD = "nlm"
 COMPARED = ("input", "status", "output", "model", "model_hash", "input_hash", "shape", "sigma_before", "sigma_after")
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
 @pytest.fixture
 def cluster(tmp_path):
     """(scheduler address, {worker name: process}) of a scheduler and two single-threaded workers."""
-    sched_file = tmp_path / "scheduler.json"
-    procs = [_spawn(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                     "--scheduler-file", str(sched_file)], tmp_path / "scheduler.log")]
-    deadline = time.time() + 60
-    while not sched_file.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    address = json.loads(sched_file.read_text())["address"]
-    workers = {}
-    for name in ("w1", "w2"):
-        workers[name] = _spawn(["distributed.cli.dask_worker", address, "--name", name, "--nworkers", "1",
-                                "--nthreads", "1", "--memory-limit", "2GiB", "--no-dashboard", "--no-nanny"],
-                               tmp_path / f"{name}.log")
-        procs.append(workers[name])
-    from dask.distributed import Client
-
-    with Client(address, timeout=60) as client:
-        client.wait_for_workers(2, timeout=90)
-    yield address, workers
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-        p.wait(timeout=30)
+    with process_cluster(2, memory_limit="2GiB", log_dir=tmp_path / "logs") as (address, workers):
+        yield address, workers
 
 
 @pytest.fixture

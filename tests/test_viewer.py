@@ -416,3 +416,17 @@ def test_captions_give_slice_position_and_orientation_and_zoom_offers_pan():
     assert not [s for s in at.slider if s.key in ("pan_x", "pan_y")]
     at.slider(key="zoom").set_value(2.0).run()
     assert {s.key for s in at.slider} >= {"pan_x", "pan_y"} and not at.exception
+
+
+@pytest.mark.timeout(600)
+def test_uncertainty_row_shows_each_learned_method_with_its_colour_bar():
+    at = _app()
+    methods = at.multiselect(key="methods").value
+    learned = [m for m in methods if ":" in m]
+    assert learned  # the default selection holds a shipped model
+    at.checkbox(key="uncertainty").check().run()
+    assert not at.exception
+    assert any(m.value.startswith("**Uncertainty**") for m in at.markdown)
+    # (AppTest does not expose st.image; the row's captions travel with the markdown above it)
+    at.multiselect(key="methods").set_value(["nlm"]).run()
+    assert any("for learned methods" in c.value for c in at.caption)

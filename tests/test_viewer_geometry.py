@@ -46,3 +46,14 @@ def test_panning_moves_the_zoomed_window_and_stays_inside():
     assert centre.shape == top_left.shape == (100, 100)
     assert top_left[0, 0] == img[0, 0] and bottom_right[-1, -1] == img[-1, -1]
     assert centre[0, 0] == img[25, 25]
+
+
+def test_sequential_map_and_unsigned_colour_bar():
+    from denoise.viewer.compare import colorbar_png, sequential_rgb
+
+    img = np.array([[0.0, 1.0], [2.0, 10.0]])
+    rgb = sequential_rgb(img, 2.0)
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].sum() < rgb[0, 1].sum() < rgb[1, 0].sum()  # brighter with the value
+    assert np.array_equal(rgb[1, 0], rgb[1, 1])  # clipped at the limit
+    assert colorbar_png(2.0, "HU", "uncertainty", "magma", signed=False)[:4] == b"\x89PNG"

@@ -8,6 +8,7 @@ from denoise.config import ModelConfig
 from denoise.models.autoencoder import ConvAutoencoder
 from denoise.models.base import Denoiser
 from denoise.models.classical import CLASSICAL_METHODS, ClassicalDenoiser, bm3d_available
+from denoise.models.contractive import ContractiveAutoencoder, latent_sensitivity
 from denoise.models.linear import LinearAutoencoder
 from denoise.models.sparse import SparseAutoencoder, sparsity_fraction
 from denoise.models.vae import VAE, VAEOutput
@@ -20,6 +21,8 @@ __all__ = [
     "VAEOutput",
     "SparseAutoencoder",
     "LinearAutoencoder",
+    "ContractiveAutoencoder",
+    "latent_sensitivity",
     "sparsity_fraction",
     "Denoiser",
     "ClassicalDenoiser",
@@ -32,6 +35,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "vae": VAE,
     "sparse": SparseAutoencoder,
     "linear": LinearAutoencoder,
+    "cae": ContractiveAutoencoder,
 }
 
 

@@ -59,6 +59,7 @@ from denoise.viewer.support import (
     timed,
     to_display,
 )
+from denoise.viewer.uncertainty_view import uncertainty_row
 
 CLASSICAL = ["nlm", "tv", "gaussian"] + (["bm3d"] if bm3d_available() else [])
 DEFAULT_SAMPLE = "mr_t1_brain_slab.nii.gz"
@@ -147,6 +148,9 @@ def main() -> None:
         ct = modality == "CT"
         mode, spec, seed = _noise_section(ct)
         methods, ckpt, strength = _methods_section(shipped, ct)
+        show_uncertainty = st.checkbox("uncertainty maps", key="uncertainty",
+                                       help="learned methods: the spread of the outputs over the 4 in-plane flips "
+                                            "(as denoise run --uncertainty); 4x their compute")
     if scan is None:
         st.info(f"No scan to show: {problem}" if problem else "Choose a scan in the sidebar.")
         st.stop()
@@ -189,6 +193,8 @@ def main() -> None:
     view = view_controls(scan, scan_key)
     plane, index, center, width = view["plane"], view["index"], view["center"], view["width"]
     _image_grid(noisy, results, clean, view)
+    if show_uncertainty:
+        uncertainty_row(noisy, noisy_key, learned, list(results), view, strength)
 
     if results:
         st.subheader("Before / after")
@@ -280,8 +286,9 @@ def _noise_section(ct: bool) -> tuple[str, str, int]:
 
 def _methods_section(shipped: list[str], ct: bool):
     st.header("Methods")
-    models = [f"dae:{m}" for m in shipped if (m.startswith("ct") == ct) and "vae" not in m and "sparse" not in m]
-    models += [f"{m.split('-')[0]}:{m}" for m in shipped if ("vae" in m or "sparse" in m) and not ct]
+    lesson = ("vae", "sparse", "cae")  # the other autoencoders (MR only)
+    models = [f"dae:{m}" for m in shipped if (m.startswith("ct") == ct) and not m.startswith(lesson)]
+    models += [f"{m.split('-')[0]}:{m}" for m in shipped if m.startswith(lesson) and not ct]
     options = models + CLASSICAL
     default = [o for o in options if o.startswith("dae:") and o.endswith("-2d")][:1] + ["nlm"]
     if st.session_state.get("_method_options") != options:  # first run, or the modality changed

@@ -9,10 +9,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["scan_units", "nice_limit", "symmetric_limit", "diverging_rgb", "colorbar_png", "difference_slices",
-           "zoom_center", "metric_direction", "best_methods", "chart_points", "DIVERGING_CMAP"]
+__all__ = ["scan_units", "nice_limit", "symmetric_limit", "diverging_rgb", "sequential_rgb", "colorbar_png", "difference_slices",
+           "zoom_center", "metric_direction", "best_methods", "chart_points", "DIVERGING_CMAP",
+           "SEQUENTIAL_CMAP"]
 
 DIVERGING_CMAP = "RdBu_r"  # blue (negative) - white (0) - red (positive)
+SEQUENTIAL_CMAP = "magma"  # black (0) - yellow (high): uncertainty maps
 _NICE = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 
 
@@ -63,19 +65,30 @@ def diverging_rgb(image: np.ndarray, limit: float, cmap: str = DIVERGING_CMAP) -
     return (rgba[..., :3] * 255 + 0.5).astype(np.uint8)
 
 
-def colorbar_png(limit: float, units: str, title: str, cmap: str = DIVERGING_CMAP) -> bytes:
-    """A vertical colour bar from -``limit`` to +``limit`` labelled ``"title (units)"`` as PNG bytes,
-    sized to stand beside the maps in a column of its own."""
+def sequential_rgb(image: np.ndarray, limit: float, cmap: str = SEQUENTIAL_CMAP) -> np.ndarray:
+    """A non-negative ``image`` (an uncertainty map, in the scan's units) as uint8 RGB ``(h, w, 3)``:
+    0 the colour map's dark end, ``limit`` and above its bright end. NaNs show as 0."""
+    from matplotlib import colormaps
+
+    limit = float(limit) if limit and np.isfinite(limit) and limit > 0 else 1.0
+    t = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64)) / limit, 0.0, 1.0)
+    return (colormaps[cmap](t)[..., :3] * 255 + 0.5).astype(np.uint8)
+
+
+def colorbar_png(limit: float, units: str, title: str, cmap: str = DIVERGING_CMAP, *, signed: bool = True) -> bytes:
+    """A vertical colour bar from -``limit`` (0 when not ``signed``) to +``limit`` labelled
+    ``"title (units)"`` as PNG bytes, sized to stand beside the maps in a column of its own."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(1.6, 3.2), dpi=100)
     ax = fig.add_axes((0.12, 0.05, 0.16, 0.9))
-    bar = fig.colorbar(ScalarMappable(norm=Normalize(-limit, limit), cmap=cmap), cax=ax, orientation="vertical")
-    ticks = [-limit, -limit / 2, 0.0, limit / 2, limit]
+    low = -limit if signed else 0.0
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(low, limit), cmap=cmap), cax=ax, orientation="vertical")
+    ticks = [-limit, -limit / 2, 0.0, limit / 2, limit] if signed else [0.0, limit / 4, limit / 2, 3 * limit / 4, limit]
     bar.set_ticks(ticks)
-    bar.set_ticklabels([f"{v:+.3g}" if v else "0" for v in ticks], fontsize=10)
+    bar.set_ticklabels([(f"{v:+.3g}" if signed else f"{v:.3g}") if v else "0" for v in ticks], fontsize=10)
     bar.set_label(f"{title} ({units})", fontsize=11)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
