@@ -50,6 +50,10 @@ PURPOSE = {
              "slab network everywhere.",
     "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
     "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
+    "cae-mr-2d": "Contractive autoencoder for MR slices: the sparse AE's bottleneck network trained with a penalty on "
+                 "the squared Frobenius norm of its encoder's Jacobian (Hutchinson estimate with one forward-mode "
+                 "JVP per step, denoise.losses.jacobian_frobenius), so that its code moves little with the input; "
+                 "for the autoencoder lesson and comparison (docs/benchmarks.md, 'Contractive autoencoder').",
 }
 
 
