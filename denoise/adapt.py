@@ -101,6 +101,8 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if minutes is not None and not float(minutes) > 0:  # 0 would write the starting model as if adapted
+        raise ValueError(f"minutes must be above 0, got {minutes!r}")
     out = Path(out)
     _check_out(out, overwrite)
     if not loaded:

@@ -41,7 +41,14 @@ def process_cluster(workers: int = 2, *, memory_limit: str = "2GiB", threads: in
                 if time.time() > deadline or procs[0].poll() is not None:
                     raise TimeoutError(f"the Dask scheduler did not start (log: {logs / 'scheduler.log'})")
                 time.sleep(0.2)
-            address = json.loads(sched_file.read_text())["address"]
+            address = None
+            while address is None:  # the file may be caught half-written
+                try:
+                    address = json.loads(sched_file.read_text())["address"]
+                except (json.JSONDecodeError, KeyError):
+                    if time.time() > deadline:
+                        raise TimeoutError(f"the Dask scheduler file {sched_file} stayed unreadable") from None
+                    time.sleep(0.2)
             named = {}
             for i in range(workers):
                 name = f"w{i + 1}"
@@ -54,8 +61,10 @@ def process_cluster(workers: int = 2, *, memory_limit: str = "2GiB", threads: in
             yield address, named
         finally:
             for p in procs:
-                if p.poll() is None:
+                try:
                     os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:  # already gone (a killed worker)
+                    pass
                 p.wait(timeout=30)
 
 

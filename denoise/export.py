@@ -60,8 +60,12 @@ def export_model(model: str | Path, out_dir: str | Path, *, fmt: str = "onnx", o
     if fmt == "onnx":
         _require("onnx", "onnxscript")
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ValueError(f"{out} exists and is not empty; choose another folder or pass overwrite (--overwrite)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise ValueError(f"{out} exists and is not empty; choose another folder or pass overwrite (--overwrite)")
+        if not (out / EXPORT_FILE).is_file():  # --overwrite replaces an earlier export, never any folder
+            raise ValueError(f"{out} is not an exported model folder (no {EXPORT_FILE}); --overwrite only replaces "
+                             "an earlier export: choose another folder")
     path = resolve_checkpoint(model)
     if path.is_dir():
         raise ValueError(f"{path} is already an exported model folder; export from its checkpoint (.pt)")
@@ -92,10 +96,8 @@ def export_model(model: str | Path, out_dir: str | Path, *, fmt: str = "onnx", o
         spec = inference_spec(info, name=name, fmt=fmt, hashes=hashes, isotropic_info=iso_info,
                               card="MODEL_CARD.md" if card is not None else None)
         (tmp / EXPORT_FILE).write_text(json.dumps(spec, indent=1))
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(out.iterdir()):  # an earlier export (checked above)
             shutil.rmtree(out)
-        elif out.exists() and not out.is_dir():
-            out.unlink()
         tmp.replace(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -232,8 +234,8 @@ def inference_spec(info: dict[str, Any], *, name: str, fmt: str, hashes: dict[st
         "postprocessing": {
             "scale_back": "output * scale + offset (the normalisation's)",
             "outside_range": "voxels the normalisation clipped come back exactly as they were in the input",
-            "non_negative": "if the input has no negative value, the output is clipped at 0",
-            "strength": "optional blend: input + strength * (output - input), strength in [0, 1]",
+            "strength": "optional blend, after scaling back: input + strength * (output - input), strength in [0, 1]",
+            "non_negative": "last: if the input has no negative value, the output is clipped at 0",
         },
         "checkpoint": info,
         "card": card,
@@ -265,7 +267,8 @@ def _network_entry(stem: str, fmt: str, hashes: dict[str, str], layout: str, cha
 
 def _normalization_entry(norm) -> dict[str, Any]:
     if norm is None:
-        return {"kind": "percentile", "percentile": 99.5, "note": "the checkpoint stores none: the modality default"}
+        return {"kind": "modality default", "note": "the checkpoint stores none: CT a window of -1000 to 1000 HU, "
+                "other modalities the 99.5th foreground percentile (denoise.normalize.normalization_for)"}
     if norm.kind == "window":
         lo, hi = norm.model_range()
         return {"kind": "window", "low": norm.low, "high": norm.high, "offset": norm.low, "scale": norm.high - norm.low,
@@ -273,7 +276,7 @@ def _normalization_entry(norm) -> dict[str, Any]:
                 "clip": f"x clipped to [{lo}, {hi}] before the network"}
     return {"kind": "percentile", "percentile": norm.percentile, "offset": 0.0,
             "scale": (f"the {norm.percentile}th percentile of the scan's foreground voxels (those above 5% of "
-                      "its 99.9th percentile), per scan (per 3D volume of a 4D series)"),
+                      "its 99.9th percentile), once per scan (a 4D series: over all its volumes together)"),
             "formula": "x = value / scale", "model_range": None}
 
 

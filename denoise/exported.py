@@ -97,7 +97,10 @@ def load_exported(folder: str | Path, *, device: str = "auto", **kwargs: Any):
         entry = spec.get(key)
         if entry is None:
             continue
-        path = folder / entry["file"]
+        name = str(entry.get("file", ""))
+        if not name or Path(name).name != name or name in (".", ".."):  # a bare file name inside the folder
+            raise ValueError(f"{spec_path}: network file {name!r} must be a file name inside the folder")
+        path = folder / name
         if not path.is_file():
             raise ValueError(f"{folder}: {entry['file']} is missing")
         digest = sha256(path)

@@ -13,6 +13,7 @@ spread to typical error. Compute only; `denoise run --uncertainty` writes it bes
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,31 +26,43 @@ FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))  # in-plane fl
 
 
 def flip_outputs(array: np.ndarray, denoiser: Denoiser, *, first: np.ndarray | None = None,
-                 **kwargs: Any) -> list[np.ndarray]:
+                 **kwargs: Any) -> Iterator[np.ndarray]:
     """The denoiser's output for each of the four in-plane flips of ``array`` (``(y, x)``,
-    ``(z, y, x)`` or ``(t, z, y, x)``, physical units), each flipped back. A learned model with
-    ``tta`` runs without it here (its own flip average would make the members equal).
-    ``first``: the unflipped output when already computed (saves one pass). ``kwargs`` go to
-    `denoise.infer.denoise_array` (modality, spacing, strength, batch_size, progress)."""
+    ``(z, y, x)`` or ``(t, z, y, x)``, physical units), each flipped back, one at a time. A learned
+    model with ``tta`` runs without it here (its own flip average would make the members equal).
+
+    Odd in-plane sizes are first edge-padded to even (and cropped back), as `flip_ensemble` does:
+    on an odd length a flip keeps every pixel's pixel-unshuffle phase, and the spread would miss
+    the phases' disagreement. ``first``: the unflipped output when already computed (used when no
+    padding is needed: it saves one pass). ``kwargs`` go to `denoise.infer.denoise_array`."""
     from denoise.infer import LearnedDenoiser, denoise_array
 
     model = denoiser.variant(sigma=denoiser.sigma, planes=denoiser.planes) if (
         isinstance(denoiser, LearnedDenoiser) and denoiser.tta) else denoiser
-    outs = []
+    h, w = array.shape[-2:]
+    pad = [(0, 0)] * (array.ndim - 2) + [(0, h % 2), (0, w % 2)]
+    padded = np.pad(array, pad, mode="edge") if (h % 2 or w % 2) else array
     for axes in FLIPS:
-        if not axes and first is not None and model is denoiser:
-            outs.append(np.asarray(first, dtype=np.float32))
+        if not axes and first is not None and model is denoiser and padded is array:
+            yield np.asarray(first, dtype=np.float32)
             continue
-        flipped = np.flip(array, axes) if axes else array
-        out = denoise_array(np.ascontiguousarray(flipped), model, **kwargs)
-        outs.append(np.ascontiguousarray(np.flip(out, axes)) if axes else out)
-    return outs
+        flipped = np.ascontiguousarray(np.flip(padded, axes)) if axes else padded
+        out = denoise_array(flipped, model, **kwargs)
+        out = np.flip(out, axes) if axes else out
+        yield np.ascontiguousarray(out[..., :h, :w])
 
 
 def flip_spread(array: np.ndarray, denoiser: Denoiser, *, first: np.ndarray | None = None,
                 **kwargs: Any) -> np.ndarray:
-    """The per-voxel standard deviation (ddof=1) of `flip_outputs`, float32, the shape of ``array``."""
-    outs = flip_outputs(array, denoiser, first=first, **kwargs)
-    mean = np.mean(outs, axis=0)
-    var = sum((o - mean) ** 2 for o in outs) / (len(outs) - 1)
-    return np.sqrt(var).astype(np.float32)
+    """The per-voxel standard deviation (ddof=1) of `flip_outputs`, float32, the shape of ``array``;
+    accumulated one member at a time (Welford), so memory is three volumes beyond the run's."""
+    mean = m2 = None
+    for k, out in enumerate(flip_outputs(array, denoiser, first=first, **kwargs), start=1):
+        out = out.astype(np.float32)
+        if mean is None:
+            mean, m2 = out.copy(), np.zeros_like(out)
+            continue
+        delta = out - mean
+        mean += delta / k
+        m2 += delta * (out - mean)
+    return np.sqrt(m2 / (len(FLIPS) - 1)).astype(np.float32)

@@ -112,6 +112,13 @@ RECIPES = {
                                                             latent_channels=32, residual=False),
                          train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM,
                                     sparsity_weight=1e-3), steps=3000),
+    # the contractive AE: the sparse AE's bottleneck network, the penalty on its encoder's Jacobian
+    # (Hutchinson, one JVP per step) instead of the L1 on its code; weight from the sweep of
+    # scripts/contractive_sweep.py (docs/benchmarks.md, "Contractive autoencoder")
+    "cae-mr-2d": dict(files=MR_TRAIN, model=ModelConfig(kind="cae", spatial_dims=2, channels=(16, 32, 64),
+                                                         latent_channels=32, residual=False),
+                      train=dict(noise="rician:0.01-0.09", patch_size=64, batch_size=16, normalization=MR_NORM,
+                                 contractive_weight=1e-2), steps=3000),
 }
 
 
@@ -229,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seeds patches, noise, augmentation and initial weights "
                                                       "(the recipes use 0)")
     p.add_argument("--loss", choices=["mse", "l1"], help="reconstruction loss replacing the recipe's (TrainConfig.loss)")
+    p.add_argument("--contractive-weight", type=float, help="cae: weight of the Jacobian penalty (TrainConfig.contractive_weight)")
     p.add_argument("--ema", type=float, help="exponential moving average of the weights, decay per step (TrainConfig.ema)")
     p.add_argument("--grad-clip", type=float, help="largest global gradient norm per step (TrainConfig.grad_clip)")
     p.add_argument("--bf16", action="store_true",
@@ -281,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                                    ("patch_size", args.patch_size), ("batch_size", args.batch_size),
                                    ("patch_depth", args.patch_depth), ("num_workers", args.workers),
                                    ("cpu_bf16", args.bf16 or None), ("loss", args.loss), ("ema", args.ema), ("grad_clip", args.grad_clip),
+                                   ("contractive_weight", args.contractive_weight),
                                    ("val_scans", tuple(int(i) for i in args.val_scans.split(",")) if args.val_scans else None)]
                  if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     train_cfg = TrainConfig(**{**recipe["train"], **overrides}, epochs=epochs, steps_per_epoch=max(4, steps // epochs),

@@ -53,7 +53,10 @@ PURPOSE = {
     "cae-mr-2d": "Contractive autoencoder for MR slices: the sparse AE's bottleneck network trained with a penalty on "
                  "the squared Frobenius norm of its encoder's Jacobian (Hutchinson estimate with one forward-mode "
                  "JVP per step, denoise.losses.jacobian_frobenius), so that its code moves little with the input; "
-                 "for the autoencoder lesson and comparison (docs/benchmarks.md, 'Contractive autoencoder').",
+                 "for the autoencoder lesson and comparison (docs/benchmarks.md, 'Contractive autoencoder'). Not a "
+                 "denoiser to use: on the held-out T1 (three slabs, fg PSNR) it scores 23.3 dB at Rician 5%, below "
+                 "the noisy input's 26.0, and 23.0 at 9% (input 21.0); its code moves 0.0033 per unit of input "
+                 "change, against 0.87 for the same network trained without the penalty.",
 }
 
 

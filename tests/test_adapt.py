@@ -168,6 +168,8 @@ def test_refusals_exit_2_with_the_reason(tmp_path, tiny_init, phantom_2d, rng, c
     (tmp_path / "exists.pt").write_bytes(b"x")
     code, err = _refusal(capsys, ["-i", single, "-o", tmp_path / "exists.pt", "--init", tiny_init])
     assert code == 2 and "--overwrite" in err
+    code, err = _refusal(capsys, ["-i", single, "-o", tmp_path / "b.pt", "--init", tiny_init, "--minutes", "0"])
+    assert code == 2 and "minutes must be above 0" in err and not (tmp_path / "b.pt").exists()
 
 
 def test_modality_mismatch_with_init_is_refused(tmp_path, phantom_2d, capsys):

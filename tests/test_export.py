@@ -111,6 +111,16 @@ def test_ct_window_and_passthrough_survive_export(tmp_path):
     assert np.abs(a - b).max() < 1e-3
 
 
+def test_a_network_path_outside_the_folder_is_refused(slab_export, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(slab_export[1], folder)
+    spec = json.loads((folder / EXPORT_FILE).read_text())
+    spec["network"]["file"] = "../elsewhere.onnx"
+    (folder / EXPORT_FILE).write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="file name inside the folder"):
+        load_model(folder, device="cpu")
+
+
 def test_changed_network_file_is_refused(slab_export, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(slab_export[1], folder)
@@ -153,8 +163,13 @@ def test_cli_export_refuses_non_empty_folder_and_leaves_nothing_on_failure(tmp_p
         export_model(ckpt, tmp_path / "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "m.pt"]  # no folder, no temporary
     monkeypatch.undo()
-    assert main(["export", "-m", str(ckpt), "-o", str(tmp_path / "busy"), "--overwrite"]) == 0
-    assert not (tmp_path / "busy" / "keep.txt").exists() and (tmp_path / "busy" / EXPORT_FILE).is_file()
+    # --overwrite replaces an earlier export, never another folder
+    assert main(["export", "-m", str(ckpt), "-o", str(tmp_path / "busy"), "--overwrite"]) == 2
+    assert "not an exported model folder" in capsys.readouterr().err and (tmp_path / "busy" / "keep.txt").exists()
+    assert main(["export", "-m", str(ckpt), "-o", str(tmp_path / "exp")]) == 0
+    (tmp_path / "exp" / "stale.txt").write_text("x")
+    assert main(["export", "-m", str(ckpt), "-o", str(tmp_path / "exp"), "--overwrite"]) == 0
+    assert not (tmp_path / "exp" / "stale.txt").exists() and (tmp_path / "exp" / EXPORT_FILE).is_file()
 
 
 def test_run_with_an_exported_folder(mr2d_export, tmp_path):

@@ -37,7 +37,7 @@ def _noisy(phantom_3d, seed=0):
 def test_members_are_the_flipped_outputs_flipped_back(tiny_model, phantom_3d):
     x = _noisy(phantom_3d)
     model = load_model(tiny_model, device="cpu")
-    outs = flip_outputs(x, model)
+    outs = list(flip_outputs(x, model))
     assert len(outs) == len(FLIPS) == 4
     assert np.array_equal(outs[0], denoise_array(x, model))
     for axes, out in zip(FLIPS[1:], outs[1:]):  # member k = denoise(flip(x)) flipped back
@@ -53,6 +53,15 @@ def test_spread_is_zero_for_a_flip_symmetric_filter_and_not_for_a_network(tiny_m
     net = flip_spread(x, load_model(tiny_model, device="cpu"))
     assert net.shape == x.shape and net.dtype == np.float32 and (net >= 0).all()
     assert float(net.mean()) > 1e-3 * float(x.max())
+
+
+def test_odd_sizes_are_padded_so_the_flips_change_the_pixel_phase(tiny_model, phantom_3d):
+    """On an odd width a flip keeps every pixel's phase; padding to even makes it move, and the
+    spread equals that of the padded image cropped back."""
+    x = _noisy(phantom_3d)[:, :, :23]  # 24 x 23
+    model = load_model(tiny_model, device="cpu")
+    even = np.pad(x, [(0, 0), (0, 0), (0, 1)], mode="edge")
+    assert np.allclose(flip_spread(x, model), flip_spread(even, model)[..., :23], atol=1e-4)
 
 
 def test_tta_models_are_measured_without_their_own_flip_average(tiny_model, phantom_3d):
@@ -80,6 +89,7 @@ def test_run_writes_the_map_beside_each_output_and_leaves_the_output_unchanged(t
     assert not np.array_equal(written, np.rint(written))
     ds = pydicom.dcmread(str(sorted((tmp_path / "unc" / row["uncertainty"]).glob("*.dcm"))[0]))
     assert "uncertainty" in ds.SeriesDescription and "RESEARCH" in ds.SeriesDescription.upper()
+    assert "WindowCenter" not in ds  # the source's window (for the image) would hide the map
     src_number = pydicom.dcmread(str(sorted((src / "mr").glob("*.dcm"))[0])).get("SeriesNumber", 0)
     assert int(ds.SeriesNumber) == int(src_number) + 3000
 

@@ -91,6 +91,10 @@ def write_dicom_series(scan: Scan, folder: str | Path, *, description: str = "de
     for index, (img, src, (_, frame)) in enumerate(zip(images, headers, frames)):
         ds = _derived_header(src, uids, description, index, frame, now, from_dicom, series_offset)
         _set_pixels(ds, src, img, layout=layout, fraction=bool(scan.meta.get("keep_fraction")))
+        if scan.meta.get("keep_fraction"):  # a map, not an image: the source's window would hide it
+            for kw in ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation", "VOILUTFunction"):
+                if kw in ds:
+                    delattr(ds, kw)
         path = folder / f"IM{index + 1:05d}.dcm"
         ds.save_as(str(path), enforce_file_format=True)
         paths.append(path)

@@ -13,12 +13,12 @@ __all__ = ["ContractiveAutoencoder", "latent_sensitivity"]
 
 
 class ContractiveAutoencoder(ConvAutoencoder):
-    """`ConvAutoencoder` without skips (the code must carry everything, or the penalty only moves the
-    information into the skips). Trained with `denoise.losses.jacobian_frobenius` on `encode`,
-    weight ``TrainConfig.contractive_weight``."""
+    """`ConvAutoencoder` without skips and without the residual path (the code must carry
+    everything, or the penalty only moves the information around it). Trained with
+    `denoise.losses.jacobian_frobenius` on `encode`, weight ``TrainConfig.contractive_weight``."""
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(ModelConfig(**{**config.__dict__, "skip": False}))
+        super().__init__(ModelConfig(**{**config.__dict__, "skip": False, "residual": False}))
 
 
 @torch.no_grad()
