@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.handler(args) or 0)
+    except BrokenPipeError:  # `denoise models | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit must not fail again
+        return 1
     except KeyboardInterrupt:  # Ctrl-C (or SIGTERM in `run`): outputs are whole or temporaries, the lock is released
         print("denoise: interrupted", file=sys.stderr)
         return 130

@@ -6,7 +6,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 tmp="$(mktemp -d)"
-trap 'kill "${viewer:-0}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+# (kill only a viewer that was started: `kill 0` would signal this whole process group)
+trap 'if [ -n "${viewer:-}" ]; then kill "$viewer" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
 # build from a clean copy of the tracked files (setuptools leaves build/ beside the sources it builds)
 git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | (mkdir -p "$tmp/src" && tar -xf - -C "$tmp/src")
 python -m pip wheel -q --no-deps --no-build-isolation -w "$tmp/dist" "$tmp/src" >/dev/null
@@ -14,7 +15,8 @@ python -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q torch==2.13.0 "$(ls "$tmp"/dist/denoise-*.whl)[app]"
 cd "$tmp"  # nothing of the checkout on the path: everything comes from the wheel
 "$tmp/venv/bin/python" -c "import denoise, sys; assert '$repo' not in denoise.__file__, denoise.__file__"
-"$tmp/venv/bin/denoise" models | grep -q mr-2d
+"$tmp/venv/bin/denoise" models > "$tmp/models.txt"  # (not piped into grep -q, which closes the pipe early)
+grep -q "^mr-2d" "$tmp/models.txt"
 mkdir in && cp -r "$repo/sample_data/mr_dwi_b0_dicom" "$repo/sample_data/phantom_shepp_logan_2d.nii.gz" in/
 "$tmp/venv/bin/denoise" run -i in -o out --quiet
 grep -c ",ok," out/manifest.csv | grep -qx 2

@@ -135,3 +135,14 @@ def test_simulate_warns_on_an_implausible_level(tmp_path, phantom_3d, caplog):
             assert main(["simulate", "-i", str(data), "-o", str(tmp_path / spec), "--noise", spec, "--quiet"]) == 0
         said = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
         assert ("500% of the robust maximum" in said and "did you mean rician:0.05" in said) == warned, said
+
+
+def test_a_closed_pipe_ends_the_listing_quietly():
+    """`denoise models | head -1`: the reader leaves early; no traceback on stderr."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"'{sys.executable}' -m denoise.cli models | head -c 20", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.startswith("NAME")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
