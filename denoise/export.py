@@ -20,7 +20,6 @@ archives carry code: the toolkit writes them for libtorch / C++ users and does n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -114,11 +113,10 @@ def _require(*modules: str) -> None:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The full SHA-256 of a file (hex), as the export JSON records it."""
+    from denoise.checkpoint import file_hash
+
+    return file_hash(path, length=64)
 
 
 def input_channels(model: dict[str, Any]) -> int:
