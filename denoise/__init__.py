@@ -19,6 +19,8 @@ __all__ = [
     "denoise_scan",
     "denoise_folder",
     "adapt",
+    "anomaly_map",
+    "anomaly_folder",
     "psnr",
     "ssim",
     "__version__",
@@ -34,12 +36,16 @@ _LAZY = {
     "denoise_scan": "denoise.infer",
     "denoise_folder": "denoise.batch",
     "adapt": "denoise.adapt",
+    "anomaly_map": "denoise.anomaly",
+    "anomaly_folder": "denoise.anomaly_job",
     "psnr": "denoise.metrics",
     "ssim": "denoise.metrics",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from denoise.adapt import adapt
+    from denoise.anomaly import anomaly_map
+    from denoise.anomaly_job import anomaly_folder
     from denoise.batch import denoise_folder
     from denoise.infer import denoise_scan, load_model
     from denoise.io import find_scans, read_scan, write_scan

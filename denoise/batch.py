@@ -78,6 +78,7 @@ def denoise_folder(
     num_parts: int = 1,
     part_id: int = 0,
     progress: bool = True,
+    anomaly: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Denoise every DICOM series and NIfTI file under ``input`` into ``output``.
 
@@ -114,6 +115,9 @@ def denoise_folder(
         scheduler: address of an existing Dask scheduler (``tcp://host:port``).
         num_parts, part_id: process only every ``num_parts``-th scan starting at ``part_id``.
         progress: show a progress bar.
+        anomaly: (score, polarity): write anomaly maps instead of denoised scans
+            (`denoise.anomaly_job.anomaly_folder`, which checks the arguments; model None = the
+            default anomaly model, `denoise.anomaly_job.DEFAULT_ANOMALY_MODEL`).
 
     Returns:
         Summary dict: counts per status (``ok`` includes the reused), ``processed`` (scans run
@@ -148,7 +152,7 @@ def denoise_folder(
                         batch_size=batch_size, noise_map=noise_map, uncertainty=uncertainty, tta=tta,
                         planes=planes, reference=str(Path(reference).resolve()) if reference else None,
                         threads=max(1, (os.cpu_count() or 1) // workers) if workers else None,
-                        input_root=str(src if src.is_dir() else src.parent), strength=strength)
+                        input_root=str(src if src.is_dir() else src.parent), strength=strength, anomaly=anomaly)
     _check_model(model, opts)
     sources, skipped = discover_scans(src)
     if not sources and not any(sk.failed for sk in skipped):
@@ -181,7 +185,8 @@ def denoise_folder(
                 row["reason"] = relative_reason(row["reason"], reason_roots(opts))
                 rows[sk.relpath] = row
         todo = [s for s in mine if s.relpath not in collisions and not (
-            resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes, strength, noise_map, uncertainty))]
+            resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes, strength, noise_map, uncertainty,
+                                   ":".join(anomaly) if anomaly else ""))]
         reused = len(mine) - len(collisions) - len(todo)
         if resume:
             log.info("--continue: %d of %d scan(s) reused from the earlier run (same input, model and options), "
@@ -235,11 +240,11 @@ def output_collisions(sources: list[ScanSource], fmt: str, noise_map: bool, unce
 
 
 def _still_done(old: dict[str, Any] | None, source: ScanSource, out: Path, model: str | None, tta: bool,
-                planes: int | None, strength: float, noise_map: bool, uncertainty: bool = False) -> bool:
+                planes: int | None, strength: float, noise_map: bool, uncertainty: bool = False, anomaly: str = "") -> bool:
     if not old or old.get("status") != "ok":
         return False
     try:
-        return still_done(old, source, out, model, tta, planes, strength, noise_map, uncertainty)
+        return still_done(old, source, out, model, tta, planes, strength, noise_map, uncertainty, anomaly)
     except OSError:  # the input cannot be read any more: redo it, and let its row say why
         return False
 

@@ -49,10 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     from denoise import __version__
 
     p.add_argument("--version", action="version", version=f"denoise {__version__}")
+    from denoise.cli_anomaly import add_anomaly
     from denoise.cli_export import add_export
 
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_simulate, _add_evaluate, _add_train, _add_adapt, _add_bench, add_export, _add_others):
+    for add in (_add_run, _add_simulate, _add_evaluate, _add_train, _add_adapt, _add_bench, add_export, add_anomaly, _add_others):
         add(sub)
     return p
 

@@ -17,7 +17,7 @@ from denoise.io import ScanSource, Skipped
 __all__ = ["MANIFEST_FIELDS", "input_hash", "read_manifest", "write_manifest", "still_done", "model_label", "skip_row",
            "files_label", "relative_reason", "output_stamp"]
 
-MANIFEST_FIELDS = ["input", "files", "output", "noise_map", "uncertainty", "output_stamp", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
+MANIFEST_FIELDS = ["input", "files", "output", "noise_map", "uncertainty", "anomaly", "output_stamp", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
                    "input_hash", "seconds", "sigma_before", "sigma_after", "noise_corr", "removed_image_corr", "pattern_ratio", "psnr_fg", "ssim_fg", "warning",
                    "new_study_uid"]
 
@@ -34,14 +34,16 @@ def input_hash(source: ScanSource) -> str:
 
 
 def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool,
-               planes: int | None, strength: float = 1.0, noise_map: bool = False, uncertainty: bool = False) -> bool:
+               planes: int | None, strength: float = 1.0, noise_map: bool = False, uncertainty: bool = False,
+               anomaly: str = "") -> bool:
     """Whether a scan's earlier manifest row can stand (``--continue``): same input hash, model
     and inference options, its output still there and still the file the row wrote (`output_stamp`:
     not replaced since, by a killed run or another part), and its noise and uncertainty maps when
-    they are asked for."""
+    they are asked for. ``anomaly``: an anomaly job's ``SCORE:POLARITY`` (`denoise.anomaly_job`),
+    "" for denoising: a row of the other kind never stands."""
     from denoise.infer import option_suffix
 
-    if old.get("input_hash") != input_hash(source):
+    if old.get("input_hash") != input_hash(source) or (old.get("anomaly") or "") != anomaly:
         return False
     label, options = str(old.get("model", "")), option_suffix(tta, planes, strength)
     if label.partition("+")[2] != options.lstrip("+"):  # run with other inference options

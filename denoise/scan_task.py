@@ -57,6 +57,7 @@ class BatchOptions:
     planes: int | None = None
     input_root: str = ""  # the folder relative paths refer to (reasons are made relative to it)
     strength: float = 1.0  # blend with the input: 0 = unchanged, 1 = full denoising
+    anomaly: tuple[str, str] | None = None  # (score, polarity): write anomaly maps (`denoise.anomaly_job`)
 
 
 def default_model_for(modality: str, array: np.ndarray | None = None) -> str:
@@ -80,8 +81,6 @@ def process_scan(source: ScanSource, opts: BatchOptions, reference: tuple | None
     why not), from `denoise.pairing.ReferenceIndex.find` (found here when not given). A scan
     without a usable reference is denoised all the same; its row's ``warning`` says why the PSNR/SSIM
     columns are empty (and the log does too)."""
-    from denoise.infer import denoise_scan, option_suffix
-
     t0 = time.perf_counter()
     root = Path(opts.input_root) if opts.input_root else None
     row: dict[str, Any] = {"input": source.relpath, "kind": source.kind, "status": "failed",
@@ -95,50 +94,12 @@ def process_scan(source: ScanSource, opts: BatchOptions, reference: tuple | None
         row["input_hash"] = input_hash(source)
         scan = source.load()
         row.update(modality=scan.modality, shape="x".join(map(str, scan.array.shape)))
-        name = opts.model or default_model_for(scan.modality, scan.array)
-        denoiser = get_model(name, opts)
-        row.update(model=denoiser.name + option_suffix(strength=opts.strength),
-                   model_hash=getattr(denoiser, "checkpoint_hash", ""))
-        corr = _noise_correlation(scan) if scan.modality == "MR" else float("nan")
-        row["noise_corr"] = "" if np.isnan(corr) else f"{corr:.2f}"
-        if opts.reference and reference is None:
-            reference = _find_reference(source, Path(opts.reference))
-        missing = f"PSNR/SSIM left empty (--reference): {reference[1]}" if reference and not reference[0] else None
-        warnings = [w for w in (modality_warning(denoiser, scan.modality),
-                                hu_warning(scan.array) if scan.modality == "CT" else None,
-                                correlation_warning(corr), *scan.meta.get("read_notes", ()), missing) if w]
-        if warnings:
-            row["warning"] = relative_reason("; ".join(warnings), reason_roots(opts))
-            log.warning("%s: %s", source.relpath, row["warning"])
-        if needs_study_uid(scan):  # an anonymised source without one: the outputs share a new study
-            scan.meta["new_study_uid"] = row["new_study_uid"] = generate_uid()
-        scan.meta["new_frame_uid"] = generate_uid()  # for sources without one: output and noise map share it
-        den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength)
-        measures = no_reference_measures(scan.array, den.array)
-        row["sigma_before"] = f"{measures['sigma_before']:.4g}"
-        row["sigma_after"] = f"{measures['sigma_after']:.4g}"
-        row["removed_image_corr"] = f"{measures['removed_image_corr']:.3f}"
-        row["pattern_ratio"] = f"{measures['pattern_ratio']:.3g}"
-        ref = _reference_metrics(reference[0], den) if reference and reference[0] else {}
-        row.update({k: v for k, v in ref.items() if k != "reason"})
-        if ref.get("reason"):  # found, but cannot be scored against
-            why = relative_reason(f"PSNR/SSIM left empty (--reference): {ref['reason']}", reason_roots(opts))
-            row["warning"] = "; ".join(w for w in (row.get("warning"), why) if w)
-            log.warning("%s: %s", source.relpath, why)
-        out_rel = output_relpath(source, opts.fmt)
-        inputs = {i for i in map(identity, source.files) if i is not None}
-        if opts.uncertainty:  # before the output, so that the main output's rename is the last step
-            spread = _uncertainty(scan, den, denoiser, opts)
-            atomic_write(spread, Path(opts.output) / map_relpath(out_rel, "uncertainty"),
-                         f"uncertainty {denoiser.name}", inputs, series_offset=UNCERTAINTY_SERIES_OFFSET)
-            row["uncertainty"] = map_relpath(out_rel, "uncertainty")
-        if opts.noise_map:
-            noise = den.with_array(scan.array - den.array)
-            atomic_write(noise, Path(opts.output) / noise_relpath(out_rel), f"noise map {denoiser.name}", inputs,
-                         series_offset=NOISE_MAP_SERIES_OFFSET)
-            row["noise_map"] = noise_relpath(out_rel)
-        atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}", inputs)
-        row.update(status="ok", reason="", output=out_rel, output_stamp=output_stamp(Path(opts.output) / out_rel))
+        if opts.anomaly:
+            from denoise.anomaly_job import write_anomaly
+
+            write_anomaly(source, scan, opts, row)
+        else:
+            _denoise(source, scan, opts, row, reference)
     except ScanReadError as exc:
         row["reason"] = relative_reason(exc.reason, reason_roots(opts))
         if root is not None and exc.path:
@@ -150,6 +111,56 @@ def process_scan(source: ScanSource, opts: BatchOptions, reference: tuple | None
             row["files"] = files_label(source, root, Path(culprit))
     row["seconds"] = f"{time.perf_counter() - t0:.3f}"
     return row
+
+
+def _denoise(source: ScanSource, scan, opts: BatchOptions, row: dict[str, Any], reference: tuple | None) -> None:
+    """Denoise one loaded scan, write its output (and maps), and fill its manifest row."""
+    from denoise.infer import denoise_scan, option_suffix
+
+    name = opts.model or default_model_for(scan.modality, scan.array)
+    denoiser = get_model(name, opts)
+    row.update(model=denoiser.name + option_suffix(strength=opts.strength),
+               model_hash=getattr(denoiser, "checkpoint_hash", ""))
+    corr = _noise_correlation(scan) if scan.modality == "MR" else float("nan")
+    row["noise_corr"] = "" if np.isnan(corr) else f"{corr:.2f}"
+    if opts.reference and reference is None:
+        reference = _find_reference(source, Path(opts.reference))
+    missing = f"PSNR/SSIM left empty (--reference): {reference[1]}" if reference and not reference[0] else None
+    warnings = [w for w in (modality_warning(denoiser, scan.modality),
+                            hu_warning(scan.array) if scan.modality == "CT" else None,
+                            correlation_warning(corr), *scan.meta.get("read_notes", ()), missing) if w]
+    if warnings:
+        row["warning"] = relative_reason("; ".join(warnings), reason_roots(opts))
+        log.warning("%s: %s", source.relpath, row["warning"])
+    if needs_study_uid(scan):  # an anonymised source without one: the outputs share a new study
+        scan.meta["new_study_uid"] = row["new_study_uid"] = generate_uid()
+    scan.meta["new_frame_uid"] = generate_uid()  # for sources without one: output and noise map share it
+    den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength)
+    measures = no_reference_measures(scan.array, den.array)
+    row["sigma_before"] = f"{measures['sigma_before']:.4g}"
+    row["sigma_after"] = f"{measures['sigma_after']:.4g}"
+    row["removed_image_corr"] = f"{measures['removed_image_corr']:.3f}"
+    row["pattern_ratio"] = f"{measures['pattern_ratio']:.3g}"
+    ref = _reference_metrics(reference[0], den) if reference and reference[0] else {}
+    row.update({k: v for k, v in ref.items() if k != "reason"})
+    if ref.get("reason"):  # found, but cannot be scored against
+        why = relative_reason(f"PSNR/SSIM left empty (--reference): {ref['reason']}", reason_roots(opts))
+        row["warning"] = "; ".join(w for w in (row.get("warning"), why) if w)
+        log.warning("%s: %s", source.relpath, why)
+    out_rel = output_relpath(source, opts.fmt)
+    inputs = {i for i in map(identity, source.files) if i is not None}
+    if opts.uncertainty:  # before the output, so that the main output's rename is the last step
+        spread = _uncertainty(scan, den, denoiser, opts)
+        atomic_write(spread, Path(opts.output) / map_relpath(out_rel, "uncertainty"),
+                     f"uncertainty {denoiser.name}", inputs, series_offset=UNCERTAINTY_SERIES_OFFSET)
+        row["uncertainty"] = map_relpath(out_rel, "uncertainty")
+    if opts.noise_map:
+        noise = den.with_array(scan.array - den.array)
+        atomic_write(noise, Path(opts.output) / noise_relpath(out_rel), f"noise map {denoiser.name}", inputs,
+                     series_offset=NOISE_MAP_SERIES_OFFSET)
+        row["noise_map"] = noise_relpath(out_rel)
+    atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}", inputs)
+    row.update(status="ok", reason="", output=out_rel, output_stamp=output_stamp(Path(opts.output) / out_rel))
 
 
 CORRELATED_NOISE = 0.3  # lag-1 correlation above which the manifest warns

@@ -26,15 +26,13 @@ import numpy as np
 import torch
 from scipy.stats import wasserstein_distance
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_pretrained import MR_NORM, MR_TRAIN, load_training_scans  # noqa: E402
-
-from denoise.config import ModelConfig, TrainConfig  # noqa: E402
-from denoise.data import PatchSampler  # noqa: E402
-from denoise.infer import load_model  # noqa: E402
-from denoise.io import read_scan  # noqa: E402
-from denoise.metrics import psnr  # noqa: E402
-from denoise.train import fit, prepare_volumes  # noqa: E402
+from denoise.config import ModelConfig, TrainConfig
+from denoise.data import PatchSampler
+from denoise.infer import load_model
+from denoise.io import read_scan
+from denoise.metrics import psnr
+from denoise.recipes import MR_NORM, MR_TRAIN, load_training_scans
+from denoise.train import fit, prepare_volumes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,13 +19,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_pretrained import RECIPES, load_training_scans  # noqa: E402
-
-from denoise.config import TrainConfig  # noqa: E402
-from denoise.data import NumpyHistogramShift, PatchSampler, patch_batches  # noqa: E402
-from denoise.models import build_model  # noqa: E402
-from denoise.train import _loss, prepare_volumes  # noqa: E402
+from denoise.config import TrainConfig
+from denoise.data import NumpyHistogramShift, PatchSampler, patch_batches
+from denoise.models import build_model
+from denoise.recipes import RECIPES, load_training_scans
+from denoise.train import _loss, prepare_volumes
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -8,23 +8,21 @@ estimated, as `denoise run` does) and oracle rows (the true added noise level gi
 ~18 HU, so an approximate reference), low dose 50/25/10%. Other scanners (docs/benchmarks/other):
 the MR models on real series from vendors, anatomy and pixel sizes unlike their training data
 (Siemens cardiac 3D slab, Canon DWI b0, GE EPI: nearly noise-free, 0.1-0.8% by the wavelet
-estimate), Rician 5/9%. Writes docs/benchmarks/{mr,mr3d,ct,other}/.
+estimate), Rician 5/9%. CT it never saw from another scanner model and anatomy (docs/benchmarks/ctother): three 4-slice slabs
+of the held-out Philips 4D-CT thorax at 25% dose. Writes docs/benchmarks/{mr,mr3d,ct,ctother,other}/.
+The cases themselves: `denoise.bench_cases`.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from denoise.bench import run_benchmark
-from denoise.io import read_scan, write_scan
+from denoise.bench_cases import OTHER_MR, T1_SLABS, copy_ge_ct, copy_other_mr, write_t1_slabs, write_thorax
 from denoise.models import bm3d_available
-from denoise.scan import Scan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     p.add_argument("--quick", action="store_true", help="one slab, two levels (smoke run)")
-    p.add_argument("--only", choices=["mr", "mr3d", "ct", "other"], help="run one part (they can run side by side)")
+    p.add_argument("--only", choices=["mr", "mr3d", "ct", "ctother", "other"], help="run one part (they can run side by side)")
     p.add_argument("--reuse-classical", action="store_true",
                    help="copy classical rows from the existing results.csv where the noisy input is identical "
                         "(after retraining a model: only the learned rows and the figures' cases are recomputed)")
@@ -45,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             _mr(args, tmp, bm3d)
         if args.only in (None, "ct"):
             _ct(args, tmp, bm3d)
+        if args.only in (None, "ctother"):
+            _ct_other(args, tmp, bm3d)
         if args.only in (None, "other"):
             _other(args, tmp, bm3d)
     return 0
@@ -67,26 +67,6 @@ def _mr(args, tmp: str, bm3d: list[str]) -> None:
                       methods=["noisy", "bm3d:oracle", "bm4d:oracle", "dae:mr-3d", "dae:mr-3d:1plane"], reuse=_reuse(args, "mr3d"))
 
 
-T1_SLABS = [40, 72, 104]  # first slices of the held-out T1's three 16-slice slabs
-
-
-def write_t1_slabs(data: Path, mr_dir: Path, starts: list[int]) -> Path:
-    """The held-out Seg3D T1's 16-slice axial slabs as NIfTI files in ``mr_dir`` (the MR cases)."""
-    mr_dir.mkdir(parents=True)
-    t1 = read_scan(data / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
-    for s in starts:
-        aff = t1.affine.copy()
-        aff[:3, 3] = aff[:3, :3] @ np.array([0, 0, s]) + aff[:3, 3]
-        write_scan(Scan(t1.array[s : s + 16], t1.spacing, aff, "MR", {}), mr_dir / f"t1_slab{s:03d}_mr.nii.gz")
-    return mr_dir
-
-
-def copy_ge_ct(data: Path, ct_dir: Path) -> Path:
-    """The held-out GE colonography slices (the CT cases) copied into ``ct_dir``."""
-    shutil.copytree(data / "dicom" / "ge_ct_colonography_3slices", ct_dir / "ge_ct")
-    return ct_dir
-
-
 def _ct(args, tmp: str, bm3d: list[str]) -> None:
     ct_dir = copy_ge_ct(args.data, Path(tmp) / "ct")
     doses = ["lowdose:0.25"] if args.quick else ["lowdose:0.5", "lowdose:0.25", "lowdose:0.1"]
@@ -95,15 +75,12 @@ def _ct(args, tmp: str, bm3d: list[str]) -> None:
     run_benchmark(ct_dir, doses, args.out / "ct", methods=ct_methods, seed=0, reuse=_reuse(args, "ct"))
 
 
-# real MR series from other vendors, anatomy and pixel sizes, none used for training
-OTHER_MR = ["siemens_mr_cardiac_3d_ir_tfl_slab12", "canon_mr_dwi_b0", "ge_mr_epi_fmri"]
-
-
-def copy_other_mr(data: Path, other: Path, names: list[str] = OTHER_MR) -> Path:
-    """The other scanners' MR series (``names`` of OTHER_MR) copied into ``other`` (the cases)."""
-    for name in names:
-        shutil.copytree(data / "dicom" / name, other / name)
-    return other
+def _ct_other(args, tmp: str, bm3d: list[str]) -> None:
+    """ct-2d on CT it never saw, another patient, scanner model and anatomy than the GE abdomen: three
+    4-slice slabs of the Philips 4D-CT thorax at 25% dose (issue #31: above BM3D with estimated sigma)."""
+    ct_dir = write_thorax(args.data, Path(tmp) / "ctother")
+    run_benchmark(ct_dir, ["lowdose:0.25"], args.out / "ctother", methods=["noisy", *bm3d, "dae:ct-2d"], seed=0,
+                  reuse=_reuse(args, "ctother"))
 
 
 def _other(args, tmp: str, bm3d: list[str]) -> None:

@@ -20,11 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from denoise.bench_cases import T1_SLABS, t1_slabs
 from denoise.bench_contractive import contractive_row
-from denoise.io import read_scan
-from denoise.scan import Scan
-
-T1_SLABS = [40, 72, 104]  # first slices of the held-out T1's 16-slice slabs (scripts/benchmark.py's MR cases)
 
 
 def main() -> None:
@@ -48,11 +45,9 @@ def main() -> None:
                             "--contractive-weight", w, "--steps", str(args.steps), "--no-ship",
                             "--run-name", f"cae-sweep/w{w}", "--data", str(args.data)], check=True)
         runs[w] = run / "last.pt"
-    t1 = read_scan(args.data / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
     rows = []
     for w, ckpt in runs.items():
-        for s in T1_SLABS:
-            slab = Scan(t1.array[s : s + 16].copy(), t1.spacing, t1.affine, "MR", {})
+        for s, slab in zip(T1_SLABS, t1_slabs(args.data)):
             rows.append({"weight": float(w), "slab": s, **{k: v for k, v in contractive_row(ckpt, slab).items()
                                                            if k != "weight"}})
             print(rows[-1], flush=True)
@@ -67,11 +62,9 @@ def main() -> None:
 def _shipped(args) -> None:
     from denoise.pretrained import PRETRAINED_DIR
 
-    t1 = read_scan(args.data / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
     rows = []
     for noise in ("rician:0.05", "rician:0.09"):
-        for s in T1_SLABS:
-            slab = Scan(t1.array[s : s + 16].copy(), t1.spacing, t1.affine, "MR", {})
+        for s, slab in zip(T1_SLABS, t1_slabs(args.data)):
             rows.append({"noise": noise, "slab": s, **contractive_row(PRETRAINED_DIR / "cae-mr-2d.pt", slab, noise)})
     table = pd.DataFrame(rows).groupby(["noise", "weight"])[["latent_sensitivity", "jacobian_frobenius2", "psnr_fg",
                                                              "psnr_fg_noisy"]].mean().round(4)

@@ -6,16 +6,19 @@ Prints axial / coronal / sagittal / axial+coronal / axial+sagittal / all three (
 per slab, seeded; the numbers for the mr-2d variants tried are in scripts/train_all.sh's header).
 """
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark import ROOT, T1_SLABS  # scripts/benchmark.py: the held-out T1's slabs
 
+from denoise.bench_cases import T1_SLABS  # the held-out T1's slabs
 from denoise.infer import denoise_array, load_model
 from denoise.io import read_scan
 from denoise.metrics import foreground_mask, psnr
 from denoise.noise import add_noise
 from denoise.normalize import reference_intensity
+
+ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(2)
 den = load_model(sys.argv[1], device="cpu")

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import ROOT, T1_SLABS, copy_ge_ct, copy_other_mr, write_t1_slabs  # noqa: E402
+from denoise.bench_cases import T1_SLABS, copy_ge_ct, copy_other_mr, write_t1_slabs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 from denoise.bench import run_benchmark  # noqa: E402
 from denoise.models import bm3d_available  # noqa: E402

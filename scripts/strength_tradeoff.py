@@ -21,10 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import T1_SLABS, write_t1_slabs  # noqa: E402
-
 from denoise import fidelity  # noqa: E402
+from denoise.bench_cases import T1_SLABS, write_t1_slabs
 from denoise.infer import denoise_scan, load_model  # noqa: E402
 from denoise.io import read_scan  # noqa: E402
 from denoise.metrics import foreground_mask, psnr  # noqa: E402

@@ -4,17 +4,20 @@ groups of F: F mm slices), Rician 5/9%, fg PSNR; the evidence for ISOTROPIC_RATI
     python scripts/thick_slices_check.py 1 2 3
 """
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark import ROOT, T1_SLABS  # scripts/benchmark.py: the held-out T1's slabs
 
+from denoise.bench_cases import T1_SLABS  # the held-out T1's slabs
 from denoise.infer import denoise_scan, load_model
 from denoise.io import read_scan
 from denoise.metrics import foreground_mask, psnr
 from denoise.noise import add_noise
 from denoise.normalize import reference_intensity
 from denoise.scan import Scan
+
+ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(2)
 t1 = read_scan(ROOT.parent / "shared" / "data" / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")

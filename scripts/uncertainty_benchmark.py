@@ -16,11 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from denoise.bench_cases import T1_SLABS, t1_slabs
 from denoise.bench_uncertainty import calibration_case
 from denoise.io import read_scan
-from denoise.scan import Scan
-
-T1_SLABS = [40, 72, 104]  # first slices of the held-out T1's 16-slice slabs (scripts/benchmark.py's MR cases)
 
 
 def main() -> None:
@@ -29,8 +27,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/uncertainty"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    t1 = read_scan(args.data / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
-    slabs = [Scan(t1.array[s : s + 16].copy(), t1.spacing, t1.affine, "MR", {}) for s in T1_SLABS]
+    slabs = t1_slabs(args.data)
     ct = read_scan(args.data / "dicom" / "ge_ct_colonography_3slices")
     cases = [(f"t1_slab{s}", slab, noise, model) for s, slab in zip(T1_SLABS, slabs)
              for noise in ("rician:0.05", "rician:0.09") for model in ("mr-2d", "mr-3d")]

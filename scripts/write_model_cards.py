@@ -13,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from clean_input_check import CASES, PHANTOM_3D, SHEPP, change  # scripts/ (this script's folder, first on sys.path)
+
+from denoise.bench_cases import clean_cases, clean_change
 
 ROOT = Path(__file__).resolve().parents[1]
+CASES = clean_cases(ROOT.parent / "shared" / "data", ROOT / "sample_data")
+SHEPP, PHANTOM_3D = CASES["Shepp-Logan (noise-free)"], CASES["3D phantom (noise-free)"]
 PRE = ROOT / "denoise" / "pretrained"
 BENCH = ROOT / "docs" / "benchmarks"
 
@@ -99,7 +102,7 @@ def clean_input_change(name: str) -> tuple[str, float]:
 
     model = load_model(name, device="cpu")
     path = {2: SHEPP, 3: PHANTOM_3D}[model.spatial_dims]
-    return path.relative_to(ROOT).as_posix(), change(model, read_scan(path))[2]
+    return path.relative_to(ROOT).as_posix(), clean_change(model, read_scan(path))[2]
 
 
 def _results(sub: str) -> list[dict[str, str]]:

@@ -52,6 +52,17 @@ def test_method_selection_and_real_mode():
 
 
 @pytest.mark.timeout(600)
+def test_anomaly_tab_offers_every_score_and_computes_each():
+    at = _app()
+    box = at.selectbox(key="anomaly_score")
+    assert {"vae-mr-2d: residual", "vae-mr-2d: kl", "sparse-mr-2d: residual", "zscore (no model)"} <= set(box.options)
+    for choice in ("vae-mr-2d: kl", "zscore (no model)"):
+        at.selectbox(key="anomaly_score").set_value(choice).run()
+        assert not at.exception
+        assert any(c.startswith(f"anomaly map ({choice}") for c in _captions(at)), choice
+
+
+@pytest.mark.timeout(600)
 def test_data_root_is_confined(tmp_path, monkeypatch):
     root = tmp_path / "root"
     write_dicom_slices(root / "a", np.ones((3, 8, 8), np.float32) * 100)

@@ -10,7 +10,7 @@ import streamlit as st
 from denoise import load_model
 from denoise.viewer.support import plane_slice, to_display
 
-__all__ = ["insight_tabs", "model"]
+__all__ = ["insight_tabs", "anomaly_tab", "model"]
 
 
 @st.cache_resource
@@ -55,13 +55,29 @@ def insight_tabs(shipped: list[str], noisy, plane: str, index: int, ct: bool) ->
         else:
             st.info("no shipped sparse model for this modality")
     with tabs[2]:
-        ae = next((m for m in shipped if m.startswith("sparse") or m.startswith("vae")), None)
-        if ae and not ct:
-            net = model(ae).net
-            with torch.no_grad():
-                rec = net.predict(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None])[0, 0].numpy()
-            err = np.abs(rec - img)
-            st.image(to_display(err, float(np.percentile(err, 99)) / 2, float(np.percentile(err, 99)) + 1e-6),
-                     caption=f"reconstruction error of {ae}: bright = unlike anything seen in training", width=300)
-        else:
-            st.info("anomaly maps need a bottleneck autoencoder for this modality")
+        anomaly_tab(shipped, plane_slice(noisy.array, plane, index), ct)
+
+
+def anomaly_tab(shipped: list[str], slice_: np.ndarray, ct: bool) -> None:
+    """The shown slice's anomaly map by `denoise.anomaly.anomaly_map` (what `denoise anomaly` writes):
+    a bottleneck autoencoder's reconstruction error, a VAE's KL term, or the z-score baseline."""
+    from denoise.anomaly import POLARITIES, anomaly_map
+
+    aes = [] if ct else [m for m in shipped if m.split("-")[0] in ("vae", "sparse", "cae")]
+    choices = [*(f"{m}: residual" for m in aes), *(f"{m}: kl" for m in aes if m.startswith("vae")), "zscore (no model)"]
+    pick = st.selectbox("anomaly score", choices, key="anomaly_score",
+                        help="residual: |slice - the autoencoder's reconstruction|; kl: the VAE's KL term per latent "
+                             "location; zscore: (x - mean) / std of the foreground, the baseline "
+                             "(docs/autoencoders.md measures them on MS lesions)")
+    polarity = st.selectbox("polarity", list(POLARITIES), key="anomaly_polarity",
+                        help="bright: only brighter than expected (FLAIR/T2 lesions, enhancement)")
+    name, _, score = pick.partition(": ")
+    score = score or "zscore"
+    net = None if score == "zscore" else model(name)
+    amap = anomaly_map(slice_, net, score=score, polarity=polarity, modality="CT" if ct else "MR")
+    hi = float(np.percentile(amap, 99.5)) + 1e-6
+    st.image(to_display(amap, hi / 2, hi), width=300,
+             caption=f"anomaly map ({pick}, {polarity}): bright = unlike what the model learned as normal; "
+                     "research use only, not a diagnosis")
+    if ct and not aes:
+        st.caption("no shipped autoencoder for CT: only the z-score baseline")
