@@ -169,12 +169,13 @@ def pseudo_ct(scan: Scan, variants: list[tuple]) -> list[Scan]:
 
 
 def load_training_scans(data: Path, files: list[str], *, halves: bool = False,
-                        pseudo: list[tuple[str, float]] = (), clean: str | None = None) -> list[Scan]:
+                        pseudo: list[tuple[str, float]] = (), clean: str | dict[str, str] | None = None) -> list[Scan]:
     """Read the training volumes; with ``halves`` each is split into two slabs along z (so a
     validation slab exists for every subject when there are only two subjects, as for CT). With
-    ``clean`` (MR: "nlm" or "bm3d") each volume is first denoised by that classical method, sigma
-    estimated per slice, so that the targets lose the volumes' own noise (2-3% of the maximum for
-    the clinical T1 and FLAIR)."""
+    ``clean`` ("nlm" or "bm3d", or a dict naming the method per file) each (named) volume is first
+    denoised by that classical method, sigma estimated per slice, so that the targets lose the
+    volumes' own noise (2-3% of the maximum for the clinical T1 and FLAIR; ~9 HU for the chest CT,
+    which a low-dose -> full-dose model would otherwise learn to keep). MR results are clipped at 0."""
     from denoise.infer import denoise_scan
     from denoise.models import ClassicalDenoiser
 
@@ -183,8 +184,10 @@ def load_training_scans(data: Path, files: list[str], *, halves: bool = False,
         s = read_scan(data / rel)
         if "scct" in rel:
             s = s.with_array(cormack_to_hu(s.array))
-        if clean:
-            s = s.with_array(np.clip(denoise_scan(s, ClassicalDenoiser(clean)).array, 0.0, None))
+        method = clean.get(rel) if isinstance(clean, dict) else clean
+        if method:
+            den = denoise_scan(s, ClassicalDenoiser(method)).array
+            s = s.with_array(den if s.modality == "CT" else np.clip(den, 0.0, None))
         if halves:
             mid = s.array.shape[0] // 2
             scans += [Scan(s.array[:mid], s.spacing, s.affine, s.modality), Scan(s.array[mid:], s.spacing, s.affine, s.modality)]
@@ -223,17 +226,15 @@ def recipe_configs(name: str, *, model_changes: dict[str, Any] | None = None, tr
 
 
 def train_recipe(name: str, data: str | Path, out: str | Path, *, init: str | Path | None = None, resume: bool = False,
-                 clean_targets: str | None = None, **kwargs: Any) -> dict[str, Any]:
+                 clean_targets: str | dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Train recipe ``name`` from the scans under ``data`` into the run folder ``out`` (checkpoints,
     history); returns the training history (`denoise.train.fit`). ``init``: start from this
     checkpoint's weights (the grown recipes need it to reproduce what ships); ``clean_targets``
-    ("nlm" or "bm3d", MR): denoise the training volumes first (an experiment, docs/design.md).
+    ("nlm" or "bm3d", or a dict per file): denoise those training volumes first (docs/design.md).
     Other keywords are `recipe_configs`'s. Ship a run with `ship`."""
     from denoise.train import fit
 
     model, train, recipe = recipe_configs(name, **kwargs)
-    if clean_targets and recipe["train"]["normalization"].kind == "window":
-        raise ValueError("clean_targets is for the MR recipes (it clips at 0, as for magnitude images)")
     scans = load_training_scans(Path(data), recipe["files"], halves=recipe.get("halves", False),
                                 pseudo=recipe.get("pseudo_ct", ()), clean=clean_targets)
     out = Path(out)

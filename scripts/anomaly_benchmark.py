@@ -30,9 +30,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/anomaly"))
+    ap.add_argument("--extra", action="append", default=[], metavar="LABEL=CKPT",
+                    help="also score this VAE checkpoint (residual and KL rows), e.g. an experiment run")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    names = sorted({m for _, m, _, _ in ANOMALY_METHODS if m})
+    methods = list(ANOMALY_METHODS)
+    for item in args.extra:
+        label, _, ckpt = item.partition("=")
+        methods += [(label, ckpt, "residual", "bright"), (f"{label}:kl", ckpt, "kl", "bright")]
+    names = sorted({m for _, m, _, _ in methods if m})
     models = {n: load_model(n, device="cpu") for n in names}
     seen = {n: set(m.info.get("data", {}).get("files", [])) for n, m in models.items()}
     rows, figure = [], None
@@ -51,8 +57,8 @@ def main() -> None:
             scans.append((t2_rel, t2, carry_mask(lesions, flair.affine, t2.array.shape, t2.affine),
                           carry_mask(region, flair.affine, t2.array.shape, t2.affine)))
         for rel, scan, les, reg in scans:
-            got, maps = anomaly_rows(scan, les, reg, models, label=rel)
-            for r, (_, model, _, _) in zip(got, ANOMALY_METHODS):
+            got, maps = anomaly_rows(scan, les, reg, models, methods=methods, label=rel)
+            for r, (_, model, _, _) in zip(got, methods):
                 r.update(lesion_voxels=int(les.sum()), seen_in_training=bool(model) and rel in seen[model])
             rows += got
             print(pd.DataFrame(got)[["scan", "method", "auroc", "auprc", "best_dice"]].round(3).to_string(index=False))

@@ -87,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra-pseudo-ct", action="store_true",
                    help="ct-2d: add the remapped pseudo-CT variants (PSEUDO_CT_REMAPPED) to the recipe's")
     p.add_argument("--clean-targets", choices=["nlm", "bm3d"],
-                   help="MR: denoise the training volumes with this classical method first (noise-free targets; "
+                   help="denoise the training volumes with this classical method first (noise-free targets; "
                         "an experiment, see docs/design.md)")
+    p.add_argument("--clean-extra", choices=["nlm", "bm3d"],
+                   help="denoise only the --extra-files volumes with this classical method first (real scans with noise "
+                        "of their own as training anatomy, e.g. the chest CT)")
     p.add_argument("--files", help="comma-separated volumes (relative to --data) replacing the recipe's training files; "
                                     "MR_TRAIN, MR_EXTRA and CT_EXTRA name those lists")
     p.add_argument("--extra-files", help="comma-separated volumes (relative to --data) added to the recipe's training "
@@ -135,11 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{args.model} is an experiment, not a shipped model: pass --no-ship")
     if recipe.get("grown_from") and not args.init and not args.no_ship:
         p.error(f"{args.model} ships grown from {recipe['grown_from']}: pass --init CHECKPOINT (or --no-ship to experiment)")
-    if args.clean_targets and recipe["train"]["normalization"].kind == "window":
-        p.error("--clean-targets is for the MR recipes (it clips at 0, as for magnitude images)")
+    clean = args.clean_targets
+    if args.clean_extra:
+        if not args.extra_files or args.clean_targets:
+            p.error("--clean-extra cleans the --extra-files volumes (and not with --clean-targets)")
+        clean = {f: args.clean_extra for f in files if f not in recipe["files"]}
     out = Path("runs") / (args.run_name or args.model)
     history = recipes.train_recipe(args.model, args.data, out, init=args.init, resume=args.resume,
-                                   clean_targets=args.clean_targets, **kwargs)
+                                   clean_targets=clean, **kwargs)
     (out / "history.json").write_text(json.dumps(history, indent=1))
     if args.no_ship:
         logging.info("done: %s (not shipped)", out / f"{args.take}.pt")

@@ -48,6 +48,20 @@ def test_panning_moves_the_zoomed_window_and_stays_inside():
     assert centre[0, 0] == img[25, 25]
 
 
+def test_overlay_keeps_the_image_where_the_map_is_zero_and_colours_it_where_high():
+    from denoise.viewer.compare import overlay_rgb, sequential_rgb
+
+    gray = np.array([[10, 200], [120, 120]], dtype=np.uint8)
+    heat = np.array([[0.0, 0.0], [0.5, 5.0]])
+    rgb = overlay_rgb(gray, heat, 1.0, alpha=0.7)
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    assert np.array_equal(rgb[0, 0], [10, 10, 10]) and np.array_equal(rgb[0, 1], [200, 200, 200])
+    colour = sequential_rgb(heat, 1.0)[1, 1].astype(float)
+    expected = 0.3 * 120 + 0.7 * colour  # at or above the limit: alpha of the colour
+    assert np.abs(rgb[1, 1] - expected).max() <= 1
+    assert np.abs(rgb[1, 0].astype(float) - 120).sum() < np.abs(rgb[1, 1].astype(float) - 120).sum()
+
+
 def test_sequential_map_and_unsigned_colour_bar():
     from denoise.viewer.compare import colorbar_png, sequential_rgb
 

@@ -29,6 +29,7 @@ class Denoiser(ABC):
     spatial_dims: int = 2
     context: int = 0
     normalization: Normalization | None = None
+    progress: bool = False  # 3D denoisers: show a bar over their own steps (`denoise_array` sets it)
 
     @abstractmethod
     def denoise_batch(self, batch: np.ndarray) -> np.ndarray:
@@ -40,6 +41,11 @@ class Denoiser(ABC):
         """Whether a lone 2D image (no slice axis) can be denoised: 2D denoisers, and learned
         slice-preserving 3D models (`LearnedDenoiser`), which take it as a one-slice volume."""
         return self.spatial_dims == 2
+
+    def plan(self, shape: tuple[int, ...], spacing: tuple[float, ...] | None) -> tuple[Denoiser, tuple[int, ...]]:
+        """(the denoiser to run, the axes to slice a (z, y, x) volume along): by default this one
+        along the first axis. Learned models choose others (`LearnedDenoiser.plan`)."""
+        return self, (0,)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, spatial_dims={self.spatial_dims})"

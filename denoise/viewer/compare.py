@@ -75,6 +75,16 @@ def sequential_rgb(image: np.ndarray, limit: float, cmap: str = SEQUENTIAL_CMAP)
     return (colormaps[cmap](t)[..., :3] * 255 + 0.5).astype(np.uint8)
 
 
+def overlay_rgb(gray: np.ndarray, heat: np.ndarray, limit: float, cmap: str = SEQUENTIAL_CMAP, alpha: float = 0.7) -> np.ndarray:
+    """A non-negative map ``heat`` laid over a uint8 grey image as uint8 RGB ``(h, w, 3)``: each pixel
+    mixes in the map's colour with opacity ``alpha * heat / limit`` (clipped to [0, alpha]), so
+    where the map is 0 the image shows unchanged and at ``limit`` and above the colour dominates."""
+    rgb = np.repeat(np.asarray(gray, dtype=np.float64)[..., None], 3, axis=-1)
+    limit = float(limit) if limit and np.isfinite(limit) and limit > 0 else 1.0
+    a = alpha * np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float64)) / limit, 0.0, 1.0)[..., None]
+    return (rgb * (1 - a) + sequential_rgb(heat, limit, cmap) * a + 0.5).astype(np.uint8)
+
+
 def colorbar_png(limit: float, units: str, title: str, cmap: str = DIVERGING_CMAP, *, signed: bool = True) -> bytes:
     """A vertical colour bar from -``limit`` (0 when not ``signed``) to +``limit`` labelled
     ``"title (units)"`` as PNG bytes, sized to stand beside the maps in a column of its own."""

@@ -34,11 +34,16 @@ def insight_tabs(shipped: list[str], noisy, plane: str, index: int, ct: bool) ->
             net = model(vae).net
             samples = net.sample(4, seed=0)[:, 0].numpy()
             st.image([to_display(s, 0.5, 1.0) for s in samples], caption=["N(0, I) sample"] * 4, width=128)
+            st.caption(f"Four latents drawn from the prior N(0, I) and decoded by {vae}: what the model thinks a "
+                       f"{net.config.patch_size}-pixel patch looks like when it is given no image at all.")
             other = plane_slice(noisy.array, plane, max(index - 5, 0)) / scale
             a = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None]
             b = torch.from_numpy(np.ascontiguousarray(other, dtype=np.float32))[None, None]
             path = net.interpolate(a, b, steps=5)[:, 0].numpy()
             st.image([to_display(p, 0.5, 1.0) for p in path], caption=[f"t={t / 4:.2f}" for t in range(5)], width=128)
+            st.caption(f"Latent interpolation: the posterior means of this slice (t=0) and of slice "
+                       f"{max(index - 5, 0)} (t=1), mixed linearly and decoded. A smooth morph means a smooth latent space; "
+                       "the ends are the VAE's reconstructions, not the slices themselves.")
         else:
             st.info("no shipped VAE for this modality")
     with tabs[1]:
@@ -50,8 +55,12 @@ def insight_tabs(shipped: list[str], noisy, plane: str, index: int, ct: bool) ->
             with torch.no_grad():
                 _, z = net.forward_with_latent(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None])
             counts, edges = np.histogram(z.numpy().ravel(), bins=40)
-            st.bar_chart(pd.DataFrame({"count": counts}, index=np.round(edges[:-1], 3)))
-            st.write(f"near-zero latent units: {sparsity_fraction(z):.1%}")
+            labels = [f"{e:.2g}" for e in edges[:-1]]
+            st.bar_chart(pd.DataFrame({"latent value (bin start)": labels, "units": counts}),
+                         x="latent value (bin start)", y="units", x_label="latent value (bin start)",
+                         y_label="latent units in the bin")
+            st.write(f"near-zero latent units: {sparsity_fraction(z):.1%} (the L1 penalty on the code pushes units to "
+                     "exactly zero: a sparse code uses few of them per image)")
         else:
             st.info("no shipped sparse model for this modality")
     with tabs[2]:
@@ -74,10 +83,17 @@ def anomaly_tab(shipped: list[str], slice_: np.ndarray, ct: bool) -> None:
     name, _, score = pick.partition(": ")
     score = score or "zscore"
     net = None if score == "zscore" else model(name)
+    from denoise.viewer.compare import colorbar_png, nice_limit, overlay_rgb, scan_units
+
     amap = anomaly_map(slice_, net, score=score, polarity=polarity, modality="CT" if ct else "MR")
-    hi = float(np.percentile(amap, 99.5)) + 1e-6
-    st.image(to_display(amap, hi / 2, hi), width=300,
-             caption=f"anomaly map ({pick}, {polarity}): bright = unlike what the model learned as normal; "
-                     "research use only, not a diagnosis")
+    limit = nice_limit(float(np.percentile(amap, 99.5)) or 1.0)
+    low, high = np.percentile(slice_, [1, 99])
+    units = {"kl": "nats", "zscore": "SD"}.get(score, scan_units("CT" if ct else "MR"))
+    left, right = st.columns([4, 1])
+    left.image(overlay_rgb(to_display(slice_, (low + high) / 2, high - low), amap, limit), width=360,
+               caption=f"anomaly map ({pick}, {polarity}) over the slice: coloured = unlike what the model learned as "
+                       "normal; research use only, not a diagnosis")
+    right.image(colorbar_png(limit, units, "anomaly", "magma", signed=False), width=110,
+                caption=f"anomaly colour bar, 0-{limit:g} {units}")
     if ct and not aes:
         st.caption("no shipped autoencoder for CT: only the z-score baseline")
