@@ -96,7 +96,8 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
     only). Same options and result as `adapt`."""
     from denoise.adapt_card import adapt_measures, write_card
     from denoise.checkpoint import load_checkpoint, save_checkpoint
-    from denoise.infer import resolve_checkpoint, resolve_device
+    from denoise.models.learned import resolve_device
+    from denoise.models.loading import resolve_checkpoint
     from denoise.normalize import Normalization
 
     if method not in METHODS:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from denoise.anomaly import POLARITIES, SCORES, anomaly_scan
-from denoise.outdir import UsageError, identity
+from denoise.outdir import UsageError
 
 __all__ = ["anomaly_folder", "write_anomaly", "DEFAULT_ANOMALY_MODEL", "ANOMALY_SERIES_OFFSET"]
 
@@ -52,7 +52,7 @@ def anomaly_folder(input: str | Path, output: str | Path, *, model: str | None =
         if model in CLASSICAL_METHODS:
             raise UsageError(f"anomaly maps need a learned model's reconstruction; {model!r} is a classical method")
         if score == "kl":
-            from denoise.infer import load_model
+            from denoise.models.loading import load_model
 
             try:
                 kind = load_model(model or DEFAULT_ANOMALY_MODEL, device="cpu").kind
@@ -68,11 +68,16 @@ def anomaly_folder(input: str | Path, output: str | Path, *, model: str | None =
 def write_anomaly(source: Any, scan: Any, opts: Any, row: dict[str, Any]) -> None:
     """One scan of an anomaly job (`denoise.scan_task.process_scan` calls it): compute the map,
     write it atomically at the scan's output path, fill the manifest row."""
-    from pydicom.uid import generate_uid
-
-    from denoise.io.dicom_write import needs_study_uid
     from denoise.manifest import output_stamp, relative_reason
-    from denoise.scan_task import atomic_write, get_model, modality_warning, output_relpath, reason_roots
+    from denoise.scan_task import (
+        assign_new_uids,
+        atomic_write,
+        get_model,
+        input_identities,
+        modality_warning,
+        output_relpath,
+        reason_roots,
+    )
 
     score, polarity = opts.anomaly
     if score != "zscore" and not opts.model and scan.modality == "CT":
@@ -81,15 +86,12 @@ def write_anomaly(source: Any, scan: Any, opts: Any, row: dict[str, Any]) -> Non
     model = None if score == "zscore" else get_model(opts.model or DEFAULT_ANOMALY_MODEL, opts)
     name = "zscore" if model is None else model.name
     row.update(model=name, model_hash=getattr(model, "checkpoint_hash", ""), anomaly=f"{score}:{polarity}")
-    warning = modality_warning(model, scan.modality) if model is not None else None
+    warning = modality_warning(model, scan.modality)
     if warning:
         row["warning"] = relative_reason(warning, reason_roots(opts))
-    if needs_study_uid(scan):  # an anonymised source without one: the map gets a new study
-        scan.meta["new_study_uid"] = row["new_study_uid"] = generate_uid()
-    scan.meta["new_frame_uid"] = generate_uid()
+    assign_new_uids(scan, row)
     amap = anomaly_scan(scan, model, score=score, polarity=polarity, batch_size=opts.batch_size or 16)
     out_rel = output_relpath(source, opts.fmt)
-    inputs = {i for i in map(identity, source.files) if i is not None}
     atomic_write(amap.with_array(amap.array, keep_fraction=True), Path(opts.output) / out_rel,
-                 f"anomaly {name} {score}", inputs, series_offset=ANOMALY_SERIES_OFFSET)
+                 f"anomaly {name} {score}", input_identities(source), series_offset=ANOMALY_SERIES_OFFSET)
     row.update(status="ok", reason="", output=out_rel, output_stamp=output_stamp(Path(opts.output) / out_rel))

@@ -347,7 +347,7 @@ def _check_planes(model: str | None, planes: int | None, classical: tuple[str, .
     if model in classical:
         raise UsageError(f"--planes is for learned models; {model!r} is a classical method")
     if planes == 3 and model is not None:
-        from denoise.infer import load_model
+        from denoise.models.loading import load_model
 
         try:
             load_model(model, device="cpu", planes=3)

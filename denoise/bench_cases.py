@@ -8,6 +8,7 @@ None of them is in any shipped model's training files (`denoise.recipes.HELD_OUT
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -30,12 +31,7 @@ THORAX_SLICES = [(30, 4), (70, 4), (110, 4)]  # (first slice, count): upper ches
 def t1_slabs(data: Path, starts: list[int] = T1_SLABS) -> list[Scan]:
     """The held-out T1's 16-slice axial slabs, each with its own affine (its first slice's position)."""
     t1 = read_scan(Path(data) / T1_FILE)
-    out = []
-    for s in starts:
-        aff = t1.affine.copy()
-        aff[:3, 3] = aff[:3, :3] @ np.array([0, 0, s]) + aff[:3, 3]
-        out.append(Scan(t1.array[s : s + 16].copy(), t1.spacing, aff, "MR", {}))
-    return out
+    return [dataclasses.replace(t1.slab(s, 16), modality="MR") for s in starts]
 
 
 def write_t1_slabs(data: Path, mr_dir: Path, starts: list[int] = T1_SLABS) -> Path:
@@ -58,9 +54,7 @@ def write_thorax(data: Path, ct_dir: Path, slices: list[tuple[int, int]] = THORA
     ct = read_scan(Path(data) / THORAX_FILE)
     ct_dir.mkdir(parents=True, exist_ok=True)
     for s, n in slices:
-        aff = ct.affine.copy()
-        aff[:3, 3] = aff[:3, :3] @ np.array([0, 0, s]) + aff[:3, 3]
-        write_scan(Scan(ct.array[s : s + n].copy(), ct.spacing, aff, "CT", {}), ct_dir / f"thorax_{s:03d}_ct.nii.gz")
+        write_scan(dataclasses.replace(ct.slab(s, n), modality="CT"), ct_dir / f"thorax_{s:03d}_ct.nii.gz")
     return ct_dir
 
 

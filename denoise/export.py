@@ -52,7 +52,7 @@ def export_model(model: str | Path, out_dir: str | Path, *, fmt: str = "onnx", o
     import torch
 
     from denoise.checkpoint import load_checkpoint
-    from denoise.infer import resolve_checkpoint
+    from denoise.models.loading import resolve_checkpoint
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")

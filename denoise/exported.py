@@ -78,7 +78,7 @@ def load_exported(folder: str | Path, *, device: str = "auto", **kwargs: Any):
     batch_size). Raises ValueError for a folder that is not an ONNX export, a file whose hash
     does not match the JSON (changed or corrupt), or a TorchScript export (not loaded: it carries
     code)."""
-    from denoise.infer import LearnedDenoiser
+    from denoise.models.learned import LearnedDenoiser
 
     folder = Path(folder)
     spec_path = folder / EXPORT_FILE

@@ -41,7 +41,7 @@ def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | 
     not replaced since, by a killed run or another part), and its noise and uncertainty maps when
     they are asked for. ``anomaly``: an anomaly job's ``SCORE:POLARITY`` (`denoise.anomaly_job`),
     "" for denoising: a row of the other kind never stands."""
-    from denoise.infer import option_suffix
+    from denoise.models.learned import option_suffix
 
     if old.get("input_hash") != input_hash(source) or (old.get("anomaly") or "") != anomaly:
         return False

@@ -57,6 +57,16 @@ class Scan:
         """True for a ``(t, z, y, x)`` scan."""
         return self.array.ndim == 4
 
+    def slab(self, start: int, count: int) -> Scan:
+        """Slices ``start`` .. ``start + count - 1`` along the first axis of a ``(z, y, x)`` volume (a
+        copy), its affine moved to the first of them so that world positions stay right; ``meta`` is
+        left empty (the source's per-file headers describe other slices)."""
+        if self.array.ndim != 3:
+            raise ValueError(f"slab is for (z, y, x) volumes, got shape {self.array.shape}")
+        affine = self.affine.copy()
+        affine[:3, 3] = affine[:3, :3] @ np.array([0.0, 0.0, float(start)]) + affine[:3, 3]
+        return Scan(self.array[start : start + count].copy(), self.spacing, affine, self.modality, {})
+
     def with_array(self, array: np.ndarray, **meta_updates: Any) -> Scan:
         """A copy holding ``array`` (same shape) and the same geometry; ``meta`` entries updated."""
         array = np.asarray(array, dtype=np.float32)

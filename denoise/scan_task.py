@@ -28,7 +28,8 @@ from denoise.outdir import identity
 from denoise.realnoise import no_reference_measures
 
 __all__ = ["BatchOptions", "process_scan", "process_paired", "default_model_for", "modality_warning", "output_relpath",
-           "noise_relpath", "map_relpath", "atomic_write", "get_model", "reason_roots", "DEFAULT_MODELS"]
+           "noise_relpath", "map_relpath", "atomic_write", "get_model", "reason_roots", "DEFAULT_MODELS",
+           "assign_new_uids", "input_identities"]
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = {"CT": "ct-2d", "MR": "mr-2d"}
@@ -132,9 +133,7 @@ def _denoise(source: ScanSource, scan, opts: BatchOptions, row: dict[str, Any], 
     if warnings:
         row["warning"] = relative_reason("; ".join(warnings), reason_roots(opts))
         log.warning("%s: %s", source.relpath, row["warning"])
-    if needs_study_uid(scan):  # an anonymised source without one: the outputs share a new study
-        scan.meta["new_study_uid"] = row["new_study_uid"] = generate_uid()
-    scan.meta["new_frame_uid"] = generate_uid()  # for sources without one: output and noise map share it
+    assign_new_uids(scan, row)
     den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength)
     measures = no_reference_measures(scan.array, den.array)
     row["sigma_before"] = f"{measures['sigma_before']:.4g}"
@@ -148,7 +147,7 @@ def _denoise(source: ScanSource, scan, opts: BatchOptions, row: dict[str, Any], 
         row["warning"] = "; ".join(w for w in (row.get("warning"), why) if w)
         log.warning("%s: %s", source.relpath, why)
     out_rel = output_relpath(source, opts.fmt)
-    inputs = {i for i in map(identity, source.files) if i is not None}
+    inputs = input_identities(source)
     if opts.uncertainty:  # before the output, so that the main output's rename is the last step
         spread = _uncertainty(scan, den, denoiser, opts)
         atomic_write(spread, Path(opts.output) / map_relpath(out_rel, "uncertainty"),
@@ -161,6 +160,19 @@ def _denoise(source: ScanSource, scan, opts: BatchOptions, row: dict[str, Any], 
         row["noise_map"] = noise_relpath(out_rel)
     atomic_write(den, Path(opts.output) / out_rel, f"denoised {denoiser.name}", inputs)
     row.update(status="ok", reason="", output=out_rel, output_stamp=output_stamp(Path(opts.output) / out_rel))
+
+
+def assign_new_uids(scan, row: dict[str, Any]) -> None:
+    """The UIDs a scan's outputs share when the source lacks them: a new study for an anonymised
+    source without one (recorded in the manifest row), a new frame of reference for every output."""
+    if needs_study_uid(scan):
+        scan.meta["new_study_uid"] = row["new_study_uid"] = generate_uid()
+    scan.meta["new_frame_uid"] = generate_uid()
+
+
+def input_identities(source: ScanSource) -> set[tuple[int, int]]:
+    """The input files' `denoise.outdir.identity` (what `atomic_write` refuses to write over)."""
+    return {i for i in map(identity, source.files) if i is not None}
 
 
 CORRELATED_NOISE = 0.3  # lag-1 correlation above which the manifest warns
@@ -196,8 +208,8 @@ def reason_roots(opts: BatchOptions) -> list[Path]:
 def get_model(name: str, opts: BatchOptions):
     """A shipped model, checkpoint, or classical method (sigma estimated per slice; no Rician
     correction, since the noise type of real data is unknown), cached per worker."""
-    from denoise.infer import load_model
     from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser
+    from denoise.models.loading import load_model
 
     key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size, opts.tta, opts.planes)
     if key not in _MODEL_CACHE:

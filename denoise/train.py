@@ -27,7 +27,6 @@ from denoise import __version__
 from denoise.checkpoint import load_checkpoint, save_checkpoint
 from denoise.config import ModelConfig, TrainConfig
 from denoise.data import PatchSampler, patch_batches, precompute_lowdose_noise
-from denoise.infer import resolve_device
 from denoise.losses import (
     beta_schedule,
     jacobian_frobenius,
@@ -39,6 +38,7 @@ from denoise.losses import (
 from denoise.metrics import psnr, ssim
 from denoise.models import VAEOutput, build_model, latent_sensitivity, sparsity_fraction
 from denoise.models.grow import grow_state
+from denoise.models.learned import resolve_device
 from denoise.noise import parse_noise
 from denoise.scan import Scan
 from denoise.train_report import split_lines, training_summary, write_metrics, write_summary

@@ -162,7 +162,7 @@ def train_folder(data: str | Path, out: str | Path, *, kind: str | None = None, 
     start: dict[str, Any] = {}
     if init is not None:
         from denoise.checkpoint import load_checkpoint
-        from denoise.infer import resolve_checkpoint
+        from denoise.models.loading import resolve_checkpoint
 
         init = resolve_checkpoint(init)
         start_net, start, _ = load_checkpoint(init)

@@ -42,11 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(exist_ok=True)
     # Real MR (MIT): a 24-slice axial slab of the Seg3D T1 (held out from training).
     t1 = read_scan(args.data / "nifti" / "mr_t1_electrodes_seg3d.nii.gz")
-    mid = t1.array.shape[0] // 2
-    slab = t1.array[mid - 12 : mid + 12]
-    affine = t1.affine.copy()
-    affine[:3, 3] = affine[:3, :3] @ np.array([0, 0, mid - 12]) + affine[:3, 3]
-    write_scan(Scan(slab, t1.spacing, affine, "MR", {"nifti_header": t1.meta["nifti_header"]}),
+    slab = t1.slab(t1.array.shape[0] // 2 - 12, 24)
+    write_scan(Scan(slab.array, slab.spacing, slab.affine, "MR", {"nifti_header": t1.meta["nifti_header"]}),
                out / "mr_t1_brain_slab.nii.gz")
     # Real CT (BSD-3): the GE colonography DICOM slices, copied byte for byte.
     ct_dst = out / "ct_abdomen_dicom"

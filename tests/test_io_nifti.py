@@ -54,3 +54,14 @@ def test_nifti_2d_and_modality_written(tmp_path, phantom_2d):
     back = read_scan(out)
     assert back.array.shape == phantom_2d.shape and back.modality == "CT"
     assert back.spacing == pytest.approx((0.5, 0.7))
+
+
+def test_a_slab_keeps_every_voxel_at_its_world_position(nifti_file):
+    scan = read_scan(nifti_file)
+    slab = scan.slab(3, 4)
+    assert np.array_equal(slab.array, scan.array[3:7]) and slab.spacing == scan.spacing and slab.meta == {}
+    # voxel (x, y, z) of the slab is voxel (x, y, z + 3) of the volume, in world millimetres
+    for x, y, z in [(0, 0, 0), (5, 2, 3), (1, 7, 1)]:
+        np.testing.assert_allclose(slab.affine @ [x, y, z, 1], scan.affine @ [x, y, z + 3, 1])
+    with pytest.raises(ValueError, match="volumes"):  # a 2D slice has no slices to cut
+        Scan(scan.array[0], scan.spacing[1:]).slab(0, 1)

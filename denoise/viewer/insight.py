@@ -71,6 +71,7 @@ def anomaly_tab(shipped: list[str], slice_: np.ndarray, ct: bool) -> None:
     """The shown slice's anomaly map by `denoise.anomaly.anomaly_map` (what `denoise anomaly` writes):
     a bottleneck autoencoder's reconstruction error, a VAE's KL term, or the z-score baseline."""
     from denoise.anomaly import POLARITIES, anomaly_map
+    from denoise.viewer.compare import colorbar_png, nice_limit, overlay_rgb, scan_units
 
     aes = [] if ct else [m for m in shipped if m.split("-")[0] in ("vae", "sparse", "cae")]
     choices = [*(f"{m}: residual" for m in aes), *(f"{m}: kl" for m in aes if m.startswith("vae")), "zscore (no model)"]
@@ -79,12 +80,10 @@ def anomaly_tab(shipped: list[str], slice_: np.ndarray, ct: bool) -> None:
                              "location; zscore: (x - mean) / std of the foreground, the baseline "
                              "(docs/autoencoders.md measures them on MS lesions)")
     polarity = st.selectbox("polarity", list(POLARITIES), key="anomaly_polarity",
-                        help="bright: only brighter than expected (FLAIR/T2 lesions, enhancement)")
+                            help="bright: only brighter than expected (FLAIR/T2 lesions, enhancement)")
     name, _, score = pick.partition(": ")
     score = score or "zscore"
     net = None if score == "zscore" else model(name)
-    from denoise.viewer.compare import colorbar_png, nice_limit, overlay_rgb, scan_units
-
     amap = anomaly_map(slice_, net, score=score, polarity=polarity, modality="CT" if ct else "MR")
     limit = nice_limit(float(np.percentile(amap, 99.5)) or 1.0)
     low, high = np.percentile(slice_, [1, 99])
@@ -95,5 +94,5 @@ def anomaly_tab(shipped: list[str], slice_: np.ndarray, ct: bool) -> None:
                        "normal; research use only, not a diagnosis")
     right.image(colorbar_png(limit, units, "anomaly", "magma", signed=False), width=110,
                 caption=f"anomaly colour bar, 0-{limit:g} {units}")
-    if ct and not aes:
+    if ct:
         st.caption("no shipped autoencoder for CT: only the z-score baseline")
