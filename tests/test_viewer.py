@@ -177,22 +177,54 @@ def test_end_to_end_in_chromium(tmp_path):
             page.get_by_role("option", name="tv", exact=True).click()
             page.keyboard.press("Escape")
             page.locator("[data-testid='stTable'] th", has_text="tv").first.wait_for(timeout=240_000)
+            timings = {}
+
+            def settle(label=None, start=None):
+                page.wait_for_timeout(300)
+                page.get_by_text("Running").wait_for(state="hidden", timeout=240_000)
+                # after the rerun Streamlit swaps each image's src; wait until every image has decoded
+                # (a fixed check right after "Running" hides races the browser's image loading)
+                page.wait_for_function(
+                    """() => {
+                        const imgs = [...document.querySelectorAll("[data-testid='stImage'] img")];
+                        return imgs.length >= 4 && imgs.every(e => e.complete && e.naturalWidth > 0);
+                    }""",
+                    timeout=120_000,
+                )
+                if label:
+                    timings[label] = round(time.time() - start, 2)
+
+            def shown_slice():
+                text = page.get_by_text(re.compile(r"^noisy · axial \d+/\d+")).first.inner_text()
+                return int(re.search(r"axial (\d+)/", text).group(1))
+
             # move the slice slider with the keyboard
             slider = page.get_by_role("slider").first
             slider.focus()
+            t0 = time.time()
             for _ in range(3):
                 page.keyboard.press("ArrowRight")
-            page.wait_for_timeout(1500)
-            page.get_by_text("Running").wait_for(state="hidden", timeout=240_000)
-            # after the rerun Streamlit swaps each image's src; wait until every image has decoded
-            # (a fixed check right after "Running" hides races the browser's image loading)
-            page.wait_for_function(
-                """() => {
-                    const imgs = [...document.querySelectorAll("[data-testid='stImage'] img")];
-                    return imgs.length >= 4 && imgs.every(e => e.complete && e.naturalWidth > 0);
-                }""",
-                timeout=120_000,
-            )
+            settle("slice slider, 3 steps", t0)
+            # scroll slices without the slider: arrow keys on the page, the mouse wheel over an image
+            before = shown_slice()
+            page.locator("h1").first.click()  # focus leaves the slider
+            t0 = time.time()
+            page.keyboard.press("ArrowDown")
+            settle("arrow key, 1 slice", t0)
+            page.wait_for_function(f"() => document.body.innerText.includes('noisy · axial {before + 1}/')", timeout=60_000)
+            page.locator("[data-testid='stImage'] img").first.hover()
+            t0 = time.time()
+            page.mouse.wheel(0, -120)
+            settle("mouse wheel, 1 slice", t0)
+            page.wait_for_function(f"() => document.body.innerText.includes('noisy · axial {before}/')", timeout=60_000)
+            assert shown_slice() == before
+            zoom = page.get_by_role("slider", name="zoom")
+            zoom.focus()
+            t0 = time.time()
+            page.keyboard.press("ArrowRight")
+            settle("zoom 1 -> 1.5", t0)
+            print("viewer rerun seconds (browser, cached results):", json.dumps(timings))
+            (tmp_path / "timings.json").write_text(json.dumps(timings))
             table_text = page.locator("[data-testid='stTable']").first.inner_text()
             for method in ("dae:mr-2d", "nlm", "tv"):  # residual and error maps for every method, not the first
                 page.get_by_text(f"residual {method} (rms").first.wait_for(timeout=60_000)

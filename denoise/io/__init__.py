@@ -173,14 +173,16 @@ def read_scan(path: str | Path) -> Scan:
     return scans[0].load()
 
 
-def write_scan(scan: Scan, path: str | Path, *, description: str = "denoised", series_offset: int = 1000) -> Path:
+def write_scan(scan: Scan, path: str | Path, *, description: str = "denoised", series_offset: int = 1000,
+               keep_dtype: bool = False) -> Path:
     """Write ``scan``: a path ending .nii/.nii.gz gets NIfTI, any other path is a folder that
     receives a derived DICOM series (see `write_dicom_series`; ``series_offset`` is added to the
-    source's SeriesNumber). Returns the path."""
+    source's SeriesNumber). ``keep_dtype``: NIfTI from an integer NIfTI source keeps its data type
+    where the values fit (`write_nifti`); DICOM always stores integers. Returns the path."""
     path = Path(path)
     if is_nifti_path(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        return write_nifti(scan, path)
+        return write_nifti(scan, path, keep_dtype=keep_dtype)
     write_dicom_series(scan, path, description=description, series_offset=series_offset)
     return path
 

@@ -43,6 +43,7 @@ from denoise.viewer.compare import (
     symmetric_limit,
 )
 from denoise.viewer.controls import screen, view_controls
+from denoise.viewer.downloads import download_section, metrics_csv
 from denoise.viewer.insight import insight_tabs
 from denoise.viewer.insight import model as _model
 from denoise.viewer.support import (
@@ -55,7 +56,6 @@ from denoise.viewer.support import (
     plane_slice,
     read_scan_under_root,
     scan_from_upload,
-    scan_to_download,
     timed,
     to_display,
 )
@@ -209,9 +209,8 @@ def main() -> None:
     insight_tabs(shipped, noisy, plane, index, ct)
 
     if results:
-        name = next(iter(results))
-        data, fname, mime = scan_to_download(noisy.with_array(results[name][0]), name.replace(":", "_"))
-        st.download_button("download denoised scan", data, file_name=fname, mime=mime)
+        download_section(noisy, results, f"{noisy_key}|strength={strength}|upload={upload[1] if upload else ''}",
+                         simulated=clean is not None)
 
 
 def _scan_section(root: Path | None):
@@ -343,6 +342,8 @@ def _metrics(clean, noisy, results, plane: str, index: int) -> None:
     best = {c: best_methods(rows, c) for c in table.columns}
     styled = table.style.apply(lambda col: [BEST if m in best[col.name] else "" for m in col.index], axis=0)
     st.table(styled.format(precision=3))
+    st.download_button("metrics table (CSV)", metrics_csv(table), file_name="metrics.csv", mime="text/csv",
+                       key="download_metrics")
     column = PSNR_VOLUME if clean is not None else noise_column(noisy.modality)
     points, domain = chart_points(rows, column)
     if len(points) > 1:

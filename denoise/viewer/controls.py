@@ -8,7 +8,8 @@ import streamlit as st
 
 from denoise.viewer.compare import zoom_center
 from denoise.viewer.geometry import orientation, plane_aspect, slice_position, square_pixels
-from denoise.viewer.support import n_slices, plane_slice, window_presets
+from denoise.viewer.scroll import scroll_steps
+from denoise.viewer.support import n_slices, window_presets
 
 __all__ = ["view_controls", "screen"]
 
@@ -25,16 +26,26 @@ def view_controls(scan, scan_key: str):
     if st.session_state.get("_view") != (scan_key, plane) or not 0 <= st.session_state.get("slice", -1) < n:
         st.session_state["slice"] = n // 2
     st.session_state["_view"] = (scan_key, plane)
+    steps = scroll_steps() if n > 1 else 0
+    if steps:
+        st.session_state["slice"] = int(min(max(st.session_state["slice"] + steps, 0), n - 1))
     index = col2.slider("slice", 0, n - 1, key="slice") if n > 1 else 0
-    ref_img = plane_slice(scan.array, plane, index)
-    presets = window_presets(scan.modality, ref_img)
-    preset = col3.selectbox("window", list(presets) + ["manual"], key="window")
+    presets = _presets(scan, scan_key)
+    options = list(presets) + ["manual"]
+    if st.session_state.get("window") not in options:
+        st.session_state["window"] = options[0]
+    preset = col3.selectbox("window", options, key="window")
     if preset == "manual":
+        if st.session_state.get("_window_was") != "manual":  # start from the window on screen until now
+            last = st.session_state.get("_last_window", presets[options[0]])
+            st.session_state["win_center"], st.session_state["win_width"] = float(last[0]), float(last[1])
         c, w = st.columns(2)
-        center = c.number_input("center", value=float(np.median(ref_img)))
-        width = w.number_input("width", value=float(np.ptp(ref_img) or 1.0), min_value=1e-6)
+        center = c.number_input("center", key="win_center")
+        width = w.number_input("width", min_value=1e-6, key="win_width")
     else:
         center, width = presets[preset]
+        st.session_state["_last_window"] = (float(center), float(width))
+    st.session_state["_window_was"] = preset
     zoom = st.slider("zoom", 1.0, 4.0, 1.0, 0.5, key="zoom")
     pan = (0.5, 0.5)
     if zoom > 1:  # pan: where the zoomed window sits, in % of the height and width
@@ -45,6 +56,11 @@ def view_controls(scan, scan_key: str):
         where += f" · {slice_position(scan.affine, plane, index)} · {orientation(scan.affine, plane)}"
     return {"plane": plane, "index": index, "n": n, "center": center, "width": width, "zoom": zoom, "pan": pan,
             "aspect": plane_aspect(scan.spacing, plane) if scan.array.ndim >= 3 else 1.0, "where": where}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _presets(_scan, key: str) -> dict[str, tuple[float, float]]:
+    return window_presets(_scan.modality, _scan.array)
 
 
 def screen(img: np.ndarray, view: dict) -> np.ndarray:

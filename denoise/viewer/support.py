@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from denoise.io import ScanReadError, discover_scans, read_scan, write_scan
+from denoise.io import ScanReadError, discover_scans, read_scan
 from denoise.io.nifti import is_nifti_path
 from denoise.manifest import relative_reason
 from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
@@ -20,7 +20,7 @@ from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 
 __all__ = ["resolve_under_root", "read_scan_under_root", "list_scans_under", "links_outside", "scan_from_upload",
-           "plane_slice", "window_presets", "metrics_rows", "noise_column", "scan_to_download", "PSNR_VOLUME",
+           "plane_slice", "window_presets", "metrics_rows", "noise_column", "PSNR_VOLUME",
            "MAX_UPLOAD_MB", "SAMPLE_DIR"]
 
 MAX_UPLOAD_MB = 200
@@ -212,12 +212,29 @@ def n_slices(array: np.ndarray, plane: str) -> int:
     return 1 if a.ndim == 2 else a.shape[PLANES[plane]]
 
 
-def window_presets(modality: str, image: np.ndarray) -> dict[str, tuple[float, float]]:
-    """(center, width) presets: CT soft tissue/lung/bone/brain; MR (and other) auto percentiles."""
+def window_presets(modality: str, volume: np.ndarray) -> dict[str, tuple[float, float]]:
+    """(center, width) presets. CT: soft tissue, lung, bone, brain (HU). MR and others, from the
+    whole volume so that the window stays put while scrolling: percentiles of all voxels (auto
+    0.5-99.5%, full range) and of the foreground (`denoise.metrics.foreground_mask`, by tissue:
+    soft tissue = its 5-95%, for grey/white matter and organs; bright structures = its 50-99.9%,
+    for fluid, fat, lesions and contrast, which the auto window saturates)."""
     if modality == "CT":
         return {"soft tissue": (40, 400), "lung": (-600, 1500), "bone": (400, 1800), "brain": (40, 80)}
-    lo, hi = np.percentile(image, [0.5, 99.5])
-    return {"auto (0.5-99.5%)": ((lo + hi) / 2, max(hi - lo, 1e-6))}
+    a = np.asarray(volume[0] if volume.ndim == 4 else volume, dtype=np.float32)
+    step = max(1, a.size // 2_000_000)  # a percentile of ~2M voxels: the same window, a fraction of the time
+    flat = a.reshape(-1)[::step]
+
+    def window(lo: float, hi: float) -> tuple[float, float]:
+        return (lo + hi) / 2, max(hi - lo, 1e-6)
+
+    presets = {"auto (0.5-99.5%)": window(*np.percentile(flat, [0.5, 99.5]))}
+    fg = foreground_mask(a).reshape(-1)[::step] if a.ndim >= 2 else None
+    if fg is not None and fg.sum() > 100:
+        tissue = flat[fg]
+        presets["soft tissue (foreground 5-95%)"] = window(*np.percentile(tissue, [5, 95]))
+        presets["bright structures (foreground 50-99.9%)"] = window(*np.percentile(tissue, [50, 99.9]))
+    presets["full range"] = window(float(flat.min()), float(flat.max()))
+    return presets
 
 
 def to_display(img: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -279,20 +296,6 @@ def _slice_ssim(clean: np.ndarray, test: np.ndarray, rng: float, mask: np.ndarra
     if min(clean.shape) < 11:
         return float("nan")
     return ssim(clean, test, data_range=rng, mask=mask if mask.any() else None)
-
-
-def scan_to_download(scan: Scan, name: str) -> tuple[bytes, str, str]:
-    """(bytes, file name, mime): NIfTI for NIfTI/in-memory scans, a zip of the derived series for DICOM."""
-    with tempfile.TemporaryDirectory() as tmp:
-        if scan.meta.get("format") == "dicom":
-            folder = write_scan(scan, Path(tmp) / "series", description=f"denoised {name}")
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                for f in sorted(folder.iterdir()):
-                    zf.write(f, f.name)
-            return buf.getvalue(), f"denoised_{name}.zip", "application/zip"
-        path = write_scan(scan, Path(tmp) / f"denoised_{name}.nii.gz")
-        return path.read_bytes(), path.name, "application/gzip"
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
