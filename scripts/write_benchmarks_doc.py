@@ -296,7 +296,8 @@ def main() -> int:
         "",
         _gpu(DOCS / "gpu_check.json"),
         "",
-        _read(b / "ae_questions.md").replace("# Autoencoder questions", "## Autoencoder questions"),
+        _read(b / "ae_questions.md").replace("# Autoencoder questions", "## Autoencoder questions")
+        .replace("](ae_lesson/", "](benchmarks/ae_lesson/"),
         "",
         "## Contractive autoencoder: the penalty's weight (issue #25 item 1)",
         "",

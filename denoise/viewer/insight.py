@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from denoise import load_model
-from denoise.viewer.support import plane_slice, to_display
+from denoise.viewer.support import n_slices, plane_slice, to_display
 
 __all__ = ["insight_tabs", "anomaly_tab", "model"]
 
@@ -32,17 +32,24 @@ def insight_tabs(shipped: list[str], noisy, plane: str, index: int, ct: bool) ->
         vae = next((m for m in shipped if m.startswith("vae")), None)
         if vae and not ct:
             net = model(vae).net
-            samples = net.sample(4, seed=0)[:, 0].numpy()
-            st.image([to_display(s, 0.5, 1.0) for s in samples], caption=["N(0, I) sample"] * 4, width=128)
-            st.caption(f"Four latents drawn from the prior N(0, I) and decoded by {vae}: what the model thinks a "
-                       f"{net.config.patch_size}-pixel patch looks like when it is given no image at all.")
-            other = plane_slice(noisy.array, plane, max(index - 5, 0)) / scale
+            c1, c2, c3 = st.columns(3)
+            n_samples = c1.selectbox("samples", [4, 8, 16], key="vae_samples")
+            seed = int(c2.number_input("sample seed", 0, 1_000_000, 0, key="vae_seed"))
+            last = n_slices(noisy.array, plane) - 1
+            if not 0 <= st.session_state.get("vae_other", -1) <= last:
+                st.session_state["vae_other"] = max(index - 5, 0)
+            other_index = int(c3.number_input("interpolate to slice", 0, last, key="vae_other"))
+            samples = net.sample(n_samples, seed=seed)[:, 0].numpy()
+            st.image([to_display(s, 0.5, 1.0) for s in samples], caption=["N(0, I) sample"] * n_samples, width=128)
+            st.caption(f"{n_samples} latents drawn from the prior N(0, I) (seed {seed}) and decoded by {vae}: what the "
+                       f"model thinks a {net.config.patch_size}-pixel patch looks like when it is given no image at all.")
+            other = plane_slice(noisy.array, plane, other_index) / scale
             a = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None]
             b = torch.from_numpy(np.ascontiguousarray(other, dtype=np.float32))[None, None]
             path = net.interpolate(a, b, steps=5)[:, 0].numpy()
             st.image([to_display(p, 0.5, 1.0) for p in path], caption=[f"t={t / 4:.2f}" for t in range(5)], width=128)
-            st.caption(f"Latent interpolation: the posterior means of this slice (t=0) and of slice "
-                       f"{max(index - 5, 0)} (t=1), mixed linearly and decoded. A smooth morph means a smooth latent space; "
+            st.caption(f"Latent interpolation: the posterior means of this slice ({index}, t=0) and of slice "
+                       f"{other_index} (t=1), mixed linearly and decoded. A smooth morph means a smooth latent space; "
                        "the ends are the VAE's reconstructions, not the slices themselves.")
         else:
             st.info("no shipped VAE for this modality")

@@ -1,5 +1,6 @@
-"""Viewer (issue #29 items 7 and 8): downloads in any format with the input's data type, window
-presets from the whole volume, the manual window starting where the preset was, slice scrolling."""
+"""Viewer tools (issue #29 items 7 and 8, #25 item 3): downloads in any format with the input's data
+type, window presets from the whole volume, the manual window starting where the preset was, slice
+scrolling, the VAE tab's samples and interpolation target."""
 
 import io
 import zipfile
@@ -132,3 +133,16 @@ def test_manual_window_starts_from_the_preset_and_downloads_are_offered():
     assert "noisy input" in result.options and len(result.options) >= 2  # every method, and the noisy input
     assert at.selectbox(key="download_format").options == [NIFTI]
     assert {b.label for b in at.get("download_button")} >= {"metrics table (CSV)"}
+
+
+@pytest.mark.timeout(600)
+def test_vae_tab_draws_the_chosen_number_of_samples_and_interpolates_to_the_chosen_slice():
+    at = st_testing.AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.selectbox(key="vae_samples").set_value(8).run()
+    at.number_input(key="vae_other").set_value(2).run()
+    assert not at.exception
+    text = " ".join(c.value for c in at.caption)
+    assert "8 latents drawn from the prior" in text and "and of slice 2 (t=1)" in text
+    at.number_input(key="vae_seed").set_value(7).run()
+    assert "(seed 7)" in " ".join(c.value for c in at.caption) and not at.exception
