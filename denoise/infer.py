@@ -11,6 +11,7 @@ near-isotropic volumes) lives with them in `denoise.models.learned`; loading by 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -43,7 +44,8 @@ def check_strength(strength: float) -> float:
 
 
 def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR", batch_size: int = 16,
-                  progress: bool = False, spacing: tuple[float, ...] | None = None, strength: float = 1.0) -> np.ndarray:
+                  progress: bool | Callable[[int, int], None] = False, spacing: tuple[float, ...] | None = None,
+                  strength: float = 1.0) -> np.ndarray:
     """Denoise an array in physical units ``(y, x)``, ``(z, y, x)`` or ``(t, z, y, x)``.
 
     The array is scaled with the denoiser's normalisation (or the modality default), denoised
@@ -52,7 +54,9 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     values outside the range (out-of-field padding, metal) come back exactly as they were.
     ``spacing`` (voxel size in mm, array order) lets learned models pick three-plane inference on
     near-isotropic volumes (`LearnedDenoiser.plan`); without it they slice along the first axis.
-    ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models).
+    ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models); a
+    callable instead is called with (steps done, steps in all) after each batch of slices (2D) or
+    volume (3D), for a GUI's own bar (the viewer's, with an ETA).
     ``strength`` in [0, 1] blends the result with the input: ``input + strength * (denoised - input)``
     (0 = the input unchanged, 1 = the full denoising): less of the noise removed, more of faint
     structure and texture kept, for any method.
@@ -86,17 +90,22 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
         np.clip(x, *bounds, out=x)
     vols = x.reshape(-1, *x.shape[-3:]) if x.ndim >= 3 else x[None, None]
     out = np.empty_like(vols)
-    denoiser.progress = progress and denoiser.spatial_dims == 3  # 3D: a bar over sliding-window tiles
+    report = progress if callable(progress) else None
+    show = bool(progress) and report is None
+    denoiser.progress = show and denoiser.spatial_dims == 3  # 3D: a bar over sliding-window tiles
     bar = tqdm(total=vols.shape[0] * sum(vols.shape[1 + a] for a in axes), desc="slices", unit="slice", leave=False,
-               disable=not progress or denoiser.spatial_dims == 3)
+               disable=not show or denoiser.spatial_dims == 3)
+    steps = _Steps(bar, report)
     for t, vol in enumerate(vols):
         if denoiser.spatial_dims == 3:  # slab models take the slice axis first
             a = axes[0]
             out[t] = np.moveaxis(denoiser.denoise_batch(np.moveaxis(vol, a, 0)[None])[0], 0, a)
+            if report is not None:
+                report(t + 1, len(vols))
             continue
         out[t] = 0.0
         for a in axes:  # one view at a time, summed in place (memory: one extra volume)
-            out[t] += np.moveaxis(_slices(np.moveaxis(vol, a, 0), denoiser, batch_size, bar), 0, a)
+            out[t] += np.moveaxis(_slices(np.moveaxis(vol, a, 0), denoiser, batch_size, steps), 0, a)
         if len(axes) > 1:
             out[t] /= len(axes)
     bar.close()
@@ -113,7 +122,20 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     return result
 
 
-def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, bar: tqdm) -> np.ndarray:
+class _Steps:
+    """Slices done: the terminal bar and a caller's callback (tqdm counts nothing while disabled)."""
+
+    def __init__(self, bar: tqdm, report: Callable[[int, int], None] | None) -> None:
+        self.bar, self.report, self.done = bar, report, 0
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+        self.done += n
+        if self.report is not None:
+            self.report(self.done, int(self.bar.total))
+
+
+def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, steps: _Steps) -> np.ndarray:
     """A 2D denoiser over the slices of ``vol`` (first axis) in batches; 2.5D models get each
     slice with its neighbours (edge slices repeated)."""
     out = np.empty_like(vol)
@@ -122,11 +144,11 @@ def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, bar: tqdm) -> 
         idx = np.arange(i, min(i + batch_size, len(vol)))
         chunk = vol[np.clip(idx[:, None] + np.arange(-k, k + 1)[None], 0, len(vol) - 1)] if k else vol[idx]
         out[idx] = denoiser.denoise_batch(chunk)
-        bar.update(len(idx))
+        steps.update(len(idx))
     return out
 
 
-def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progress: bool = False,
+def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progress: bool | Callable[[int, int], None] = False,
                  strength: float = 1.0) -> Scan:
     """Denoise a Scan; returns a new Scan in the same physical units and geometry.
 

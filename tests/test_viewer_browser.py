@@ -22,32 +22,47 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _serve(*args: str) -> tuple[int, subprocess.Popen]:
+    """`denoise view` on a free port (extra arguments passed on)."""
+    port = _free_port()
+    denoise_bin = shutil.which("denoise") or str(Path(sys.executable).parent / "denoise")
+    proc = subprocess.Popen([denoise_bin, "view", "--port", str(port), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    return port, proc
+
+
+def _open(p, port: int):
+    """Headless Debian Chromium on the viewer, once the server answers."""
+    browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                      "--disable-component-update", "--disable-sync", "--no-first-run"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(240_000)  # a loaded 2-core machine (CI beside other jobs) reruns slowly
+    deadline = time.time() + 60
+    while True:
+        try:
+            page.goto(f"http://127.0.0.1:{port}", timeout=10_000)
+            return browser, page
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
+CHROMIUM = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed")
+
+
 @pytest.mark.browser
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed")
+@CHROMIUM
 @pytest.mark.skipif(not SAMPLE.exists(), reason="no sample data")
 def test_end_to_end_in_chromium(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
-    port = _free_port()
-    denoise_bin = shutil.which("denoise") or str(Path(sys.executable).parent / "denoise")
-    proc = subprocess.Popen([denoise_bin, "view", "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    port, proc = _serve()
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                              "--disable-component-update", "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            deadline = time.time() + 60
-            while True:
-                try:
-                    page.goto(f"http://127.0.0.1:{port}", timeout=10_000)
-                    break
-                except Exception:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(1)
-            page.get_by_text("Metrics").wait_for(timeout=240_000)
+            browser, page = _open(p, port)
+            page.get_by_text("Metrics", exact=True).wait_for(timeout=240_000)
             page.locator("[data-testid='stTable']").first.wait_for(timeout=240_000)
             # a local research tool: no Streamlit "Deploy" button (denoise view starts it with a minimal toolbar)
             assert page.get_by_role("button", name="Deploy").count() == 0
@@ -129,3 +144,46 @@ def test_end_to_end_in_chromium(tmp_path):
     time.sleep(1)
     with socket.socket() as sock:  # `denoise view` is the server: stopping it leaves nothing listening
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(600)
+@CHROMIUM
+def test_thick_slices_keep_their_aspect_and_a_result_downloads_in_the_inputs_dtype(tmp_path):
+    """A 10 x 5 mm-slice volume (64 x 80 pixels of 1 mm) seen coronally is drawn 50 mm high and 80 mm
+    wide, not as a strip 10 pixels high; the download button gives a NIfTI of the input's int16."""
+    import nibabel as nib
+    import numpy as np
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    root = tmp_path / "root"
+    root.mkdir()
+    vol = np.zeros((80, 64, 10), np.int16)  # (x, y, z)
+    vol[10:70, 8:56, :] = 300
+    vol[30:50, 20:40, 3:7] = 600
+    nib.save(nib.Nifti1Image(vol, np.diag([1.0, 1.0, 5.0, 1.0])), str(root / "thick_mr.nii.gz"))
+    port, proc = _serve("--data-root", str(root))
+    try:
+        with sync_api.sync_playwright() as p:
+            browser, page = _open(p, port)
+            page.get_by_text("data root", exact=True).click()
+            page.get_by_text("Metrics", exact=True).wait_for(timeout=240_000)
+            page.locator("[data-testid='stSelectbox']", has_text="plane").first.click()
+            page.get_by_role("option", name="coronal", exact=True).click()
+            page.get_by_text(re.compile(r"^noisy · coronal")).first.wait_for(timeout=240_000)
+            page.get_by_text("Running").wait_for(state="hidden", timeout=240_000)
+            size = page.locator("[data-testid='stImage'] img").first.evaluate(
+                "e => new Promise(r => { const done = () => r([e.naturalWidth, e.naturalHeight]); "
+                "e.complete ? done() : e.addEventListener('load', done); })")
+            with page.expect_download(timeout=240_000) as info:
+                page.locator("[data-testid='stDownloadButton'] button", has_text=re.compile(r"^download ")).first.click(
+                    timeout=240_000)
+            saved = tmp_path / info.value.suggested_filename
+            info.value.save_as(str(saved))
+            browser.close()
+        assert size[0] / size[1] == pytest.approx(80 / 50, rel=0.05)  # millimetres, not 80 / 10 pixels
+        out = nib.load(str(saved))
+        assert out.shape == vol.shape and out.get_data_dtype() == np.int16
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -146,3 +146,27 @@ def test_vae_tab_draws_the_chosen_number_of_samples_and_interpolates_to_the_chos
     assert "8 latents drawn from the prior" in text and "and of slice 2 (t=1)" in text
     at.number_input(key="vae_seed").set_value(7).run()
     assert "(seed 7)" in " ".join(c.value for c in at.caption) and not at.exception
+
+
+def test_denoise_array_reports_progress_to_a_callback_up_to_the_total(phantom_3d):
+    from denoise.infer import denoise_array
+    from denoise.models import ClassicalDenoiser
+
+    calls = []
+    out = denoise_array(phantom_3d, ClassicalDenoiser("gaussian"), batch_size=5, progress=lambda d, t: calls.append((d, t)))
+    assert out.shape == phantom_3d.shape
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and calls[-1] == (phantom_3d.shape[0], phantom_3d.shape[0])
+    assert len(calls) == -(-phantom_3d.shape[0] // 5)  # once per batch of slices
+
+
+def test_progress_reporter_gives_the_fraction_and_an_eta_from_the_rate_so_far():
+    from denoise.viewer.support import progress_reporter
+
+    now = iter([0.0, 10.0, 20.0])
+    shown = []
+    report = progress_reporter(lambda f, text: shown.append((f, text)), "denoising with bm3d", clock=lambda: next(now))
+    report(5, 20)  # 5 slices in 10 s: 15 left at 2 s each
+    report(20, 20)
+    assert shown[0] == (0.25, "denoising with bm3d: 5/20, about 30 s left")
+    assert shown[1] == (1.0, "denoising with bm3d: 20/20")

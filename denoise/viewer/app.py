@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import os
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,7 @@ from denoise.viewer.support import (
     metrics_rows,
     noise_column,
     plane_slice,
+    progress_reporter,
     read_scan_under_root,
     scan_from_upload,
     timed,
@@ -89,11 +91,25 @@ def _noisy(_scan, key: str, spec: str, seed: int):
     return add_noise(_scan, spec, seed=seed)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _denoise(_scan, key: str, method: str):
+@st.cache_resource(show_spinner=False)
+def _results() -> OrderedDict:
+    """Denoised results per (scan and noise key, method), the 64 most recently used. Not
+    `st.cache_data`: that replays the elements a cached call drew, and the progress bar lives
+    outside the call; results are shared read-only (the strength blend makes new arrays)."""
+    return OrderedDict()
+
+
+def _denoise(scan, key: str, method: str, report=None) -> tuple[np.ndarray, float]:
+    store = _results()
+    if (key, method) in store:
+        store.move_to_end((key, method))
+        return store[(key, method)]
     den = _model(method.split(":", 1)[1]) if ":" in method else ClassicalDenoiser(method)
-    result, secs = timed(denoise_scan, _scan, den)
-    return result.array, secs
+    result, secs = timed(denoise_scan, scan, den, progress=report or False)
+    store[(key, method)] = (result.array, secs)
+    while len(store) > 64:
+        store.popitem(last=False)
+    return store[(key, method)]
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -181,9 +197,10 @@ def main() -> None:
         noisy = scan
     noisy_key = f"{scan_key}|{spec}|{seed}"
     results: dict[str, tuple[np.ndarray, float]] = {}
-    for method in methods:
-        with st.spinner(f"denoising with {method}..."):
-            results[method] = _denoise(noisy, noisy_key, method)
+    for method in methods:  # a bar with an ETA while a method runs (BM3D takes minutes per volume)
+        slot = st.empty()
+        results[method] = _denoise(noisy, noisy_key, method, progress_reporter(slot.progress, f"denoising with {method}"))
+        slot.empty()
     if upload is not None:
         with st.spinner(f"denoising with {upload[0]}..."):
             results[upload[0]] = _denoise_checkpoint(noisy, noisy_key, upload[1], upload[2])

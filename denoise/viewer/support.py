@@ -20,7 +20,7 @@ from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 
 __all__ = ["resolve_under_root", "read_scan_under_root", "list_scans_under", "links_outside", "scan_from_upload",
-           "plane_slice", "window_presets", "metrics_rows", "noise_column", "PSNR_VOLUME",
+           "plane_slice", "window_presets", "metrics_rows", "noise_column", "PSNR_VOLUME", "progress_reporter",
            "MAX_UPLOAD_MB", "SAMPLE_DIR"]
 
 MAX_UPLOAD_MB = 200
@@ -296,6 +296,20 @@ def _slice_ssim(clean: np.ndarray, test: np.ndarray, rng: float, mask: np.ndarra
     if min(clean.shape) < 11:
         return float("nan")
     return ssim(clean, test, data_range=rng, mask=mask if mask.any() else None)
+
+
+def progress_reporter(show, label: str, clock=time.perf_counter):
+    """A `denoise_array` progress callback that calls ``show(fraction, text)`` with the steps done
+    and an ETA from the rate so far (e.g. ``show = st.progress(0).progress``)."""
+    start = clock()
+
+    def report(done: int, total: int) -> None:
+        elapsed = clock() - start
+        left = elapsed / done * (total - done) if done else float("nan")
+        eta = f", about {left:.0f} s left" if done and total > done else ""
+        show(min(done / max(total, 1), 1.0), f"{label}: {done}/{total}{eta}")
+
+    return report
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
