@@ -55,8 +55,8 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     ``spacing`` (voxel size in mm, array order) lets learned models pick three-plane inference on
     near-isotropic volumes (`LearnedDenoiser.plan`); without it they slice along the first axis.
     ``progress`` shows a bar over slices (2D) or sliding-window tiles (3D learned models); a
-    callable instead is called with (steps done, steps in all) after each batch of slices (2D) or
-    volume (3D), for a GUI's own bar (the viewer's, with an ETA).
+    callable instead is called with (slices done, slices in all) after each batch of slices (2D) or
+    each volume (3D), for a GUI's own bar (the viewer's, with an ETA).
     ``strength`` in [0, 1] blends the result with the input: ``input + strength * (denoised - input)``
     (0 = the input unchanged, 1 = the full denoising): less of the noise removed, more of faint
     structure and texture kept, for any method.
@@ -100,8 +100,7 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
         if denoiser.spatial_dims == 3:  # slab models take the slice axis first
             a = axes[0]
             out[t] = np.moveaxis(denoiser.denoise_batch(np.moveaxis(vol, a, 0)[None])[0], 0, a)
-            if report is not None:
-                report(t + 1, len(vols))
+            steps.update(vol.shape[a])  # the bar is off for 3D (its tiles have their own); a callback counts slices
             continue
         out[t] = 0.0
         for a in axes:  # one view at a time, summed in place (memory: one extra volume)

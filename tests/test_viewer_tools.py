@@ -151,6 +151,7 @@ def test_vae_tab_draws_the_chosen_number_of_samples_and_interpolates_to_the_chos
 def test_denoise_array_reports_progress_to_a_callback_up_to_the_total(phantom_3d):
     from denoise.infer import denoise_array
     from denoise.models import ClassicalDenoiser
+    from denoise.models.base import Denoiser
 
     calls = []
     out = denoise_array(phantom_3d, ClassicalDenoiser("gaussian"), batch_size=5, progress=lambda d, t: calls.append((d, t)))
@@ -158,6 +159,18 @@ def test_denoise_array_reports_progress_to_a_callback_up_to_the_total(phantom_3d
     done = [d for d, _ in calls]
     assert done == sorted(done) and calls[-1] == (phantom_3d.shape[0], phantom_3d.shape[0])
     assert len(calls) == -(-phantom_3d.shape[0] // 5)  # once per batch of slices
+
+    class Whole3D(Denoiser):  # a 3D denoiser: one call per volume
+        spatial_dims = 3
+
+        def denoise_batch(self, batch):
+            return batch.copy()
+
+    calls.clear()
+    series = np.stack([phantom_3d, phantom_3d])  # two time points
+    denoise_array(series, Whole3D(), progress=lambda d, t: calls.append((d, t)))
+    n = phantom_3d.shape[0]
+    assert calls == [(n, 2 * n), (2 * n, 2 * n)]  # in slices, like the 2D count, once per volume
 
 
 def test_progress_reporter_gives_the_fraction_and_an_eta_from_the_rate_so_far():
