@@ -22,18 +22,17 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from denoise.atomic import is_leftover, write_text_atomic
 from denoise.io import ScanSource, discover_scans
 from denoise.manifest import (
     MANIFEST_FIELDS,
     files_label,
-    is_leftover,
     output_stamp,
     read_manifest,
     relative_reason,
     skip_row,
     still_done,
     write_manifest,
-    write_text_atomic,
 )
 from denoise.outdir import OutputLock, UsageError, check_destinations, check_separate
 from denoise.scan_task import (
@@ -49,7 +48,7 @@ from denoise.scan_task import (
     reason_roots,
 )
 
-_atomic_write = atomic_write  # used by denoise.workflows.simulate_folder
+_atomic_write = atomic_write  # used by denoise.simulate_job.simulate_folder
 
 __all__ = ["denoise_folder", "process_scan", "BatchOptions", "UsageError", "MANIFEST_FIELDS", "default_model_for"]
 
@@ -131,29 +130,10 @@ def denoise_folder(
     t0 = time.perf_counter()
     src, out = Path(input).resolve(), Path(output).resolve()
     _check_usage(src, out, fmt, num_parts, part_id, workers, scheduler, reference)
-    from denoise.methods import run_model
-    from denoise.models import CLASSICAL_METHODS
-
-    model = run_model(model)  # dae:mr-2d -> mr-2d; an unknown name names the valid ones
-
-    if tta and model in CLASSICAL_METHODS:
-        raise UsageError(f"--tta is for learned models; {model!r} is a classical method")
-    if uncertainty and model in CLASSICAL_METHODS:
-        raise UsageError(f"--uncertainty is for learned models (the spread of a network's outputs over flips of "
-                         f"its input); {model!r} is a classical method")
-    _check_planes(model, planes, CLASSICAL_METHODS)
-    from denoise.infer import check_strength
-
-    try:
-        strength = check_strength(strength)
-    except ValueError as exc:
-        raise UsageError(f"--strength: {exc}") from None
-    opts = BatchOptions(output=str(out), model=model, device=device, fmt=fmt, tile=tile, overlap=overlap,
-                        batch_size=batch_size, noise_map=noise_map, uncertainty=uncertainty, tta=tta,
-                        planes=planes, reference=str(Path(reference).resolve()) if reference else None,
-                        threads=max(1, (os.cpu_count() or 1) // workers) if workers else None,
-                        input_root=str(src if src.is_dir() else src.parent), strength=strength, anomaly=anomaly)
-    _check_model(model, opts)
+    opts = _options(src, out, model, workers, device=device, fmt=fmt, tile=tile, overlap=overlap,
+                    batch_size=batch_size, noise_map=noise_map, uncertainty=uncertainty, tta=tta, planes=planes,
+                    reference=str(Path(reference).resolve()) if reference else None, strength=strength, anomaly=anomaly)
+    model, strength = opts.model, opts.strength
     sources, skipped = discover_scans(src)
     if not sources and not any(sk.failed for sk in skipped):
         raise UsageError(f"no DICOM or NIfTI scans found under {input}"
@@ -175,15 +155,8 @@ def denoise_folder(
         _remove_leftovers(out, [manifest_path, summary_path, *(out / r for r in dests)])
         rows = _rows_on_disk(read_manifest(manifest_path), out, {s.relpath for s in sources} | {k.relpath for k in skipped})
         previous = dict(rows)
-        for s in mine:
-            if s.relpath in collisions:
-                rows[s.relpath] = {"input": s.relpath, "kind": s.kind, "status": "failed",
-                                   "reason": collisions[s.relpath], "files": files_label(s, Path(opts.input_root))}
-        for sk in skipped:
-            if part_id == 0:
-                row = skip_row(sk)
-                row["reason"] = relative_reason(row["reason"], reason_roots(opts))
-                rows[sk.relpath] = row
+        rows.update(_rows_not_run([s for s in mine if s.relpath in collisions], collisions,
+                                  skipped if part_id == 0 else [], opts))
         todo = [s for s in mine if s.relpath not in collisions and not (
             resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes, strength, noise_map, uncertainty,
                                    ":".join(anomaly) if anomaly else ""))]
@@ -192,22 +165,68 @@ def denoise_folder(
             log.info("--continue: %d of %d scan(s) reused from the earlier run (same input, model and options), "
                      "%d to do", reused, len(mine), len(todo))
         write_manifest(manifest_path, rows)
-        pairs = _pair_references(todo, reference)
-        bar = tqdm(total=len(todo), desc="scans", unit="scan", disable=not progress)
-        for row in _run(todo, opts, workers, scheduler, pairs):
-            _keep_earlier_output(row, previous.get(row["input"]), out)
-            rows[row["input"]] = row
-            write_manifest(manifest_path, rows)
-            bar.update(1)
-            bar.set_postfix(status=row["status"])
-            if row["status"] == "failed":
-                log.warning("failed: %s: %s", row.get("files") or row["input"], row["reason"])
-        bar.close()
+        _run_recorded(todo, opts, workers, scheduler, _pair_references(todo, reference), rows, previous,
+                      manifest_path, progress)
         counts = {k: sum(r["status"] == k for r in rows.values()) for k in ("ok", "failed", "skipped")}
         summary = {"manifest": manifest_path.name, **counts, "processed": len(todo),
                    "reused": reused, "seconds": round(time.perf_counter() - t0, 2)}
         write_text_atomic(summary_path, json.dumps(summary, indent=1))
     return summary
+
+
+def _options(src: Path, out: Path, model: str | None, workers: int | None, *, strength: float,
+             **fields: Any) -> BatchOptions:
+    """The run's options, checked before anything is read or written: the model name (`run_model`:
+    ``dae:mr-2d`` -> ``mr-2d``, an unknown name listing the valid ones), options that only learned
+    models take, --planes, --strength, and that the model loads."""
+    from denoise.infer import check_strength
+    from denoise.methods import run_model
+    from denoise.models import CLASSICAL_METHODS
+
+    model = run_model(model)
+    if fields["tta"] and model in CLASSICAL_METHODS:
+        raise UsageError(f"--tta is for learned models; {model!r} is a classical method")
+    if fields["uncertainty"] and model in CLASSICAL_METHODS:
+        raise UsageError(f"--uncertainty is for learned models (the spread of a network's outputs over flips of "
+                         f"its input); {model!r} is a classical method")
+    _check_planes(model, fields["planes"], CLASSICAL_METHODS)
+    try:
+        strength = check_strength(strength)
+    except ValueError as exc:
+        raise UsageError(f"--strength: {exc}") from None
+    opts = BatchOptions(output=str(out), model=model, strength=strength, **fields,
+                        threads=max(1, (os.cpu_count() or 1) // workers) if workers else None,
+                        input_root=str(src if src.is_dir() else src.parent))
+    _check_model(model, opts)
+    return opts
+
+
+def _rows_not_run(collided: list[ScanSource], collisions: dict[str, str], skipped: list, opts: BatchOptions) -> dict[str, dict]:
+    """Manifest rows of the scans this run does not process: failed ones whose output would collide
+    with another's, and the files discovery skipped (reasons without the input's absolute path)."""
+    rows = {s.relpath: {"input": s.relpath, "kind": s.kind, "status": "failed", "reason": collisions[s.relpath],
+                        "files": files_label(s, Path(opts.input_root))} for s in collided}
+    for sk in skipped:
+        row = skip_row(sk)
+        row["reason"] = relative_reason(row["reason"], reason_roots(opts))
+        rows[sk.relpath] = row
+    return rows
+
+
+def _run_recorded(todo: list[ScanSource], opts: BatchOptions, workers: int | None, scheduler: str | None, pairs: dict,
+                  rows: dict[str, dict], previous: dict[str, dict], manifest_path: Path, progress: bool) -> None:
+    """Process ``todo`` (here or on Dask), rewriting the manifest after every scan so that it always
+    describes the outputs on disk; a failed scan is logged and the batch goes on."""
+    bar = tqdm(total=len(todo), desc="scans", unit="scan", disable=not progress)
+    for row in _run(todo, opts, workers, scheduler, pairs):
+        _keep_earlier_output(row, previous.get(row["input"]), manifest_path.parent)
+        rows[row["input"]] = row
+        write_manifest(manifest_path, rows)
+        bar.update(1)
+        bar.set_postfix(status=row["status"])
+        if row["status"] == "failed":
+            log.warning("failed: %s: %s", row.get("files") or row["input"], row["reason"])
+    bar.close()
 
 
 def output_collisions(sources: list[ScanSource], fmt: str, noise_map: bool, uncertainty: bool = False) -> dict[str, str]:

@@ -25,12 +25,14 @@ from tqdm.auto import tqdm
 from denoise import fidelity
 from denoise.infer import PRETRAINED_DIR, LearnedDenoiser, denoise_scan, load_model
 from denoise.io import discover_scans
-from denoise.methods import bench_methods, shipped_kind
-from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
+from denoise.methods import bench_methods, model_kind
+from denoise.metrics import data_range_for, foreground_mask, psnr, ssim
 from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser, bm3d_available
 from denoise.noise import add_noise, parse_noise
 from denoise.noise_level import noise_level
-from denoise.normalize import normalization_for, reference_intensity
+from denoise.normalize import normalization_for
+from denoise.registry import CLASSICAL as REGISTRY_CLASSICAL
+from denoise.registry import MODEL_KINDS, SLOW
 from denoise.scan import Scan
 
 __all__ = ["run_benchmark", "default_methods", "is_slow", "slow_methods_note", "summarize", "paired_difference",
@@ -40,10 +42,12 @@ FIELDS = ["scan", "noise", "method", "psnr_fg", "ssim_fg", "psnr", "ssim", "seco
           "residual_corr", "lesion_contrast_kept", "edge_rise_mm", "edge_rise_clean_mm", "edge_gradient_ratio",
           "data_range"]
 LESION_CONTRAST = 0.05  # fraction of the data range
-CLASSICAL = ["gaussian", "nlm", "tv", "wavelet", "bm3d"]
+# the classical rows of a benchmark: every filter of the registry but the median (an impulse-noise
+# filter, no baseline for Gaussian, Rician or CT noise)
+CLASSICAL = [m for m in REGISTRY_CLASSICAL if m != "median"]
 # run only when named in ``methods``: BM3D 1.9 s per 256x256 slice on 2 cores (docs/speed.json; NLM
 # 65 ms, mr-2d 26 ms), BM4D 1-2 min per 16-slice slab: with them one 193-slice volume took > 15 min
-SLOW_FAMILIES = ("bm3d", "bm4d")
+SLOW_FAMILIES = SLOW
 
 
 def is_slow(method: str) -> bool:
@@ -60,7 +64,7 @@ def default_methods() -> list[str]:
         if not is_slow(m):
             methods += [m, f"{m}:oracle"]
     for pt in sorted(PRETRAINED_DIR.glob("*.pt")):
-        kind = shipped_kind(pt.stem)
+        kind = model_kind(pt)
         methods.append(f"{kind}:{pt.stem}")
         if kind == "dae":  # and with the oracle noise level, like the classical methods' oracle rows
             methods.append(f"{kind}:{pt.stem}:oracle")
@@ -108,7 +112,7 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
             bar.update(len(methods))
             continue
         bar.set_postfix_str(f"case {case_no}/{len(cases)}: {source.relpath} {spec}")
-        rng = CT_DATA_RANGE if clean.modality == "CT" else reference_intensity(clean.array)
+        rng = data_range_for(clean.array, clean.modality)
         original = clean.array
         with_lesion, lesion = fidelity.insert_lesion(clean.array, LESION_CONTRAST * rng)
         clean = clean.with_array(with_lesion)
@@ -223,7 +227,7 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
         three_d = family == "bm4d"
         return ClassicalDenoiser("bm3d" if three_d else family, sigma=oracle if arg == "oracle" else None,
                                  rician=noise_kind == "rician", spatial_dims=3 if three_d else 2)
-    if family in ("dae", "vae", "sparse", "linear", "cae"):
+    if family in MODEL_KINDS:
         name, _, option = arg.partition(":")
         if name not in cache:
             cache[name] = load_model(name, device="cpu")

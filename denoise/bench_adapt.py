@@ -31,8 +31,7 @@ from denoise.adapt import adapt_scans
 from denoise.bench import _method
 from denoise.bench_real import repeat_sets, still_repeats
 from denoise.infer import denoise_scan, load_model
-from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
-from denoise.normalize import reference_intensity
+from denoise.metrics import data_range_for, foreground_mask, psnr, ssim
 from denoise.realnoise import lag_correlation, score_repeat
 from denoise.scan import Scan
 
@@ -100,7 +99,7 @@ def adapt_synthetic_check(cases: list[tuple[str, Scan, Scan, float | None]], out
     with tempfile.TemporaryDirectory() as tmp:
         for name, clean, noisy, sigma in cases:
             mod = "CT" if clean.modality.upper() == "CT" else "MR"
-            rng = CT_DATA_RANGE if mod == "CT" else reference_intensity(clean.array)
+            rng = data_range_for(clean.array, mod)
             mask = foreground_mask(clean.array)
 
             def score(method: str, result: np.ndarray, run: dict | None = None, *,

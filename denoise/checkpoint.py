@@ -8,7 +8,6 @@ and the package version: `load_checkpoint` rebuilds the model from the file alon
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -16,10 +15,11 @@ from typing import Any
 
 import torch
 
+from denoise.atomic import write_atomic
 from denoise.config import ModelConfig, config_from_dict
-from denoise.models import build_model
+from denoise.models import build_model, unwrap
 
-__all__ = ["save_checkpoint", "load_checkpoint", "file_hash", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_info", "CheckpointError"]
 
 FORMAT = "denoise-checkpoint-1"
 
@@ -37,23 +37,32 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, info: dict[str, An
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     payload = {"format": FORMAT, "config": json.dumps(info, default=_jsonable), "state_dict": state, **(extra or {})}
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(payload, tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any], dict]:
     """(model in eval mode, info dict, raw payload). Refuses anything but tensors and plain data."""
-    path = Path(path)
+    payload = _payload(Path(path), map_location)
+    info = json.loads(payload["config"])
+    model_cfg = config_from_dict(ModelConfig, info["model"])
+    model = build_model(model_cfg)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, info, payload
+
+
+def read_info(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's info dict (its config: ``info["model"]["kind"]`` and the rest) without
+    building the network; the same refusals as `load_checkpoint`."""
+    return json.loads(_payload(Path(path), "cpu", mmap=True)["config"])
+
+
+def _payload(path: Path, map_location: str, mmap: bool = False) -> dict:
+    """The file's dict, loaded with ``weights_only=True``; `CheckpointError` for anything else."""
     try:
-        payload = torch.load(str(path), map_location=map_location, weights_only=True)
+        payload = torch.load(str(path), map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         detail = _one_line(exc)
         if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):
@@ -66,12 +75,7 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[tor
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_one_line(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a denoise checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
-    info = json.loads(payload["config"])
-    model_cfg = config_from_dict(ModelConfig, info["model"])
-    model = build_model(model_cfg)
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
-    return model, info, payload
+    return payload
 
 
 def _one_line(exc: BaseException) -> str:
@@ -80,19 +84,6 @@ def _one_line(exc: BaseException) -> str:
     keys = ("GLOBAL", "Unsupported global", "Unsupported operand", "invalid load key")
     telling = [ln for ln in lines if any(k in ln for k in keys)]
     return ((telling or lines or [type(exc).__name__])[0])[:240]
-
-
-def file_hash(path: str | Path, *, length: int = 12) -> str:
-    """Short SHA-256 of a file (checkpoint identity in manifests)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 def _jsonable(obj: Any) -> Any:

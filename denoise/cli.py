@@ -10,6 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
+from denoise.registry import MODEL_KINDS
+
 __all__ = ["main"]
 
 
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="denoise", description="Denoise CT and MR scans with convolutional autoencoders "
                                 "(research use only, not for diagnosis).")
-    from denoise import __version__
+    from denoise._version import __version__
 
     p.add_argument("--version", action="version", version=f"denoise {__version__}")
     from denoise.cli_anomaly import add_anomaly
@@ -162,7 +164,7 @@ def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a model on a folder of clean scans")
     t.add_argument("--data", required=True, type=Path, metavar="DIR",
                    help="folder of clean scans to train on (one modality: see --modality)")
-    t.add_argument("--model", choices=["dae", "vae", "sparse", "linear", "cae"],
+    t.add_argument("--model", choices=list(MODEL_KINDS),
                    help="model family (default: the --init model's, else the --config file's, else dae)")
     t.add_argument("--dims", type=int, choices=[2, 3], help="spatial dims: 2 = slices, 3 = volumes (default: the "
                    "--init model's, else the --config file's, else 2)")
@@ -296,7 +298,7 @@ def _run(args) -> int:
 
 
 def _simulate(args) -> int:
-    from denoise.workflows import simulate_folder
+    from denoise.simulate_job import simulate_folder
 
     s = simulate_folder(args.input, args.output, args.noise, seed=args.seed, progress=not args.quiet)
     print(f"{s['ok']} noisy copies written, {s['failed']} failed -> {args.output}")
@@ -304,7 +306,7 @@ def _simulate(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from denoise.workflows import evaluate_folder
+    from denoise.evaluate_job import evaluate_folder
 
     rows, path = evaluate_folder(args.denoised, args.reference, mask=args.mask, out=args.out)
     for r in rows:
@@ -319,7 +321,7 @@ def _evaluate(args) -> int:
 
 
 def _train(args) -> int:
-    from denoise.workflows import train_folder
+    from denoise.train_job import train_folder
 
     best = train_folder(args.data, args.out, kind=args.model, dims=args.dims, noise=args.noise, config=args.config,
                         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, modality=args.modality,

@@ -11,10 +11,9 @@ import yaml
 
 from denoise.noise import check_training_options, parse_noise
 from denoise.normalize import Normalization
+from denoise.registry import MODEL_KINDS
 
 __all__ = ["ModelConfig", "TrainConfig", "load_config", "config_from_dict"]
-
-MODEL_KINDS = ("dae", "vae", "sparse", "linear", "cae")
 
 
 @dataclass(frozen=True)
@@ -125,6 +124,9 @@ class TrainConfig:
     blobs (radius 1-4 pixels, contrast 2-12% of the normalised scale, either sign; in 0-2
     neighbouring slices too) before the noise, in input and target alike: small low-contrast
     structures are signal, which smooth training anatomy rarely shows (`denoise.fidelity.add_blobs`).
+    ``lesion_weight``: with ``lesion_augment``, the reconstruction loss weighs the pixels where blobs
+    were added to the target 1 + ``lesion_weight`` times (a weighted mean; 0 = off): erasing a
+    faint blob costs more than the little MSE it is worth against the noise it sits in.
     ``grad_clip``: largest global gradient norm per step (clipped above it; 0 = off, as in the
     shipped recipes): a guard against the rare loss spike of a high learning rate."""
 
@@ -152,6 +154,7 @@ class TrainConfig:
     thick_augment: float = 0.0
     reference_noise: float = 0.0
     lesion_augment: float = 0.0
+    lesion_weight: float = 0.0
     shift_consistency: float = 0.0
     early_stop_patience: int = 8
     seed: int = 0
@@ -177,6 +180,8 @@ class TrainConfig:
         check_training_options(self.noise, reference_noise=self.reference_noise,
                                contrast_augment=self.contrast_augment, coarse_augment=self.coarse_augment,
                                fine_augment=self.fine_augment)
+        if self.lesion_weight < 0 or (self.lesion_weight and not self.lesion_augment):
+            raise ValueError("lesion_weight is a loss weight >= 0 on inserted blobs and needs lesion_augment > 0")
         if self.shift_consistency < 0:
             raise ValueError("shift_consistency is a loss weight, >= 0")
         if not 0 < self.val_fraction < 1:

@@ -86,6 +86,8 @@ class PatchSampler:
             thick or gapped slices, which isotropic training volumes never show.
         lesion_augment: probability that a patch gets small faint blobs before the noise, in
             input and target alike (`denoise.fidelity.add_blobs`; `TrainConfig.lesion_augment`).
+        lesion_weight: > 0: `batch` also returns a per-pixel loss weight, 1 + ``lesion_weight``
+            where blobs were added to the target, 1 elsewhere (`TrainConfig.lesion_weight`).
         reference_noise: ``lowdose`` only: the target keeps full-dose noise of its own, with a
             std drawn per patch uniformly in [0, reference_noise] (normalised scale; CT: a
             fraction of the 2000-HU window, 0.01 = 20 HU), and the dose's noise is added on top.
@@ -99,7 +101,7 @@ class PatchSampler:
                  noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False,
                  contrast_augment: float = 0.0, coarse_augment: float = 0.0,
                  fine_augment: float = 0.0, patch_depth: int = 0, thick_augment: float = 0.0,
-                 reference_noise: float = 0.0, lesion_augment: float = 0.0) -> None:
+                 reference_noise: float = 0.0, lesion_augment: float = 0.0, lesion_weight: float = 0.0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -127,6 +129,9 @@ class PatchSampler:
         self.fine_augment = fine_augment
         self.thick_augment = thick_augment
         self.lesion_augment = lesion_augment
+        if lesion_weight < 0 or (lesion_weight and not lesion_augment):
+            raise ValueError("lesion_weight is a loss weight >= 0 on inserted blobs and needs lesion_augment > 0")
+        self.lesion_weight = lesion_weight
         self.contrast = (Compose([NumpyHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
                                   RandScaleIntensity(factors=(-0.5, 0.0), prob=contrast_augment)])
                          if contrast_augment else None)
@@ -135,8 +140,9 @@ class PatchSampler:
         weights = np.array([len(c) for c in self._centers], dtype=float)
         self._vol_p = weights / weights.sum()
 
-    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(noisy, clean): noisy ``(n, 1 + 2 context, *patch)``, clean ``(n, 1, *patch)``, float32.
+    def batch(self, n: int) -> tuple[np.ndarray, ...]:
+        """(noisy, clean): noisy ``(n, 1 + 2 context, *patch)``, clean ``(n, 1, *patch)``, float32;
+        with ``lesion_weight`` also the clean-shaped loss weight (1 + lesion_weight on inserted blobs).
 
         With ``context`` (2D only) the noisy input holds the neighbouring slices as channels,
         each with its own noise, and the target is the clean centre slice; in a share
@@ -154,7 +160,11 @@ class PatchSampler:
             noisy = noisy[:, None]
         if self.noise_channel:
             noisy = with_noise_channel(noisy)
-        return noisy.astype(np.float32), clean[:, None].astype(np.float32)
+        if not self.lesion_weight:
+            return noisy.astype(np.float32), clean[:, None].astype(np.float32)
+        blobs = np.stack([p[2] if p[2] is not None else np.zeros_like(p[1], dtype=bool) for p in pairs])
+        weight = 1.0 + self.lesion_weight * blobs[:, None].astype(np.float32)
+        return noisy.astype(np.float32), clean[:, None].astype(np.float32), weight
 
     def reseed(self, seed: int) -> None:
         """Restart every random stream of the sampler (patch choice, noise, augmentations) from ``seed``."""
@@ -163,7 +173,17 @@ class PatchSampler:
         if self.contrast is not None:
             self.contrast.set_random_state(seed=seed + 1)
 
-    def _one(self) -> tuple[np.ndarray, np.ndarray]:
+    def _one(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(noisy, target, where blobs were added to the target or None): a window cut from a
+        volume, augmented, then corrupted (in this order, which fixes the random stream)."""
+        clean, field = self._cut()
+        clean, field, blobs = self._augment(clean, field)
+        noisy, target = self._corrupt(clean, field)
+        return noisy, target, blobs
+
+    def _cut(self) -> tuple[np.ndarray, np.ndarray]:
+        """A clean window (``(slices, H, W)``; 3D ``(1, D, H, W)``) and its lowdose noise field
+        (zeros otherwise), at the drawn pixel scale and slice step, padded to the patch size."""
         i = int(self.rng.choice(len(self.volumes), p=self._vol_p))
         vol = self.volumes[i]
         if self.rng.random() < self.foreground_fraction:
@@ -203,15 +223,29 @@ class PatchSampler:
         elif scale < 1:  # upsample in-plane: the same anatomy at half the pixel size
             clean = _upsample2(clean)
             field = np.zeros_like(clean)
+        return clean, field
+
+    def _augment(self, clean: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Flips and rotations (of the window and its field alike), the intensity remapping and the
+        faint blobs; returns where blobs went into the target when ``lesion_weight`` is set."""
         out = self.augment({"clean": clean.copy(), "field": field.copy()})
         clean = np.asarray(out["clean"])
         field = np.asarray(out["field"])
         if self.contrast is not None and clean.max() > clean.min():
             clean = np.asarray(self.contrast(clean), dtype=np.float32)
+        blobs = None
         if self.lesion_augment and self.rng.random() < self.lesion_augment:  # no draw when off
             stack = clean if self.spatial_dims == 2 else clean[0]  # (slices, H, W)
-            stack = add_blobs(stack, self.rng, centre=self.context if self.context else None)
-            clean = stack if self.spatial_dims == 2 else stack[None]
+            with_blobs = add_blobs(stack, self.rng, centre=self.context if self.context else None)
+            if self.lesion_weight:
+                changed = with_blobs != stack.astype(np.float32)  # add_blobs works in float32
+                blobs = changed[self.context] if self.context else (changed[0] if self.spatial_dims == 2 else changed)
+            clean = with_blobs if self.spatial_dims == 2 else with_blobs[None]
+        return clean, field, blobs
+
+    def _corrupt(self, clean: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(noisy input, clean target): the noise added (lowdose: the field at a drawn dose), and a
+        share of 2.5D stacks made of the noisy centre slice alone."""
         if not self.context:
             clean, field = clean[0], field[0]
         if self.noise.kind == "lowdose":
@@ -267,18 +301,17 @@ class _Batches(torch.utils.data.IterableDataset):
     def __init__(self, sampler: PatchSampler, batch_size: int, seed: int) -> None:
         self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         info = torch.utils.data.get_worker_info()
         if info is not None:
             self.sampler.reseed(self.seed + 7919 * (info.id + 1))
         while True:
-            noisy, clean = self.sampler.batch(self.batch_size)
-            yield torch.from_numpy(noisy), torch.from_numpy(clean)
+            yield tuple(torch.from_numpy(a) for a in self.sampler.batch(self.batch_size))
 
 
 def patch_batches(sampler: PatchSampler, batch_size: int, *, num_workers: int = 0, seed: int = 0,
-                  pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless (noisy, clean) tensor batches from ``sampler``.
+                  pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Endless (noisy, clean) tensor batches from ``sampler`` (with its loss weight, if it makes one).
 
     ``num_workers=0`` draws them in this process, in the sampler's own seeded order. With workers
     (a torch DataLoader; what keeps a GPU busy, since sampling runs on the CPU) each worker

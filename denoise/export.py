@@ -114,7 +114,7 @@ def _require(*modules: str) -> None:
 
 def sha256(path: Path) -> str:
     """The full SHA-256 of a file (hex), as the export JSON records it."""
-    from denoise.checkpoint import file_hash
+    from denoise.hashing import file_hash
 
     return file_hash(path, length=64)
 
@@ -192,7 +192,7 @@ def inference_spec(info: dict[str, Any], *, name: str, fmt: str, hashes: dict[st
     ``info`` is the checkpoint's config; it is kept whole under ``"checkpoint"`` (what
     `denoise.load_model` rebuilds the pre- and post-processing from), and the rest spells the same
     facts out for runtimes outside Python."""
-    from denoise import __version__
+    from denoise._version import __version__
     from denoise.normalize import Normalization
 
     m = info["model"]

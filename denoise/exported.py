@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from denoise.export import EXPORT_FILE, EXPORT_FORMAT, sha256
+from denoise.hashing import text_hash
 
 __all__ = ["OnnxNetwork", "load_exported", "is_export_dir", "onnx_providers", "export_label"]
 
@@ -115,7 +116,7 @@ def load_exported(folder: str | Path, *, device: str = "auto", **kwargs: Any):
         shared = {k: kwargs[k] for k in ("sigma", "tta", "batch_size") if k in kwargs}
         isotropic = LearnedDenoiser(nets["isotropic"][0], iso_info, name=iso_info.get("name") or "isotropic",
                                     device=torch_device, checkpoint_hash=nets["isotropic"][1][:12], **shared)
-        digest = sha256_text(f"{digest}+{isotropic.checkpoint_hash}")
+        digest = text_hash(f"{digest}+{isotropic.checkpoint_hash}")
     model = LearnedDenoiser(nets["network"][0], spec["checkpoint"], name=name, device=torch_device,
                             checkpoint_hash=digest, isotropic=isotropic, **kwargs)
     return model
@@ -125,9 +126,3 @@ def export_label(spec: dict[str, Any], folder: Path) -> str:
     """The name an exported model's manifest rows carry: ``NAME.onnx`` (the runtimes told apart;
     no ``+``, which manifests keep for inference options)."""
     return f"{spec.get('name') or folder.name}.onnx"
-
-
-def sha256_text(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:12]

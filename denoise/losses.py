@@ -8,14 +8,20 @@ from torch.nn import functional as F
 __all__ = ["reconstruction", "kl_divergence", "sparsity", "beta_schedule", "shift_consistency", "jacobian_frobenius"]
 
 
-def reconstruction(output: torch.Tensor, target: torch.Tensor, *, kind: str = "mse") -> torch.Tensor:
-    """Mean squared ("mse") or absolute ("l1") error, in float32 (also under autocast)."""
+def reconstruction(output: torch.Tensor, target: torch.Tensor, *, kind: str = "mse",
+                   pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared ("mse") or absolute ("l1") error, in float32 (also under autocast).
+
+    ``pixel_weight`` (target-shaped, > 0): a weighted mean instead, sum(w e) / sum(w), e.g. more
+    weight where faint lesions were inserted into the target (`TrainConfig.lesion_weight`)."""
     output, target = output.float(), target.float()
-    if kind == "mse":
-        return F.mse_loss(output, target)
-    if kind == "l1":
-        return F.l1_loss(output, target)
-    raise ValueError(f"reconstruction loss must be 'mse' or 'l1', got {kind!r}")
+    if kind not in ("mse", "l1"):
+        raise ValueError(f"reconstruction loss must be 'mse' or 'l1', got {kind!r}")
+    if pixel_weight is not None:
+        err = (output - target).pow(2) if kind == "mse" else (output - target).abs()
+        w = pixel_weight.float()
+        return (w * err).sum() / w.sum()
+    return F.mse_loss(output, target) if kind == "mse" else F.l1_loss(output, target)
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -58,7 +64,7 @@ def beta_schedule(beta: float, epoch: int, warmup_epochs: int) -> float:
 
 
 def shift_consistency(model, noisy: torch.Tensor, clean: torch.Tensor, *, kind: str, weight: float,
-                      border: int = 8) -> torch.Tensor:
+                      border: int = 8, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Reconstruction of ``noisy`` and of a copy rolled by one pixel along a random, non-empty set of
     spatial axes, plus ``weight`` x the mean squared disagreement of the two outputs (rolled back).
 
@@ -66,7 +72,7 @@ def shift_consistency(model, noisy: torch.Tensor, clean: torch.Tensor, *, kind: 
     sub-images disagree slightly, which shows as a faint 2-pixel periodic pattern and costs PSNR
     (an ensemble over shifts gains what the disagreement loses). This term trains the disagreement
     away at no inference cost. ``border`` pixels on every side, where the roll wraps around, are
-    left out of the rolled terms.
+    left out of the rolled terms. ``pixel_weight``: as in `reconstruction`, for both reconstructions.
     """
     dims = tuple(range(2, noisy.ndim))
     shifts = torch.zeros(len(dims), dtype=torch.long)
@@ -77,5 +83,7 @@ def shift_consistency(model, noisy: torch.Tensor, clean: torch.Tensor, *, kind: 
     out_s = torch.roll(model(torch.roll(noisy, sh, dims)), tuple(-v for v in sh), dims)
     b = max(1, min(border, min(noisy.shape[2:]) // 4))
     inner = (..., *[slice(b, -b)] * len(dims))
-    return (0.5 * (reconstruction(out, clean, kind=kind) + reconstruction(out_s[inner], clean[inner], kind=kind))
+    pw, pw_inner = (pixel_weight, pixel_weight[inner]) if pixel_weight is not None else (None, None)
+    return (0.5 * (reconstruction(out, clean, kind=kind, pixel_weight=pw)
+                   + reconstruction(out_s[inner], clean[inner], kind=kind, pixel_weight=pw_inner))
             + weight * F.mse_loss(out_s[inner], out[inner]))

@@ -4,14 +4,14 @@ resume rule (`still_done`) that decides whether an earlier row can stand."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
+from denoise.atomic import write_atomic
+from denoise.hashing import files_hash
 from denoise.io import ScanSource, Skipped
 
 __all__ = ["MANIFEST_FIELDS", "input_hash", "read_manifest", "write_manifest", "still_done", "model_label", "skip_row",
@@ -24,13 +24,7 @@ MANIFEST_FIELDS = ["input", "files", "output", "noise_map", "uncertainty", "anom
 
 def input_hash(source: ScanSource) -> str:
     """SHA-256 over the scan's files (names relative to each other and contents), 16 hex digits."""
-    h = hashlib.sha256()
-    for path in sorted(source.files):
-        h.update(os.fsencode(path.name))  # any file name, also one that is not valid UTF-8
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
+    return files_hash(source.files, length=16)
 
 
 def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool,
@@ -131,35 +125,13 @@ def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
         return {r["input"]: r for r in csv.DictReader(fh)}
 
 
-def temp_sibling(path: Path, kind: str = "tmp", tag: str | None = None, ext: str = "") -> Path:
-    """``.NAME.TAG.KIND[EXT]`` beside ``path``: where an output is written before it is renamed into
-    place (kind ``tmp``) or where a DICOM series it replaces waits (kind ``old``). The 8-hex TAG keeps
-    concurrent writers apart; `is_leftover` recognises these names after a killed run."""
-    return path.with_name(f".{path.name}.{tag or uuid.uuid4().hex[:8]}.{kind}{ext}")
-
-
-def is_leftover(candidate: Path, path: Path) -> bool:
-    """Whether ``candidate`` is one of `temp_sibling`'s names for ``path``."""
-    prefix = f".{path.name}."
-    if candidate.parent != path.parent or not candidate.name.startswith(prefix):
-        return False
-    tag, _, kind = candidate.name[len(prefix):].partition(".")
-    return len(tag) == 8 and all(c in "0123456789abcdef" for c in tag) and (kind.startswith("tmp") or kind == "old")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write under a temporary name, then rename: readers see the old file or the whole new one."""
-    tmp = temp_sibling(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_manifest(path: Path, rows: dict[str, dict[str, Any]]) -> None:
     """Write every row (sorted by input) under a temporary name, then rename: never half a manifest."""
-    tmp = temp_sibling(path)
-    with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
-        w = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        for key in sorted(rows):
-            w.writerow({k: rows[key].get(k, "") for k in MANIFEST_FIELDS})
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            w = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            for key in sorted(rows):
+                w.writerow({k: rows[key].get(k, "") for k in MANIFEST_FIELDS})
+
+    write_atomic(path, write)

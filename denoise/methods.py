@@ -18,19 +18,17 @@ Nothing heavy is imported here (``--help`` lists the names from it).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from denoise.outdir import UsageError
 from denoise.pretrained import PRETRAINED_DIR
+from denoise.registry import CLASSICAL, MODEL_KINDS, SLOW, bm3d_available
 
-__all__ = ["CLASSICAL", "FAMILIES", "MODEL_OPTIONS", "PRETRAINED_DIR", "shipped_models", "shipped_kind",
+__all__ = ["CLASSICAL", "FAMILIES", "MODEL_OPTIONS", "PRETRAINED_DIR", "shipped_models", "model_kind",
            "valid_names", "run_model", "bench_method", "bench_methods"]
 
-CLASSICAL = ("gaussian", "median", "nlm", "tv", "wavelet", "bm3d")  # == denoise.models.CLASSICAL_METHODS
-FAMILIES = ("dae", "vae", "sparse", "linear", "cae")
+FAMILIES = MODEL_KINDS
 MODEL_OPTIONS = ("oracle", "tta", "1plane", "3planes")
-_SLOW = ("bm3d", "bm4d")
 
 
 def shipped_models() -> list[str]:
@@ -38,12 +36,15 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
 
 
-def shipped_kind(name: str) -> str:
-    """The family of a shipped model or checkpoint by its name: vae-*, sparse-*, linear-*, cae-*, else dae."""
-    for kind in ("vae", "sparse", "linear", "cae"):
-        if name.startswith(kind):
-            return kind
-    return "dae"
+def model_kind(model: str | Path) -> str:
+    """The kind (family) of a shipped model (by name) or a checkpoint file, as its config records
+    it. Raises `denoise.checkpoint.CheckpointError` for a file that is not a readable checkpoint."""
+    from denoise.checkpoint import read_info
+
+    path = Path(model)
+    if not path.suffix and str(model) in shipped_models():
+        path = PRETRAINED_DIR / f"{model}.pt"
+    return read_info(path)["model"]["kind"]
 
 
 def valid_names(bench: bool = False) -> str:
@@ -82,8 +83,10 @@ def run_model(name: str | None) -> str | None:
 
 
 def bench_method(name: str) -> str:
-    """A bench method name in the bench's form (``mr-2d`` -> ``dae:mr-2d``; the rest unchanged).
-    Raises `UsageError` for an unknown name or option, or BM3D/BM4D when not installed."""
+    """A bench method name in the bench's form (``mr-2d`` -> ``dae:mr-2d``, the family read from the
+    checkpoint; the rest unchanged). Raises `UsageError` for an unknown name or option, BM3D/BM4D
+    when not installed, a checkpoint that cannot be read, or a FAMILY: prefix that is not the
+    checkpoint's kind."""
     text = name.strip()
     if text == "noisy":
         return text
@@ -91,16 +94,23 @@ def bench_method(name: str) -> str:
     if head in CLASSICAL or head == "bm4d":
         if rest not in ("", "oracle"):
             raise UsageError(f"{text!r}: a classical method takes only :oracle (e.g. {head}:oracle)")
-        if head in _SLOW and not _bm3d_installed():
+        if head in SLOW and not bm3d_available():
             raise UsageError(f"{text!r}: BM3D/BM4D are not installed: pip install 'denoise[bm3d]' "
                              "(non-commercial licence)")
         return text
     family = head if head in FAMILIES else None
     model, _, opts = rest.partition(":") if family else (head, "", rest)
-    if model in shipped_models() or (model.endswith(".pt") and Path(model).is_file()):
-        family = family or shipped_kind(Path(model).stem)
-    else:
+    if not (model in shipped_models() or (model.endswith(".pt") and Path(model).is_file())):
         raise UsageError(f"unknown method {text!r}")
+    from denoise.checkpoint import CheckpointError
+
+    try:
+        kind = model_kind(model)
+    except CheckpointError as exc:
+        raise UsageError(f"{text!r}: {exc}") from exc
+    if family and family != kind:
+        raise UsageError(f"{text!r}: {model} is a {kind} model, not {family} (use {kind}:{model} or just {model})")
+    family = kind
     options = opts.split("+") if opts else []
     if not set(options) <= set(MODEL_OPTIONS) or {"1plane", "3planes"} <= set(options):
         raise UsageError(f"unknown model option in {text!r}: use :oracle, :tta, :1plane or :3planes, or several "
@@ -125,8 +135,3 @@ def bench_methods(names: list[str]) -> list[str]:
     if bad:
         raise UsageError(f"--methods: {'; '.join(bad)}. Valid: {valid_names(bench=True)}")
     return out
-
-
-def _bm3d_installed() -> bool:
-    """`denoise.models.bm3d_available` without importing the models (torch)."""
-    return importlib.util.find_spec("bm3d") is not None and importlib.util.find_spec("bm4d") is not None

@@ -12,10 +12,21 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["psnr", "ssim", "foreground_mask", "estimate_sigma", "CT_DATA_RANGE"]
+__all__ = ["psnr", "ssim", "foreground_mask", "estimate_sigma", "data_range_for", "CT_DATA_RANGE"]
 
 CT_DATA_RANGE = 2000.0  # HU window [-1000, 1000]
 _PAD = 5  # half of the 11-tap Gaussian SSIM window (sigma 1.5, truncate 3.5)
+
+
+def data_range_for(reference: np.ndarray, modality: str) -> float:
+    """The data range every score of the package uses (the one home of the rule): CT, the declared
+    2000-HU window (`CT_DATA_RANGE`); any other modality, the clean reference's robust maximum
+    (`denoise.normalize.reference_intensity`)."""
+    if modality.upper() == "CT":
+        return CT_DATA_RANGE
+    from denoise.normalize import reference_intensity
+
+    return reference_intensity(reference)
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, *, data_range: float, mask: np.ndarray | None = None) -> float:

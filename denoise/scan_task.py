@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 from pydicom.uid import generate_uid
 
+from denoise.atomic import temp_sibling, write_atomic
 from denoise.io import ScanReadError, ScanSource, discover_scans, write_scan
 from denoise.io.dicom_write import needs_study_uid
-from denoise.manifest import files_label, input_hash, output_stamp, relative_reason, temp_sibling
-from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
-from denoise.normalize import hu_warning, reference_intensity
+from denoise.manifest import files_label, input_hash, output_stamp, relative_reason
+from denoise.metrics import data_range_for, foreground_mask, psnr, ssim
+from denoise.normalize import hu_warning
 from denoise.outdir import identity
 from denoise.realnoise import no_reference_measures
 
@@ -285,10 +286,7 @@ def atomic_write(scan, dest: Path, description: str, inputs: set[tuple[int, int]
     if dest.is_symlink():
         dest.unlink()
     if dest.name.endswith((".nii", ".nii.gz")):
-        ext = ".nii.gz" if dest.name.endswith(".gz") else ".nii"
-        tmp = temp_sibling(dest, ext=ext)
-        write_scan(scan, tmp)
-        os.replace(tmp, dest)
+        write_atomic(dest, lambda tmp: write_scan(scan, tmp), ext=".nii.gz" if dest.name.endswith(".gz") else ".nii")
         return
     tmp = temp_sibling(dest)
     write_scan(scan, tmp, description=description, series_offset=series_offset)
@@ -319,7 +317,7 @@ def _reference_metrics(ref_source: ScanSource, den) -> dict[str, str]:
         return {"reason": f"reference {ref_source.relpath} unreadable: {getattr(exc, 'reason', exc)}"}
     if ref.array.shape != den.array.shape:
         return {"reason": f"reference {ref_source.relpath} has shape {ref.array.shape}, the output {den.array.shape}"}
-    rng = CT_DATA_RANGE if den.modality == "CT" else reference_intensity(ref.array)
+    rng = data_range_for(ref.array, den.modality)
     mask = foreground_mask(ref.array)
     return {"psnr_fg": f"{psnr(ref.array, den.array, data_range=rng, mask=mask):.3f}",
             "ssim_fg": f"{ssim(ref.array, den.array, data_range=rng, mask=mask):.4f}"}

@@ -23,20 +23,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from denoise import __version__
+from denoise._version import __version__
+from denoise.atomic import is_leftover
 from denoise.checkpoint import load_checkpoint, save_checkpoint
 from denoise.config import ModelConfig, TrainConfig
 from denoise.data import PatchSampler, patch_batches, precompute_lowdose_noise
-from denoise.losses import (
-    beta_schedule,
-    jacobian_frobenius,
-    kl_divergence,
-    reconstruction,
-    shift_consistency,
-    sparsity,
-)
+from denoise.losses import beta_schedule
 from denoise.metrics import psnr, ssim
-from denoise.models import VAEOutput, build_model, latent_sensitivity, sparsity_fraction
+from denoise.models import build_model, unwrap
 from denoise.models.grow import grow_state
 from denoise.models.learned import resolve_device
 from denoise.noise import parse_noise
@@ -105,6 +99,10 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     out_dir.mkdir(parents=True, exist_ok=True)
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     rank, world = _dist_init()
+    if rank == 0:  # temporaries a killed run's checkpoint or table writes left (rank 0 writes them all)
+        for p in out_dir.iterdir():
+            if any(is_leftover(p, out_dir / n) for n in ("best.pt", "last.pt", "metrics.csv", "summary.json")):
+                p.unlink(missing_ok=True)
     torch.manual_seed(train_cfg.seed + rank)
     device = resolve_device(train_cfg.device) if world == 1 else torch.device(
         f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
@@ -113,78 +111,15 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     if rank == 0:
         for line in split_lines(tr_idx, va_idx, files if files and len(files) == len(scans) else None):
             log.info(line)
-    if va_idx:
-        train_vols, train_fields = prepare_volumes([scans[i] for i in tr_idx], train_cfg, train_cfg.seed)
-        val_vols, val_fields = prepare_volumes([scans[i] for i in va_idx], train_cfg, train_cfg.seed + 7)
-    else:  # one scan: last 20% of slices validate
-        vols, fields = prepare_volumes(scans, train_cfg, train_cfg.seed)
-        cut = max(1, int(vols[0].shape[0] * (1 - train_cfg.val_fraction)))
-        train_vols, val_vols = [vols[0][:cut]], [vols[0][cut:]]
-        train_fields, val_fields = (([fields[0][:cut]], [fields[0][cut:]]) if fields else (None, None))
-    d = model_cfg.spatial_dims
-    sampler = PatchSampler(train_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
-                           seed=train_cfg.seed + 31 * rank, noise_fields=train_fields, context=model_cfg.context,
-                           noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction,
-                           all_axes=train_cfg.all_axes, contrast_augment=train_cfg.contrast_augment,
-                           coarse_augment=train_cfg.coarse_augment, fine_augment=train_cfg.fine_augment,
-                           patch_depth=train_cfg.patch_depth, thick_augment=train_cfg.thick_augment,
-                           reference_noise=train_cfg.reference_noise, lesion_augment=train_cfg.lesion_augment)
-    val_sampler = PatchSampler(val_vols, noise=train_cfg.noise, spatial_dims=d, patch_size=train_cfg.patch_size,
-                               seed=train_cfg.seed + 12345, noise_fields=val_fields, context=model_cfg.context,
-                               noise_channel=model_cfg.noise_channel, foreground_fraction=train_cfg.foreground_fraction,
-                               # validation shares the slice spacings of thick_augment (unlike the in-plane
-                               # and contrast augmentations, which it leaves out)
-                               patch_depth=train_cfg.patch_depth, thick_augment=train_cfg.thick_augment,
-                               reference_noise=train_cfg.reference_noise)  # validated as trained
-    val_noisy, val_clean = val_sampler.batch(train_cfg.val_patches)
-
-    model = build_model(model_cfg).to(device)
-    if init and not resume:
-        start_net, start_info, _ = load_checkpoint(init)
-        state = start_net.state_dict()
-        if start_info["model"] != json.loads(json.dumps(asdict(model_cfg))):
-            try:  # a DAE may start from a smaller one (fewer neighbouring slices, narrower levels)
-                state = grow_state(state, start_net.config, model_cfg, seed=train_cfg.seed)
-            except ValueError as exc:
-                raise ValueError(f"{init}: its architecture differs from the configured model; cannot fine-tune from it") from exc
-        model.load_state_dict(state)
+    sampler, val_noisy, val_clean = _samplers(scans, tr_idx, va_idx, model_cfg, train_cfg, rank)
+    model = _start_model(model_cfg, train_cfg, device, None if resume else init)
     start = None  # the starting model's validation score (fine-tuning), the baseline of the summary
     if init and not resume and rank == 0:
         start = _validate(model, val_noisy, val_clean, device)
         log.info("starting model (%s): validation PSNR %.2f dB (noisy input %.2f dB)", Path(init).name,
                  start["val_psnr"], start["val_psnr_noisy"])
-    opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    total = train_cfg.epochs * train_cfg.steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    history: list[dict[str, float]] = []
-    start_epoch, best, stale = 0, -math.inf, 0
-    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_cfg.ema),
-                                                use_buffers=True) if train_cfg.ema else None)
-    if resume:
-        net, _, payload = load_checkpoint(resume)
-        if ema is not None:  # the checkpoint's weights are the average; the raw ones ride along
-            if "raw_state" not in payload:
-                raise ValueError(f"{resume}: saved without ema; cannot resume it with ema on")
-            ema.module.load_state_dict(net.state_dict())
-            ema.n_averaged.fill_(int(payload["ema_n_averaged"]))
-            model.load_state_dict(payload["raw_state"])
-        else:
-            model.load_state_dict(net.state_dict())
-        opt.load_state_dict(payload["optimizer"])
-        sched.load_state_dict(payload["scheduler"])
-        history = [dict(zip(payload["history_keys"], row)) for row in payload["history"].tolist()]
-        start_epoch = int(payload["epoch"]) + 1
-        best = max((h["val_psnr"] for h in history), default=-math.inf)
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    amp = train_cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    cpu_bf16 = train_cfg.cpu_bf16 and device.type == "cpu"
-    if cpu_bf16 and _native_bf16() is False:  # emulated bf16: ~15x slower here, and a probe's loss went astray
-        log.warning("cpu_bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16/AMX); training in float32 "
-                    "instead (emulated bfloat16 is much slower, not faster)")
-        cpu_bf16 = False
-    info = {
+    run, history, start_epoch = _Steps.create(model, train_cfg, device, world, resume)
+    record = _Record(out_dir, history, start, train_cfg.early_stop_patience, info={
         "name": name,
         "model": asdict(model_cfg),
         "train": {k: v for k, v in asdict(train_cfg).items() if k != "normalization"},
@@ -193,56 +128,26 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         "data": {**(data_summary or {}), "train_scans": tr_idx, "val_scans": va_idx},
         **({"init": _init_label(Path(init))} if init else {}),
         "version": __version__,
-    }
+    })
     batches = patch_batches(sampler, train_cfg.batch_size, num_workers=train_cfg.num_workers,
                             seed=train_cfg.seed + 31 * rank, pin_memory=device.type == "cuda")
+    total = train_cfg.epochs * train_cfg.steps_per_epoch
     bar = tqdm(total=total, initial=start_epoch * train_cfg.steps_per_epoch, desc=f"train {name}",
                disable=not progress or rank != 0, unit="step")
     for epoch in range(start_epoch, train_cfg.epochs):
-        model.train()
+        run.model.train()
         t0, losses = time.perf_counter(), []
         beta = beta_schedule(train_cfg.beta, epoch, train_cfg.beta_warmup_epochs)
         for _ in range(train_cfg.steps_per_epoch):
-            noisy, clean = (t.to(device, non_blocking=True) for t in next(batches))
-            with torch.autocast(device.type, enabled=amp or cpu_bf16, dtype=torch.bfloat16 if cpu_bf16 else None):
-                loss = _loss(model, noisy, clean, model_cfg.kind, train_cfg, beta)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if train_cfg.grad_clip:
-                scaler.unscale_(opt)  # (a no-op scale without CUDA mixed precision)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            if ema is not None:
-                ema.update_parameters(_unwrap(model))
-            losses.append(float(loss.detach()))
+            losses.append(run.step(next(batches), beta))
             bar.update(1)
-            shown = best if math.isfinite(best) else (start or {}).get("val_psnr", math.nan)
+            shown = record.best if math.isfinite(record.best) else (start or {}).get("val_psnr", math.nan)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}", val_psnr=f"{shown:.2f}" if math.isfinite(shown) else "-")
         stop = False
         if rank == 0:
-            kept = ema.module if ema is not None else _unwrap(model)  # the weights validated and saved
-            metrics = _validate(kept, val_noisy, val_clean, device)
-            row = {"epoch": epoch, "loss": float(np.mean(losses)), **metrics, "seconds": time.perf_counter() - t0}
-            history.append(row)
-            log.info("epoch %d %s", epoch, row)
-            write_metrics(out_dir, history, start)
-            if metrics["val_psnr"] > best:
-                best, stale = metrics["val_psnr"], 0
-                save_checkpoint(out_dir / "best.pt", kept, {**info, "validation": row, "history": history})
-            else:
-                stale += 1
-            keys = sorted(history[0])
-            save_checkpoint(out_dir / "last.pt", kept, {**info, "validation": row}, extra={
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                "history": torch.tensor([[h[k] for k in keys] for h in history], dtype=torch.float64),
-                "history_keys": keys,
-                **({"raw_state": _unwrap(model).state_dict(), "ema_n_averaged": ema.n_averaged.clone()} if ema is not None else {}),
-            })
-            stop = stale >= train_cfg.early_stop_patience
-            if stop:
-                log.info("early stop at epoch %d (no validation gain for %d epochs)", epoch, stale)
+            metrics = _validate(run.kept, val_noisy, val_clean, device)
+            stop = record.epoch_end(run, epoch, {"epoch": epoch, "loss": float(np.mean(losses)), **metrics,
+                                                 "seconds": time.perf_counter() - t0})
         if world > 1:  # every rank stops together
             flag = torch.tensor([int(stop)], device=device if device.type == "cuda" else "cpu")
             torch.distributed.broadcast(flag, src=0)
@@ -263,41 +168,161 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     return history
 
 
-def _loss(model, noisy, clean, kind: str, cfg: TrainConfig, beta: float) -> torch.Tensor:
-    if kind == "vae":
-        out: VAEOutput = model(noisy)
-        return reconstruction(out.recon, clean, kind=cfg.loss) + beta * kl_divergence(out.mu, out.logvar)
-    if kind == "sparse":
-        recon, z = _unwrap(model).forward_with_latent(noisy)
-        return reconstruction(recon, clean, kind=cfg.loss) + cfg.sparsity_weight * sparsity(z)
-    if kind == "cae":  # reconstruction + weight x Hutchinson estimate of the encoder's ||J||_F^2
-        net = _unwrap(model)
-        return reconstruction(model(noisy), clean, kind=cfg.loss) + cfg.contractive_weight * jacobian_frobenius(net.encode, noisy)
-    if cfg.shift_consistency > 0:
-        return shift_consistency(model, noisy, clean, kind=cfg.loss, weight=cfg.shift_consistency)
-    return reconstruction(model(noisy), clean, kind=cfg.loss)
+def _samplers(scans: list[Scan], tr_idx: list[int], va_idx: list[int], model_cfg: ModelConfig,
+              train_cfg: TrainConfig, rank: int) -> tuple[PatchSampler, np.ndarray, np.ndarray]:
+    """The training patch sampler and the fixed validation batch (noisy, clean)."""
+    if va_idx:
+        train_vols, train_fields = prepare_volumes([scans[i] for i in tr_idx], train_cfg, train_cfg.seed)
+        val_vols, val_fields = prepare_volumes([scans[i] for i in va_idx], train_cfg, train_cfg.seed + 7)
+    else:  # one scan: last 20% of slices validate
+        vols, fields = prepare_volumes(scans, train_cfg, train_cfg.seed)
+        cut = max(1, int(vols[0].shape[0] * (1 - train_cfg.val_fraction)))
+        train_vols, val_vols = [vols[0][:cut]], [vols[0][cut:]]
+        train_fields, val_fields = (([fields[0][:cut]], [fields[0][cut:]]) if fields else (None, None))
+    c = train_cfg
+    shared = dict(noise=c.noise, spatial_dims=model_cfg.spatial_dims, patch_size=c.patch_size, context=model_cfg.context,
+                  noise_channel=model_cfg.noise_channel, foreground_fraction=c.foreground_fraction,
+                  # validation shares the slice spacings of thick_augment (unlike the in-plane and
+                  # contrast augmentations and the blobs, which it leaves out)
+                  patch_depth=c.patch_depth, thick_augment=c.thick_augment, reference_noise=c.reference_noise)
+    sampler = PatchSampler(train_vols, seed=c.seed + 31 * rank, noise_fields=train_fields, all_axes=c.all_axes,
+                           contrast_augment=c.contrast_augment, coarse_augment=c.coarse_augment,
+                           fine_augment=c.fine_augment, lesion_augment=c.lesion_augment,
+                           lesion_weight=c.lesion_weight, **shared)
+    val_noisy, val_clean = PatchSampler(val_vols, seed=c.seed + 12345, noise_fields=val_fields, **shared).batch(c.val_patches)
+    return sampler, val_noisy, val_clean
+
+
+def _start_model(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device,
+                 init: str | Path | None) -> torch.nn.Module:
+    """A new network, with ``init``'s weights when given (grown when it is a smaller DAE)."""
+    model = build_model(model_cfg).to(device)
+    if init:
+        start_net, start_info, _ = load_checkpoint(init)
+        state = start_net.state_dict()
+        if start_info["model"] != json.loads(json.dumps(asdict(model_cfg))):
+            try:  # a DAE may start from a smaller one (fewer neighbouring slices, narrower levels)
+                state = grow_state(state, start_net.config, model_cfg, seed=train_cfg.seed)
+            except ValueError as exc:
+                raise ValueError(f"{init}: its architecture differs from the configured model; cannot fine-tune from it") from exc
+        model.load_state_dict(state)
+    return model
+
+
+class _Steps:
+    """One run's optimisation: the network (``model``, DDP-wrapped with several processes; ``net``
+    the network itself), AdamW with a cosine schedule, precision (CUDA AMP or CPU bfloat16) and
+    the optional EMA of the weights (``kept``: the weights validated and saved)."""
+
+    def __init__(self, model, opt, sched, ema, train_cfg: TrainConfig, device: torch.device) -> None:
+        self.model, self.net, self.opt, self.sched, self.ema = model, unwrap(model), opt, sched, ema
+        self.cfg, self.device = train_cfg, device
+        self.amp = train_cfg.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.cpu_bf16 = train_cfg.cpu_bf16 and device.type == "cpu"
+        if self.cpu_bf16 and _native_bf16() is False:  # emulated bf16: ~15x slower here, and a probe's loss went astray
+            log.warning("cpu_bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16/AMX); training in float32 "
+                        "instead (emulated bfloat16 is much slower, not faster)")
+            self.cpu_bf16 = False
+
+    @classmethod
+    def create(cls, model, train_cfg: TrainConfig, device: torch.device, world: int,
+               resume: str | Path | None) -> tuple[_Steps, list[dict[str, float]], int]:
+        """The optimisation state, restored from ``resume`` when given, the history so far and
+        the epoch to start at."""
+        opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+        total = train_cfg.epochs * train_cfg.steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_cfg.ema),
+                                                    use_buffers=True) if train_cfg.ema else None)
+        history: list[dict[str, float]] = []
+        start_epoch = 0
+        if resume:
+            net, _, payload = load_checkpoint(resume)
+            if ema is not None:  # the checkpoint's weights are the average; the raw ones ride along
+                if "raw_state" not in payload:
+                    raise ValueError(f"{resume}: saved without ema; cannot resume it with ema on")
+                ema.module.load_state_dict(net.state_dict())
+                ema.n_averaged.fill_(int(payload["ema_n_averaged"]))
+                model.load_state_dict(payload["raw_state"])
+            else:
+                model.load_state_dict(net.state_dict())
+            opt.load_state_dict(payload["optimizer"])
+            sched.load_state_dict(payload["scheduler"])
+            history = [dict(zip(payload["history_keys"], row)) for row in payload["history"].tolist()]
+            start_epoch = int(payload["epoch"]) + 1
+        if world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        return cls(model, opt, sched, ema, train_cfg, device), history, start_epoch
+
+    @property
+    def kept(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.net
+
+    def step(self, batch: tuple[torch.Tensor, ...], beta: float) -> float:
+        """One optimiser step on a (noisy, clean[, pixel weight]) batch; returns its loss."""
+        noisy, clean, *weight = (t.to(self.device, non_blocking=True) for t in batch)
+        with torch.autocast(self.device.type, enabled=self.amp or self.cpu_bf16,
+                            dtype=torch.bfloat16 if self.cpu_bf16 else None):
+            loss = self.net.training_loss(noisy, clean, self.cfg, beta=beta, forward=self.model,
+                                          pixel_weight=weight[0] if weight else None)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.opt)  # (a no-op scale without CUDA mixed precision)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
+        return float(loss.detach())
+
+
+class _Record:
+    """What each epoch leaves behind: the history, metrics.csv, ``best.pt`` and ``last.pt``, and
+    the early-stopping count."""
+
+    def __init__(self, out_dir: Path, history: list[dict[str, float]], start: dict[str, float] | None,
+                 patience: int, info: dict[str, Any]) -> None:
+        self.out_dir, self.history, self.start, self.patience, self.info = out_dir, history, start, patience, info
+        self.best, self.stale = max((h["val_psnr"] for h in history), default=-math.inf), 0
+
+    def epoch_end(self, run: _Steps, epoch: int, row: dict[str, float]) -> bool:
+        """Record the epoch's row and checkpoints; True when training should stop early."""
+        self.history.append(row)
+        log.info("epoch %d %s", epoch, row)
+        write_metrics(self.out_dir, self.history, self.start)
+        if row["val_psnr"] > self.best:
+            self.best, self.stale = row["val_psnr"], 0
+            save_checkpoint(self.out_dir / "best.pt", run.kept, {**self.info, "validation": row, "history": self.history})
+        else:
+            self.stale += 1
+        keys = sorted(self.history[0])
+        save_checkpoint(self.out_dir / "last.pt", run.kept, {**self.info, "validation": row}, extra={
+            "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(), "epoch": epoch,
+            "history": torch.tensor([[h[k] for k in keys] for h in self.history], dtype=torch.float64),
+            "history_keys": keys,
+            **({"raw_state": run.net.state_dict(), "ema_n_averaged": run.ema.n_averaged.clone()} if run.ema is not None else {}),
+        })
+        if self.stale >= self.patience:
+            log.info("early stop at epoch %d (no validation gain for %d epochs)", epoch, self.stale)
+            return True
+        return False
 
 
 @torch.no_grad()
 def _validate(model, noisy: np.ndarray, clean: np.ndarray, device: torch.device) -> dict[str, float]:
     model.eval()
-    out = model.predict(torch.from_numpy(noisy).to(device)).float().cpu().numpy()
+    x = torch.from_numpy(noisy).to(device)
+    out = model.predict(x).float().cpu().numpy()
     ps = [psnr(c[0], o[0], data_range=1.0) for c, o in zip(clean, out)]
     ss = [ssim(c[0], o[0], data_range=1.0) for c, o in zip(clean, out)]
     cfg = getattr(model, "config", None)
     k = cfg.context if cfg is not None and not cfg.slab else 0  # centre channel (2.5D context)
     noisy_ps = [psnr(c[0], n[k], data_range=1.0) for c, n in zip(clean, noisy)]
     row = {"val_psnr": float(np.mean(ps)), "val_ssim": float(np.mean(ss)), "val_psnr_noisy": float(np.mean(noisy_ps))}
-    if hasattr(model, "forward_with_latent") and model.config.kind == "sparse":
-        _, z = model.forward_with_latent(torch.from_numpy(noisy).to(device))
-        row["sparsity"] = sparsity_fraction(z)
-    if cfg is not None and cfg.kind == "cae":
-        row["latent_sensitivity"] = latent_sensitivity(model.encode, torch.from_numpy(noisy[:8]).to(device))
-    return row
-
-
-def _unwrap(model):
-    return model.module if hasattr(model, "module") else model
+    return {**row, **model.validation_measures(x)}
 
 
 def _dist_init() -> tuple[int, int]:

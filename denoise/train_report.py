@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from denoise.manifest import write_text_atomic
+from denoise.atomic import write_text_atomic
 
 __all__ = ["split_lines", "write_metrics", "training_summary", "write_summary"]
 

@@ -23,7 +23,7 @@ from denoise.config import TrainConfig
 from denoise.data import NumpyHistogramShift, PatchSampler, patch_batches
 from denoise.models import build_model
 from denoise.recipes import RECIPES, load_training_scans
-from denoise.train import _loss, prepare_volumes
+from denoise.train import prepare_volumes
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -42,7 +42,7 @@ def _setup():
 
 def _step(model, opt, x, y, cfg) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = _loss(model, x, y, "dae", cfg, 0.0)
+        loss = model.training_loss(x, y, cfg)
     opt.zero_grad()
     loss.backward()
     opt.step()

@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                         "added at zero, the same output at the start)")
     p.add_argument("--lesion-augment", type=float, default=None,
                    help="probability of small faint blobs in a clean patch (TrainConfig.lesion_augment)")
+    p.add_argument("--lesion-weight", type=float, default=None,
+                   help="extra loss weight on the pixels of inserted blobs (TrainConfig.lesion_weight)")
     p.add_argument("--shuffle", type=int, choices=[1, 2, 4], help="DAE pixel-unshuffle factor replacing the recipe's "
                                                                   "(a new architecture: train from scratch)")
     p.add_argument("--patch-size", type=int, help="training patch edge replacing the recipe's")
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     train_changes = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
                                        ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
                                        ("fine_augment", args.fine_augment), ("thick_augment", args.thick_augment),
-                                       ("lesion_augment", args.lesion_augment), ("reference_noise", args.reference_noise),
+                                       ("lesion_augment", args.lesion_augment), ("lesion_weight", args.lesion_weight), ("reference_noise", args.reference_noise),
                                        ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                        ("patch_size", args.patch_size), ("batch_size", args.batch_size),
                                        ("patch_depth", args.patch_depth), ("num_workers", args.workers),

@@ -167,7 +167,7 @@ def test_a_new_run_removes_what_a_killed_one_left_half_written_and_nothing_else(
 def test_every_temporary_name_the_writers_use_is_recognised_as_a_leftover(tmp_path):
     """The writers (temp_sibling) and the sweep (is_leftover) share one naming rule, so no temporary
     of a killed run can escape the sweep, and nothing else is caught by it."""
-    from denoise.manifest import is_leftover, temp_sibling
+    from denoise.atomic import is_leftover, temp_sibling
 
     dest = tmp_path / "vol.nii.gz"
     for name in (temp_sibling(dest), temp_sibling(dest, ext=".nii.gz"), temp_sibling(dest, "old")):

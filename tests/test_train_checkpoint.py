@@ -44,14 +44,15 @@ def test_cpu_bfloat16_training_learns_and_keeps_float32_weights(tmp_path, phanto
     """cpu_bf16 runs the forward pass in bfloat16 (autocast): it must still learn, and the weights,
     optimiser state and checkpoint stay float32 (inference is unchanged)."""
     import denoise.train as train_mod
+    from denoise.models import VAE
 
-    seen, inner = set(), train_mod._loss
+    seen, inner = set(), VAE.training_loss  # the VAE's own loss, which fit calls each step
 
     def spy(*args, **kw):
         seen.add((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
         return inner(*args, **kw)
 
-    monkeypatch.setattr(train_mod, "_loss", spy)
+    monkeypatch.setattr(VAE, "training_loss", spy)
     monkeypatch.setattr(train_mod, "_native_bf16", lambda: None)  # capability unknown: bf16 as asked
     model_cfg = ModelConfig(kind="vae", spatial_dims=2, channels=(8, 16), latent_channels=4, residual=False)
     train_cfg = TrainConfig(noise="gaussian:0.1", patch_size=16, batch_size=8, steps_per_epoch=25, epochs=5, lr=3e-3,
@@ -69,14 +70,15 @@ def test_cpu_bf16_falls_back_to_float32_on_a_cpu_without_bfloat16(tmp_path, phan
     """Emulated bfloat16 is many times slower (4.3 s against 0.5 s per mr-2d step measured): on a CPU
     known to lack it, cpu_bf16 trains in float32 and says so."""
     import denoise.train as train_mod
+    from denoise.models import ConvAutoencoder
 
-    seen, inner = set(), train_mod._loss
+    seen, inner = set(), ConvAutoencoder.training_loss  # the DAE's own loss, which fit calls each step
 
     def spy(*args, **kw):
         seen.add(torch.is_autocast_enabled("cpu"))
         return inner(*args, **kw)
 
-    monkeypatch.setattr(train_mod, "_loss", spy)
+    monkeypatch.setattr(ConvAutoencoder, "training_loss", spy)
     monkeypatch.setattr(train_mod, "_native_bf16", lambda: False)
     model_cfg = ModelConfig(kind="dae", spatial_dims=2, channels=(4, 8))
     train_cfg = TrainConfig(noise="gaussian:0.1", patch_size=16, batch_size=4, steps_per_epoch=3, epochs=1,
@@ -307,3 +309,17 @@ def test_val_scans_choose_the_validation_scans():
     with pytest.raises(ValueError, match="distinct"):
         TrainConfig(val_scans=(1, 1))
     assert TrainConfig(val_scans=[2]).val_scans == (2,)  # a YAML / JSON list
+
+
+def test_training_sweeps_the_temporaries_a_killed_run_left_and_nothing_else(tmp_path, phantom_3d):
+    """Checkpoints are written under random temporary names (denoise.atomic); a run killed during a
+    save leaves one behind, which the next run into the folder removes, keeping anything else."""
+    left = [tmp_path / ".best.pt.0a1b2c3d.tmp", tmp_path / ".last.pt.12345678.tmp", tmp_path / ".metrics.csv.abcdef01.tmp"]
+    kept = [tmp_path / "notes.txt", tmp_path / ".best.pt.notes", tmp_path / ".other.pt.0a1b2c3d.tmp"]
+    for p in left + kept:
+        p.write_bytes(b"x" * 64)
+    train_cfg = TrainConfig(noise="gaussian:0.1", patch_size=16, batch_size=4, steps_per_epoch=2, epochs=1,
+                            val_patches=4, device="cpu", val_scans=(1,))
+    fit(ModelConfig(kind="dae", spatial_dims=2, channels=(4, 8)), train_cfg, _scans(phantom_3d), tmp_path, progress=False)
+    assert not any(p.exists() for p in left) and all(p.exists() for p in kept)
+    assert (tmp_path / "best.pt").exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p not in kept]

@@ -28,6 +28,7 @@ __all__ = [
     "ClassicalDenoiser",
     "CLASSICAL_METHODS",
     "bm3d_available",
+    "unwrap",
 ]
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -46,3 +47,8 @@ def build_model(config: ModelConfig | dict) -> nn.Module:
 
         config = config_from_dict(ModelConfig, config)
     return MODELS[config.kind](config)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a (Distributed)DataParallel wrapper, or the network itself."""
+    return model.module if hasattr(model, "module") else model

@@ -9,11 +9,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from denoise.config import ModelConfig
+from denoise.models.trainable import Trainable
 
 __all__ = ["ConvAutoencoder"]
 
 
-class ConvAutoencoder(nn.Module):
+class ConvAutoencoder(Trainable, nn.Module):
     """Strided-convolution encoder to a bottleneck, transposed-convolution decoder back.
 
     Each level has two 3x3(x3) convolutions with PReLU; levels after the first start with a

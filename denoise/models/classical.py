@@ -8,22 +8,16 @@ All work on the normalised scale (MR: robust max = 1; CT: [-1000, 1000] HU -> [0
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 from scipy import ndimage
 
 from denoise.metrics import estimate_sigma
 from denoise.models.base import Denoiser
+from denoise.registry import CLASSICAL, bm3d_available
 
 __all__ = ["ClassicalDenoiser", "CLASSICAL_METHODS", "bm3d_available"]
 
-CLASSICAL_METHODS = ("gaussian", "median", "nlm", "tv", "wavelet", "bm3d")
-
-
-def bm3d_available() -> bool:
-    """True when the optional BM3D/BM4D packages (non-commercial licence) are installed."""
-    return importlib.util.find_spec("bm3d") is not None and importlib.util.find_spec("bm4d") is not None
+CLASSICAL_METHODS = CLASSICAL  # the names, from the one registry (denoise.registry)
 
 
 class ClassicalDenoiser(Denoiser):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from denoise.config import ModelConfig
+from denoise.config import ModelConfig, TrainConfig
+from denoise.losses import jacobian_frobenius, reconstruction
 from denoise.models.autoencoder import ConvAutoencoder
 
 __all__ = ["ContractiveAutoencoder", "latent_sensitivity"]
@@ -19,6 +20,16 @@ class ContractiveAutoencoder(ConvAutoencoder):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(ModelConfig(**{**config.__dict__, "skip": False, "residual": False}))
+
+    def training_loss(self, noisy: torch.Tensor, clean: torch.Tensor, cfg: TrainConfig, *, beta: float = 0.0,
+                      forward=None, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction + ``cfg.contractive_weight`` x the Hutchinson estimate of ||J_encode||_F^2."""
+        return (reconstruction((forward if forward is not None else self)(noisy), clean, kind=cfg.loss, pixel_weight=pixel_weight)
+                + cfg.contractive_weight * jacobian_frobenius(self.encode, noisy))
+
+    def validation_measures(self, noisy: torch.Tensor) -> dict[str, float]:
+        """``latent_sensitivity`` of the code on the first 8 validation patches."""
+        return {"latent_sensitivity": latent_sensitivity(self.encode, noisy[:8])}
 
 
 @torch.no_grad()

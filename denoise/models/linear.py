@@ -7,11 +7,12 @@ from torch import nn
 
 from denoise.config import ModelConfig
 from denoise.models.autoencoder import _crop_to, _pad_to
+from denoise.models.trainable import Trainable
 
 __all__ = ["LinearAutoencoder"]
 
 
-class LinearAutoencoder(nn.Module):
+class LinearAutoencoder(Trainable, nn.Module):
     """``x -> W_d (W_e x + b_e) + b_d`` on non-overlapping patches of edge ``patch_size``.
 
     Implemented as a strided convolution (encoder: ``n_components`` filters of one patch each) and

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
-from denoise.checkpoint import file_hash, load_checkpoint
+from denoise.checkpoint import load_checkpoint
+from denoise.hashing import file_hash, text_hash
 from denoise.models.learned import LearnedDenoiser
 from denoise.pretrained import PRETRAINED_DIR
 
@@ -53,5 +53,5 @@ def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any)
         shared = {k: kwargs[k] for k in ("sigma", "tta", "batch_size") if k in kwargs}
         isotropic = LearnedDenoiser(iso_net, iso_info, name=iso_info.get("name") or iso_path.stem, device=device,
                                     checkpoint_hash=file_hash(iso_path), **shared)
-        digest = hashlib.sha256(f"{digest}+{isotropic.checkpoint_hash}".encode()).hexdigest()[:12]
+        digest = text_hash(f"{digest}+{isotropic.checkpoint_hash}")
     return LearnedDenoiser(net, info, name=name, device=device, checkpoint_hash=digest, isotropic=isotropic, **kwargs)

@@ -7,7 +7,8 @@ from typing import NamedTuple
 import torch
 from monai.networks.blocks import Convolution
 
-from denoise.config import ModelConfig
+from denoise.config import ModelConfig, TrainConfig
+from denoise.losses import kl_divergence, reconstruction
 from denoise.models.autoencoder import ConvAutoencoder, _crop_to, _pad_to
 
 __all__ = ["VAE", "VAEOutput"]
@@ -57,6 +58,13 @@ class VAE(ConvAutoencoder):
         if self.residual:
             recon = x[:, self.context : self.context + 1] - recon
         return VAEOutput(recon, mu, logvar, z)
+
+    def training_loss(self, noisy: torch.Tensor, clean: torch.Tensor, cfg: TrainConfig, *, beta: float = 0.0,
+                      forward=None, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction of a reparameterised sample + ``beta`` x KL to the unit Gaussian."""
+        out: VAEOutput = (forward if forward is not None else self)(noisy)
+        return (reconstruction(out.recon, clean, kind=cfg.loss, pixel_weight=pixel_weight)
+                + beta * kl_divergence(out.mu, out.logvar))
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Denoised image from the posterior mean (deterministic)."""

@@ -17,7 +17,7 @@ def list_pretrained() -> list[dict[str, Any]]:
 
     out = []
     for pt in sorted(PRETRAINED_DIR.glob("*.pt")):
-        payload = torch.load(str(pt), map_location="cpu", weights_only=True)
+        payload = torch.load(str(pt), map_location="cpu", weights_only=True, mmap=True)
         info = json.loads(payload["config"])
         val = info.get("validation", {})
         card = pt.with_suffix(".md")
@@ -28,6 +28,7 @@ def list_pretrained() -> list[dict[str, Any]]:
         out.append({
             "name": pt.stem,
             "kind": info["model"]["kind"],
+            "modality": "CT" if info.get("normalization", {}).get("kind") == "window" else "MR",
             "dims": info["model"]["spatial_dims"],
             "noise": info.get("noise", ""),
             "val_psnr": f"{val['val_psnr']:.2f} dB" if "val_psnr" in val else "n/a",

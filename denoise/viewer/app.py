@@ -10,17 +10,16 @@ while a widget is not shown live in ``st.session_state`` under ``_``-prefixed ke
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from denoise import add_noise, denoise_scan, load_model
+from denoise.hashing import text_hash
 from denoise.models import ClassicalDenoiser, bm3d_available
 from denoise.noise import parse_noise
 from denoise.pretrained import list_pretrained
@@ -33,27 +32,15 @@ from denoise.viewer.advice import (
     scan_warnings,
     training_noise,
 )
-from denoise.viewer.compare import (
-    best_methods,
-    chart_points,
-    colorbar_png,
-    difference_slices,
-    diverging_rgb,
-    metric_direction,
-    scan_units,
-    symmetric_limit,
-)
 from denoise.viewer.controls import screen, view_controls
-from denoise.viewer.downloads import download_section, metrics_csv
+from denoise.viewer.downloads import download_section
 from denoise.viewer.insight import insight_tabs
 from denoise.viewer.insight import model as _model
+from denoise.viewer.panels import image_grid, metrics_panel
 from denoise.viewer.support import (
-    PSNR_VOLUME,
     SAMPLE_DIR,
     links_outside,
     list_scans_under,
-    metrics_rows,
-    noise_column,
     plane_slice,
     progress_reporter,
     read_scan_under_root,
@@ -63,9 +50,9 @@ from denoise.viewer.support import (
 )
 from denoise.viewer.uncertainty_view import uncertainty_row
 
+# the classical filters the viewer offers (the fast ones, and BM3D when installed)
 CLASSICAL = ["nlm", "tv", "gaussian"] + (["bm3d"] if bm3d_available() else [])
 DEFAULT_SAMPLE = "mr_t1_brain_slab.nii.gz"
-BEST = "background-color: #c6efce"
 
 
 def _data_root() -> Path | None:
@@ -73,6 +60,12 @@ def _data_root() -> Path | None:
     p.add_argument("--data-root", default=os.environ.get("DENOISE_DATA_ROOT"))
     args, _ = p.parse_known_args(sys.argv[1:])
     return Path(args.data_root).resolve() if args.data_root else None
+
+
+@st.cache_resource(show_spinner=False)
+def _shipped() -> list[dict]:
+    """The shipped models' facts (`list_pretrained`: name, kind, modality, ...), read once."""
+    return list_pretrained()
 
 
 @st.cache_data(max_entries=8)
@@ -143,16 +136,11 @@ def _scan_warnings(_scan, key: str) -> list[str]:
     return scan_warnings(_scan.modality, _scan.array)  # a percentile over the volume: once per scan
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _colorbar(limit: float, units: str, title: str) -> bytes:
-    return colorbar_png(limit, units, title)
-
-
 def main() -> None:
     st.set_page_config(page_title="denoise viewer", layout="wide")
     st.title("denoise viewer")
     st.caption("Research use only — not for diagnosis.")
-    shipped = [m["name"] for m in list_pretrained()]
+    shipped = _shipped()
     root = _data_root()
 
     with st.sidebar:  # always drawn in full, so that no widget loses its state when the scan fails
@@ -163,7 +151,8 @@ def main() -> None:
         modality = scan.modality if scan is not None else st.session_state.get("_modality", "MR")
         ct = modality == "CT"
         mode, spec, seed = _noise_section(ct)
-        methods, ckpt, strength = _methods_section(shipped, ct)
+        mine = {m["name"]: m["kind"] for m in shipped if m["modality"] == modality}  # this modality's models
+        methods, ckpt, strength = _methods_section(mine)
         show_uncertainty = st.checkbox("uncertainty maps", key="uncertainty",
                                        help="learned methods: the spread of the outputs over the 4 in-plane flips "
                                             "(as denoise run --uncertainty); 4x their compute")
@@ -171,16 +160,50 @@ def main() -> None:
         st.info(f"No scan to show: {problem}" if problem else "Choose a scan in the sidebar.")
         st.stop()
 
+    learned, upload = _learned(methods, ckpt)
+    _warnings(scan, scan_key, learned, mode, spec)
+    clean = scan if mode == "simulate" else None
+    if mode == "simulate":
+        with st.spinner("adding noise..."):
+            noisy = _noisy(scan, scan_key, spec, int(seed))
+    else:
+        noisy = scan
+    noisy_key = f"{scan_key}|{spec}|{seed}"
+    results = _outputs(noisy, noisy_key, methods, upload, strength)
+
+    view = view_controls(scan, scan_key)
+    plane, index = view["plane"], view["index"]
+    image_grid(noisy, results, clean, view)
+    if show_uncertainty:
+        uncertainty_row(noisy, noisy_key, learned, list(results), view, strength)
+    if results:
+        _before_after(noisy, results, view)
+    metrics_panel(clean, noisy, results, plane, index)
+    insight_tabs(mine, noisy, plane, index, ct)
+
+    if results:
+        download_section(noisy, results, f"{noisy_key}|strength={strength}|upload={upload[1] if upload else ''}",
+                         simulated=clean is not None)
+
+
+def _learned(methods: list[str], ckpt) -> tuple[dict, tuple | None]:
+    """The chosen learned models by label, with an uploaded checkpoint's (label, digest, model)
+    when one was given and loads (an error is shown for one that does not)."""
     learned = {m: _model(m.split(":", 1)[1]) for m in methods if ":" in m}
     upload = None
     if ckpt is not None:
         data = ckpt.getvalue()
-        digest = hashlib.sha256(data).hexdigest()[:16]
+        digest = text_hash(data, length=16)
         try:
             upload = (checkpoint_label(ckpt.name), digest, _checkpoint(digest, data))
             learned[upload[0]] = upload[2]
         except Exception as exc:  # a .pt that is not a denoise checkpoint
             st.error(f"{ckpt.name}: not a usable checkpoint ({exc})")
+    return learned, upload
+
+
+def _warnings(scan, scan_key: str, learned: dict, mode: str, spec: str) -> None:
+    """The CLI's warnings about the scan and each learned model on it (modality, noise range)."""
     warns = _scan_warnings(scan, scan_key)
     real_level = _real_level(scan, scan_key) if mode == "real" and scan.modality == "MR" and learned else None
     for label, den in learned.items():
@@ -189,13 +212,10 @@ def main() -> None:
     for w in warns:
         st.warning(w)
 
-    clean = scan if mode == "simulate" else None
-    if mode == "simulate":
-        with st.spinner("adding noise..."):
-            noisy = _noisy(scan, scan_key, spec, int(seed))
-    else:
-        noisy = scan
-    noisy_key = f"{scan_key}|{spec}|{seed}"
+
+def _outputs(noisy, noisy_key: str, methods: list[str], upload: tuple | None,
+             strength: float) -> dict[str, tuple[np.ndarray, float]]:
+    """Every chosen method's output and seconds (cached), blended to ``strength``."""
     results: dict[str, tuple[np.ndarray, float]] = {}
     for method in methods:  # a bar with an ETA while a method runs (BM3D takes minutes per volume)
         slot = st.empty()
@@ -206,28 +226,19 @@ def main() -> None:
             results[upload[0]] = _denoise_checkpoint(noisy, noisy_key, upload[1], upload[2])
     if strength < 1.0:  # the blend of `denoise_array(strength=...)`, on the cached full-strength results
         results = {m: (noisy.array + np.float32(strength) * (arr - noisy.array), secs) for m, (arr, secs) in results.items()}
+    return results
 
-    view = view_controls(scan, scan_key)
-    plane, index, center, width = view["plane"], view["index"], view["center"], view["width"]
-    _image_grid(noisy, results, clean, view)
-    if show_uncertainty:
-        uncertainty_row(noisy, noisy_key, learned, list(results), view, strength)
 
-    if results:
-        st.subheader("Before / after")
-        which = st.selectbox("method", list(results), key="compare_method")
-        split = st.slider("split", 0, 100, 50, key="split")
-        before, after = plane_slice(noisy.array, plane, index), plane_slice(results[which][0], plane, index)
-        cut = int(before.shape[1] * split / 100)
-        combo = np.concatenate([before[:, :cut], after[:, cut:]], axis=1)
-        st.image(screen(to_display(combo, center, width), view), caption=f"noisy | {which}", width=420)
-
-    _metrics(clean, noisy, results, plane, index)
-    insight_tabs(shipped, noisy, plane, index, ct)
-
-    if results:
-        download_section(noisy, results, f"{noisy_key}|strength={strength}|upload={upload[1] if upload else ''}",
-                         simulated=clean is not None)
+def _before_after(noisy, results: dict, view: dict) -> None:
+    """The noisy slice and a method's output side by side, split where the slider says."""
+    st.subheader("Before / after")
+    which = st.selectbox("method", list(results), key="compare_method")
+    split = st.slider("split", 0, 100, 50, key="split")
+    plane, index = view["plane"], view["index"]
+    before, after = plane_slice(noisy.array, plane, index), plane_slice(results[which][0], plane, index)
+    cut = int(before.shape[1] * split / 100)
+    combo = np.concatenate([before[:, :cut], after[:, cut:]], axis=1)
+    st.image(screen(to_display(combo, view["center"], view["width"]), view), caption=f"noisy | {which}", width=420)
 
 
 def _scan_section(root: Path | None):
@@ -300,11 +311,12 @@ def _noise_section(ct: bool) -> tuple[str, str, int]:
     return mode, spec, int(seed)
 
 
-def _methods_section(shipped: list[str], ct: bool):
+def _methods_section(shipped: dict[str, str]):
+    """The method picker: the scan's modality's shipped models (``shipped``: name -> kind, the
+    denoising autoencoders first), the classical filters, an uploaded checkpoint and the strength."""
     st.header("Methods")
-    lesson = ("vae", "sparse", "cae")  # the other autoencoders (MR only)
-    models = [f"dae:{m}" for m in shipped if (m.startswith("ct") == ct) and not m.startswith(lesson)]
-    models += [f"{m.split('-')[0]}:{m}" for m in shipped if m.startswith(lesson) and not ct]
+    models = [f"{kind}:{m}" for m, kind in shipped.items() if kind == "dae"]
+    models += [f"{kind}:{m}" for m, kind in shipped.items() if kind != "dae"]
     options = models + CLASSICAL
     default = [o for o in options if o.startswith("dae:") and o.endswith("-2d")][:1] + ["nlm"]
     if st.session_state.get("_method_options") != options:  # first run, or the modality changed
@@ -317,72 +329,6 @@ def _methods_section(shipped: list[str], ct: bool):
                          help="blend each result with the input: 0 = the input, 1 = full denoising "
                               "(as denoise run --strength); lower keeps more texture and faint structure")
     return methods, ckpt, strength
-
-
-def _image_grid(noisy, results, clean, view: dict) -> None:
-    """One column per image (noisy, each method, clean); under each method its residual (noisy -
-    denoised) and, with a clean scan, its error (denoised - clean), in a diverging map centred at 0
-    on one scale per row, with the colour bar in the last column."""
-    units = scan_units(noisy.modality)
-    plane, index, center, width = view["plane"], view["index"], view["center"], view["width"]
-    grey = {"noisy": plane_slice(noisy.array, plane, index)}
-    grey.update({m: plane_slice(r[0], plane, index) for m, r in results.items()})
-    c2 = plane_slice(clean.array, plane, index) if clean is not None else None
-    residuals, errors = difference_slices(grey["noisy"], {m: grey[m] for m in results}, c2)
-    ncol = len(results) + 2
-    cols = st.columns(ncol)
-    for i, (name, img) in enumerate(list(grey.items()) + ([("clean", c2)] if c2 is not None else [])):
-        cols[i].image(screen(to_display(img, center, width), view), caption=f"{name} · {view['where']}", width="stretch")
-    for title, maps, what in (("residual", residuals, "noisy − denoised: what each method removed; "
-                               "structure here is detail it took away"),
-                              ("error", errors, "denoised − clean: what is left wrong; "
-                               "'noisy' is the noise itself")):
-        if not maps:
-            continue
-        st.markdown(f"**{title.capitalize()}** ({what}; red > 0 > blue, in {units})")
-        limit = symmetric_limit(list(maps.values()))
-        cols = st.columns(ncol)
-        for name, diff in maps.items():
-            col = 0 if name == "noisy" else 1 + list(results).index(name)
-            rms = float(np.sqrt(np.mean(np.square(diff, dtype=np.float64))))
-            cols[col].image(screen(diverging_rgb(diff, limit), view), width="stretch",
-                            caption=f"{title} {name} (rms {rms:.3g} {units})")
-        cols[-1].image(_colorbar(limit, units, title), width="stretch", caption=f"{title} colour bar, ±{limit:g} {units}")
-
-
-def _metrics(clean, noisy, results, plane: str, index: int) -> None:
-    import altair as alt
-
-    st.subheader("Metrics")
-    rows = metrics_rows(clean, noisy, results, plane=plane, index=index)
-    table = pd.DataFrame(rows).set_index("method")
-    best = {c: best_methods(rows, c) for c in table.columns}
-    styled = table.style.apply(lambda col: [BEST if m in best[col.name] else "" for m in col.index], axis=0)
-    st.table(styled.format(precision=3))
-    st.download_button("metrics table (CSV)", metrics_csv(table), file_name="metrics.csv", mime="text/csv",
-                       key="download_metrics")
-    column = PSNR_VOLUME if clean is not None else noise_column(noisy.modality)
-    points, domain = chart_points(rows, column)
-    if len(points) > 1:
-        df = pd.DataFrame(points, columns=["method", "value"])
-        df["rank"] = np.where(df["method"].isin(best[column]), "best", "other")
-        order = [m for m, _ in points]
-        x = alt.X("value:Q", title=f"{column}: {metric_direction(column)} is better", scale=alt.Scale(domain=list(domain), zero=False))
-        y = alt.Y("method:N", sort=order, title=None)
-        dots = alt.Chart(df).mark_point(filled=True, size=120).encode(
-            x=x, y=y, color=alt.Color("rank:N", scale=alt.Scale(domain=["best", "other"], range=["#2e7d32", "#607d8b"]),
-                                      legend=None), tooltip=["method", "value"])
-        labels = alt.Chart(df).mark_text(align="left", dx=8).encode(x=x, y=y, text=alt.Text("value:Q", format=".2f"))
-        st.altair_chart((dots + labels).properties(height=40 + 30 * len(points)), width="stretch")
-    if clean is not None:
-        st.caption("Green: best per column (PSNR, SSIM: higher is better). PSNR in dB; data range = clean 99.5th "
-                   "foreground percentile (MR) or 2000 HU (CT); fg = foreground mask of the clean scan (threshold, "
-                   "closing, hole fill, dilation). Seconds: this machine's CPU.")
-    else:
-        st.caption("No clean image: the noise sigma is a wavelet estimate on the shown slice, "
-                   + ("in HU" if noisy.modality == "CT" else "in % of the input's reference intensity (99.5th "
-                      "percentile of its foreground; rician:0.05 = 5%)")
-                   + ". Lower is better (green), but smoothing lowers it too: check the residual maps for structure.")
 
 
 if __name__ == "__main__":  # `streamlit run` executes this file as __main__

@@ -19,8 +19,9 @@ def model(name: str):
     return load_model(name, device="cpu")
 
 
-def insight_tabs(shipped: list[str], noisy, plane: str, index: int, ct: bool) -> None:
-    """The VAE, sparse-latent and anomaly tabs for the shown slice (MR; shipped models only)."""
+def insight_tabs(shipped: dict[str, str], noisy, plane: str, index: int, ct: bool) -> None:
+    """The VAE, sparse-latent and anomaly tabs for the shown slice (MR; shipped models only;
+    ``shipped``: the shipped models of the scan's modality, name -> kind)."""
     import torch
 
     from denoise.normalize import reference_intensity
@@ -29,7 +30,7 @@ def insight_tabs(shipped: list[str], noisy, plane: str, index: int, ct: bool) ->
     scale = 1.0 if ct else reference_intensity(noisy.array)
     img = plane_slice(noisy.array, plane, index) / scale
     with tabs[0]:
-        vae = next((m for m in shipped if m.startswith("vae")), None)
+        vae = next((m for m, kind in shipped.items() if kind == "vae"), None)
         if vae and not ct:
             net = model(vae).net
             c1, c2, c3 = st.columns(3)
@@ -54,7 +55,7 @@ def insight_tabs(shipped: list[str], noisy, plane: str, index: int, ct: bool) ->
         else:
             st.info("no shipped VAE for this modality")
     with tabs[1]:
-        sp = next((m for m in shipped if m.startswith("sparse")), None)
+        sp = next((m for m, kind in shipped.items() if kind == "sparse"), None)
         if sp and not ct:
             from denoise.models import sparsity_fraction
 
@@ -74,14 +75,14 @@ def insight_tabs(shipped: list[str], noisy, plane: str, index: int, ct: bool) ->
         anomaly_tab(shipped, plane_slice(noisy.array, plane, index), ct)
 
 
-def anomaly_tab(shipped: list[str], slice_: np.ndarray, ct: bool) -> None:
+def anomaly_tab(shipped: dict[str, str], slice_: np.ndarray, ct: bool) -> None:
     """The shown slice's anomaly map by `denoise.anomaly.anomaly_map` (what `denoise anomaly` writes):
     a bottleneck autoencoder's reconstruction error, a VAE's KL term, or the z-score baseline."""
     from denoise.anomaly import POLARITIES, anomaly_map
     from denoise.viewer.compare import colorbar_png, nice_limit, overlay_rgb, scan_units
 
-    aes = [] if ct else [m for m in shipped if m.split("-")[0] in ("vae", "sparse", "cae")]
-    choices = [*(f"{m}: residual" for m in aes), *(f"{m}: kl" for m in aes if m.startswith("vae")), "zscore (no model)"]
+    aes = [] if ct else [m for m, kind in shipped.items() if kind in ("vae", "sparse", "cae")]
+    choices = [*(f"{m}: residual" for m in aes), *(f"{m}: kl" for m in aes if shipped[m] == "vae"), "zscore (no model)"]
     pick = st.selectbox("anomaly score", choices, key="anomaly_score",
                         help="residual: |slice - the autoencoder's reconstruction|; kl: the VAE's KL term per latent "
                              "location; zscore: (x - mean) / std of the foreground, the baseline "

@@ -15,7 +15,7 @@ import numpy as np
 from denoise.io import ScanReadError, discover_scans, read_scan
 from denoise.io.nifti import is_nifti_path
 from denoise.manifest import relative_reason
-from denoise.metrics import CT_DATA_RANGE, foreground_mask, psnr, ssim
+from denoise.metrics import data_range_for, foreground_mask, psnr, ssim
 from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 
@@ -270,7 +270,7 @@ def metrics_rows(clean: Scan | None, noisy: Scan, results: dict[str, tuple[np.nd
             sigma = estimate_sigma(plane_slice(arr, plane, index)) * scale
             rows.append({"method": name, col: round(sigma, 2 if ct else 3), "seconds": round(secs, 3)})
         return rows
-    rng = CT_DATA_RANGE if clean.modality == "CT" else reference_intensity(clean.array)
+    rng = data_range_for(clean.array, clean.modality)
     units = "HU" if clean.modality == "CT" else "a.u."
     vol_mask = foreground_mask(clean.array)
     c2 = plane_slice(clean.array, plane, index)
