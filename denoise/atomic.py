@@ -9,12 +9,17 @@ assembled in a temporary folder and renamed the same way). A temporary is ``.NAM
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["temp_sibling", "is_leftover", "write_atomic", "write_text_atomic"]
+__all__ = ["temp_sibling", "is_leftover", "remove_leftovers", "write_atomic", "write_text_atomic"]
+
+log = logging.getLogger(__name__)
 
 
 def temp_sibling(path: Path, kind: str = "tmp", tag: str | None = None, ext: str = "") -> Path:
@@ -31,6 +36,20 @@ def is_leftover(candidate: Path, path: Path) -> bool:
         return False
     tag, _, kind = candidate.name[len(prefix):].partition(".")
     return len(tag) == 8 and all(c in "0123456789abcdef" for c in tag) and (kind.startswith("tmp") or kind == "old")
+
+
+def remove_leftovers(dests: Iterable[Path], root: Path) -> None:
+    """Delete what a killed earlier writer left half-written for these destinations: their
+    temporaries (``.NAME.TAG.tmp*``) and a DICOM series moved aside (``.NAME.TAG.old``); nothing
+    else, so writers of other destinations in the same folder are never touched. Each removal is
+    logged relative to ``root``."""
+    for dest in dests:
+        if not dest.parent.is_dir():
+            continue
+        for left in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
+            if is_leftover(left, dest):
+                log.info("removing %s, left half-written by an earlier run", left.relative_to(root))
+                shutil.rmtree(left) if left.is_dir() and not left.is_symlink() else left.unlink()
 
 
 def write_atomic(path: Path, write: Callable[[Path], object], *, ext: str = "") -> Path:

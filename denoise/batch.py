@@ -11,18 +11,16 @@ an exclusive lock on the output folder. docs/reliability.md lists these promises
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from denoise.atomic import is_leftover, write_text_atomic
+from denoise.atomic import remove_leftovers, write_text_atomic
 from denoise.io import ScanSource, discover_scans
 from denoise.manifest import (
     MANIFEST_FIELDS,
@@ -37,7 +35,6 @@ from denoise.manifest import (
 from denoise.outdir import OutputLock, UsageError, check_destinations, check_separate
 from denoise.scan_task import (
     BatchOptions,
-    atomic_write,
     default_model_for,
     get_model,
     map_relpath,
@@ -47,8 +44,6 @@ from denoise.scan_task import (
     process_scan,
     reason_roots,
 )
-
-_atomic_write = atomic_write  # used by denoise.simulate_job.simulate_folder
 
 __all__ = ["denoise_folder", "process_scan", "BatchOptions", "UsageError", "MANIFEST_FIELDS", "default_model_for"]
 
@@ -152,7 +147,8 @@ def denoise_folder(
         raise UsageError(f"cannot create output folder {output}: {exc.strerror}") from None
     # messages name OUT as the user gave it (its absolute path may name a patient)
     with OutputLock(out, num_parts, part_id, label=output):
-        _remove_leftovers(out, [manifest_path, summary_path, *(out / r for r in dests)])
+        # only this part's outputs: parts running side by side into one folder never touch each other's files
+        remove_leftovers([manifest_path, summary_path, *(out / r for r in dests)], out)
         rows = _rows_on_disk(read_manifest(manifest_path), out, {s.relpath for s in sources} | {k.relpath for k in skipped})
         previous = dict(rows)
         rows.update(_rows_not_run([s for s in mine if s.relpath in collisions], collisions,
@@ -341,20 +337,6 @@ def _run(todo: list[ScanSource], opts: BatchOptions, workers: int | None, schedu
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-def _remove_leftovers(out: Path, dests: list[Path]) -> None:
-    """Delete what a killed earlier run left half-written for these outputs: the temporaries
-    (``.NAME.TAG.tmp*``) that `_atomic_write` and `write_manifest` rename when complete, and a DICOM
-    series moved aside (``.NAME.TAG.old``) for its replacement. Only this part's outputs, so parts
-    running side by side into one folder never touch each other's files."""
-    for dest in dests:
-        if not dest.parent.is_dir():
-            continue
-        for left in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
-            if is_leftover(left, dest):
-                log.info("removing %s, left half-written by an earlier run", left.relative_to(out))
-                shutil.rmtree(left) if left.is_dir() and not left.is_symlink() else left.unlink()
 
 
 def _check_planes(model: str | None, planes: int | None, classical: tuple[str, ...]) -> None:

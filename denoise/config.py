@@ -179,9 +179,8 @@ class TrainConfig:
             raise ValueError("reference_noise is a noise std on the normalised scale, >= 0")
         check_training_options(self.noise, reference_noise=self.reference_noise,
                                contrast_augment=self.contrast_augment, coarse_augment=self.coarse_augment,
-                               fine_augment=self.fine_augment)
-        if self.lesion_weight < 0 or (self.lesion_weight and not self.lesion_augment):
-            raise ValueError("lesion_weight is a loss weight >= 0 on inserted blobs and needs lesion_augment > 0")
+                               fine_augment=self.fine_augment, lesion_augment=self.lesion_augment,
+                               lesion_weight=self.lesion_weight)
         if self.shift_consistency < 0:
             raise ValueError("shift_consistency is a loss weight, >= 0")
         if not 0 < self.val_fraction < 1:

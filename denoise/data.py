@@ -110,7 +110,8 @@ class PatchSampler:
             raise ValueError("lowdose training needs precomputed noise_fields (see precompute_lowdose_noise)")
         self.noise_fields = noise_fields
         check_training_options(self.noise, reference_noise=reference_noise, contrast_augment=contrast_augment,
-                               coarse_augment=coarse_augment, fine_augment=fine_augment)
+                               coarse_augment=coarse_augment, fine_augment=fine_augment,
+                               lesion_augment=lesion_augment, lesion_weight=lesion_weight)
         self.reference_noise = reference_noise
         self._field_std = [float(np.std(f)) or 1.0 for f in noise_fields] if reference_noise else None
         self.spatial_dims = spatial_dims
@@ -129,8 +130,6 @@ class PatchSampler:
         self.fine_augment = fine_augment
         self.thick_augment = thick_augment
         self.lesion_augment = lesion_augment
-        if lesion_weight < 0 or (lesion_weight and not lesion_augment):
-            raise ValueError("lesion_weight is a loss weight >= 0 on inserted blobs and needs lesion_augment > 0")
         self.lesion_weight = lesion_weight
         self.contrast = (Compose([NumpyHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
                                   RandScaleIntensity(factors=(-0.5, 0.0), prob=contrast_augment)])

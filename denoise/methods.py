@@ -40,11 +40,9 @@ def model_kind(model: str | Path) -> str:
     """The kind (family) of a shipped model (by name) or a checkpoint file, as its config records
     it. Raises `denoise.checkpoint.CheckpointError` for a file that is not a readable checkpoint."""
     from denoise.checkpoint import read_info
+    from denoise.models.loading import resolve_checkpoint
 
-    path = Path(model)
-    if not path.suffix and str(model) in shipped_models():
-        path = PRETRAINED_DIR / f"{model}.pt"
-    return read_info(path)["model"]["kind"]
+    return read_info(resolve_checkpoint(model))["model"]["kind"]
 
 
 def valid_names(bench: bool = False) -> str:

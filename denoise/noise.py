@@ -206,12 +206,15 @@ def _parse_mr_options(opts: list[str], spec) -> tuple:
 
 def check_training_options(spec: str | NoiseSpec | NoiseMix, *, reference_noise: float = 0.0,
                            contrast_augment: float = 0.0, coarse_augment: float = 0.0,
-                           fine_augment: float = 0.0) -> None:
-    """Refuse training options the noise kind cannot honour (one rule for `denoise.config.TrainConfig`
-    and `denoise.data.PatchSampler`). ``lowdose`` noise comes from sinogram noise fields precomputed
-    on the unaltered volumes: the kept full-dose noise (``reference_noise``) needs them, and
-    contrast/coarse/fine augmentation would change the attenuation they were computed from; for
-    the same reason it cannot be a member of a mixture."""
+                           fine_augment: float = 0.0, lesion_augment: float = 0.0, lesion_weight: float = 0.0) -> None:
+    """Refuse training options that cannot be honoured together (one rule for
+    `denoise.config.TrainConfig` and `denoise.data.PatchSampler`). ``lowdose`` noise comes from
+    sinogram noise fields precomputed on the unaltered volumes: the kept full-dose noise
+    (``reference_noise``) needs them, and contrast/coarse/fine augmentation would change the
+    attenuation they were computed from; for the same reason it cannot be a member of a mixture.
+    ``lesion_weight`` weighs the loss on inserted blobs, so it needs ``lesion_augment``."""
+    if lesion_weight < 0 or (lesion_weight and not lesion_augment):
+        raise ValueError("lesion_weight is a loss weight >= 0 on inserted blobs and needs lesion_augment > 0")
     ns = parse_noise(spec)
     if isinstance(ns, NoiseMix) and any(m.kind == "lowdose" for m in ns.members):
         raise ValueError(f"lowdose noise cannot be part of a mixture ({ns}) in training: its patches use "

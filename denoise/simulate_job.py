@@ -27,8 +27,8 @@ def simulate_folder(input: str | Path, output: str | Path, noise: str, *, seed: 
     (`denoise.noise.implausible_level`, e.g. ``rician:5``, 500%) is warned about, then simulated
     as asked.
     """
-    from denoise.batch import _atomic_write, _check_usage
-    from denoise.scan_task import output_relpath
+    from denoise.batch import _check_usage
+    from denoise.scan_task import atomic_write, output_relpath
 
     spec = parse_noise(noise)
     warning = implausible_level(spec)
@@ -41,7 +41,7 @@ def simulate_folder(input: str | Path, output: str | Path, noise: str, *, seed: 
     for k, s in enumerate(tqdm(sources, desc="simulate", unit="scan", disable=not progress)):
         try:
             noisy = add_noise(s.load(), noise, seed=seed + k)
-            _atomic_write(noisy, out / output_relpath(s, "same"), f"simulated {noise} seed {seed + k}")
+            atomic_write(noisy, out / output_relpath(s, "same"), f"simulated {noise} seed {seed + k}")
             counts["ok"] += 1
         except (ScanReadError, ValueError) as exc:
             counts["failed"] += 1

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from denoise._version import __version__
-from denoise.atomic import is_leftover
+from denoise.atomic import remove_leftovers
 from denoise.checkpoint import load_checkpoint, save_checkpoint
 from denoise.config import ModelConfig, TrainConfig
 from denoise.data import PatchSampler, patch_batches, precompute_lowdose_noise
@@ -100,9 +100,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     rank, world = _dist_init()
     if rank == 0:  # temporaries a killed run's checkpoint or table writes left (rank 0 writes them all)
-        for p in out_dir.iterdir():
-            if any(is_leftover(p, out_dir / n) for n in ("best.pt", "last.pt", "metrics.csv", "summary.json")):
-                p.unlink(missing_ok=True)
+        remove_leftovers([out_dir / n for n in ("best.pt", "last.pt", "metrics.csv", "summary.json")], out_dir)
     torch.manual_seed(train_cfg.seed + rank)
     device = resolve_device(train_cfg.device) if world == 1 else torch.device(
         f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
@@ -118,7 +116,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, scans: list[Scan], out_d
         start = _validate(model, val_noisy, val_clean, device)
         log.info("starting model (%s): validation PSNR %.2f dB (noisy input %.2f dB)", Path(init).name,
                  start["val_psnr"], start["val_psnr_noisy"])
-    run, history, start_epoch = _Steps.create(model, train_cfg, device, world, resume)
+    run, history, start_epoch = _Optimisation.create(model, train_cfg, device, world, resume)
     record = _Record(out_dir, history, start, train_cfg.early_stop_patience, info={
         "name": name,
         "model": asdict(model_cfg),
@@ -209,7 +207,7 @@ def _start_model(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.d
     return model
 
 
-class _Steps:
+class _Optimisation:
     """One run's optimisation: the network (``model``, DDP-wrapped with several processes; ``net``
     the network itself), AdamW with a cosine schedule, precision (CUDA AMP or CPU bfloat16) and
     the optional EMA of the weights (``kept``: the weights validated and saved)."""
@@ -227,7 +225,7 @@ class _Steps:
 
     @classmethod
     def create(cls, model, train_cfg: TrainConfig, device: torch.device, world: int,
-               resume: str | Path | None) -> tuple[_Steps, list[dict[str, float]], int]:
+               resume: str | Path | None) -> tuple[_Optimisation, list[dict[str, float]], int]:
         """The optimisation state, restored from ``resume`` when given, the history so far and
         the epoch to start at."""
         opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
@@ -288,7 +286,7 @@ class _Record:
         self.out_dir, self.history, self.start, self.patience, self.info = out_dir, history, start, patience, info
         self.best, self.stale = max((h["val_psnr"] for h in history), default=-math.inf), 0
 
-    def epoch_end(self, run: _Steps, epoch: int, row: dict[str, float]) -> bool:
+    def epoch_end(self, run: _Optimisation, epoch: int, row: dict[str, float]) -> bool:
         """Record the epoch's row and checkpoints; True when training should stop early."""
         self.history.append(row)
         log.info("epoch %d %s", epoch, row)

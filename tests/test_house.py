@@ -93,8 +93,10 @@ def test_lesion_weight_marks_exactly_the_inserted_blobs():
     assert np.array_equal(weight > 1, clean != 1.0) and set(np.unique(weight)) == {1.0, 5.0}
     _, same_clean = PatchSampler([flat], **kw).batch(12)  # the weight takes no random draw
     assert np.array_equal(same_clean, clean)
-    with pytest.raises(ValueError, match="lesion_augment"):
-        TrainConfig(lesion_weight=2.0)
+    for make in (lambda: TrainConfig(lesion_weight=2.0), lambda: PatchSampler([flat], **{**kw, "lesion_augment": 0.0},
+                                                                          lesion_weight=2.0)):
+        with pytest.raises(ValueError, match="lesion_augment"):
+            make()
 
 
 def test_weighted_reconstruction_is_the_weighted_mean():

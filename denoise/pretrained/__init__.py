@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,12 @@ PRETRAINED_DIR = Path(__file__).parent  # the one definition (infer, methods and
 
 def list_pretrained() -> list[dict[str, Any]]:
     """Key facts of each shipped model, read from its checkpoint config and model card."""
-    import torch  # here, so that PRETRAINED_DIR costs no torch import (the CLI's name checks)
+    # imported here, so that PRETRAINED_DIR costs no torch import (the CLI's name checks)
+    from denoise.checkpoint import read_info
 
     out = []
     for pt in sorted(PRETRAINED_DIR.glob("*.pt")):
-        payload = torch.load(str(pt), map_location="cpu", weights_only=True, mmap=True)
-        info = json.loads(payload["config"])
+        info = read_info(pt)
         val = info.get("validation", {})
         card = pt.with_suffix(".md")
         summary = ""
