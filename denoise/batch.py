@@ -67,6 +67,7 @@ def denoise_folder(
     tta: bool = False,
     planes: int | None = None,
     strength: float = 1.0,
+    noise_level: str = "auto",
     workers: int | None = None,
     scheduler: str | None = None,
     num_parts: int = 1,
@@ -105,6 +106,11 @@ def denoise_folder(
             ``NAME+1plane``.
         strength: blend each output with its input, 0 (unchanged) to 1 (full denoising; default);
             the manifest's model reads ``NAME+strengthS`` below 1.
+        noise_level: learned models with a noise-level channel: "auto" (default) tells the network
+            a map of the noise level over each slice where the scan's noise varies across the
+            image, else one value per slice; "map" / "constant" force one (the manifest's model
+            reads ``NAME+noisemap`` / ``NAME+constantnoise``; its ``noise_spread`` and
+            ``noise_level`` columns say what each scan got: `LearnedDenoiser.with_noise_level`).
         workers: run scans in parallel on a local Dask cluster with this many worker processes.
         scheduler: address of an existing Dask scheduler (``tcp://host:port``).
         num_parts, part_id: process only every ``num_parts``-th scan starting at ``part_id``.
@@ -127,8 +133,8 @@ def denoise_folder(
     _check_usage(src, out, fmt, num_parts, part_id, workers, scheduler, reference)
     opts = _options(src, out, model, workers, device=device, fmt=fmt, tile=tile, overlap=overlap,
                     batch_size=batch_size, noise_map=noise_map, uncertainty=uncertainty, tta=tta, planes=planes,
-                    reference=str(Path(reference).resolve()) if reference else None, strength=strength, anomaly=anomaly)
-    model, strength = opts.model, opts.strength
+                    reference=str(Path(reference).resolve()) if reference else None, strength=strength, noise_level=noise_level,
+                    anomaly=anomaly)
     sources, skipped = discover_scans(src)
     if not sources and not any(sk.failed for sk in skipped):
         raise UsageError(f"no DICOM or NIfTI scans found under {input}"
@@ -154,8 +160,7 @@ def denoise_folder(
         rows.update(_rows_not_run([s for s in mine if s.relpath in collisions], collisions,
                                   skipped if part_id == 0 else [], opts))
         todo = [s for s in mine if s.relpath not in collisions and not (
-            resume and _still_done(previous.get(s.relpath), s, out, model, tta, planes, strength, noise_map, uncertainty,
-                                   ":".join(anomaly) if anomaly else ""))]
+            resume and _still_done(previous.get(s.relpath), s, out, opts))]
         reused = len(mine) - len(collisions) - len(todo)
         if resume:
             log.info("--continue: %d of %d scan(s) reused from the earlier run (same input, model and options), "
@@ -170,12 +175,12 @@ def denoise_folder(
     return summary
 
 
-def _options(src: Path, out: Path, model: str | None, workers: int | None, *, strength: float,
+def _options(src: Path, out: Path, model: str | None, workers: int | None, *, strength: float, noise_level: str,
              **fields: Any) -> BatchOptions:
     """The run's options, checked before anything is read or written: the model name (`run_model`:
     ``dae:mr-2d`` -> ``mr-2d``, an unknown name listing the valid ones), options that only learned
-    models take, --planes, --strength, and that the model loads."""
-    from denoise.infer import check_strength
+    models take, --planes, --strength, --noise-level, and that the model loads."""
+    from denoise.infer import NOISE_LEVELS, check_strength
     from denoise.methods import run_model
     from denoise.models import CLASSICAL_METHODS
 
@@ -186,11 +191,15 @@ def _options(src: Path, out: Path, model: str | None, workers: int | None, *, st
         raise UsageError(f"--uncertainty is for learned models (the spread of a network's outputs over flips of "
                          f"its input); {model!r} is a classical method")
     _check_planes(model, fields["planes"], CLASSICAL_METHODS)
+    if noise_level not in NOISE_LEVELS:
+        raise UsageError(f"--noise-level must be one of {', '.join(NOISE_LEVELS)}, got {noise_level!r}")
+    if noise_level != "auto" and model in CLASSICAL_METHODS:
+        raise UsageError(f"--noise-level is for learned models with a noise-level channel; {model!r} is a classical method")
     try:
         strength = check_strength(strength)
     except ValueError as exc:
         raise UsageError(f"--strength: {exc}") from None
-    opts = BatchOptions(output=str(out), model=model, strength=strength, **fields,
+    opts = BatchOptions(output=str(out), model=model, strength=strength, noise_level=noise_level, **fields,
                         threads=max(1, (os.cpu_count() or 1) // workers) if workers else None,
                         input_root=str(src if src.is_dir() else src.parent))
     _check_model(model, opts)
@@ -254,12 +263,12 @@ def output_collisions(sources: list[ScanSource], fmt: str, noise_map: bool, unce
     return out
 
 
-def _still_done(old: dict[str, Any] | None, source: ScanSource, out: Path, model: str | None, tta: bool,
-                planes: int | None, strength: float, noise_map: bool, uncertainty: bool = False, anomaly: str = "") -> bool:
+def _still_done(old: dict[str, Any] | None, source: ScanSource, out: Path, opts: BatchOptions) -> bool:
     if not old or old.get("status") != "ok":
         return False
     try:
-        return still_done(old, source, out, model, tta, planes, strength, noise_map, uncertainty, anomaly)
+        return still_done(old, source, out, opts.model, opts.tta, opts.planes, opts.strength, opts.noise_map,
+                          opts.uncertainty, ":".join(opts.anomaly) if opts.anomaly else "", noise_level=opts.noise_level)
     except OSError:  # the input cannot be read any more: redo it, and let its row say why
         return False
 

@@ -126,6 +126,11 @@ def _add_run(sub) -> None:
     r.add_argument("--strength", type=float, default=1.0,
                    help="0-1: blend the output with the input (0 = unchanged, 1 = full denoising); lower keeps "
                         "more texture and faint structure (default: %(default)s)")
+    r.add_argument("--noise-level", choices=["auto", "map", "constant"], default="auto",
+                   help="learned models with a noise-level channel (mr-2d, mr-3d): tell the network a map of the noise "
+                        "level over each slice (map) or one value per slice (constant); auto = a map where the scan's "
+                        "noise visibly varies across the image (parallel imaging, surface coils; the manifest's "
+                        "noise_spread column) (default: %(default)s)")
     r.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     r.set_defaults(handler=_run)
 
@@ -290,7 +295,7 @@ def _run(args) -> int:
     s = denoise_folder(args.input, args.output, model=args.model, device=args.device, resume=args.resume,
                        reference=args.reference, fmt=args.fmt, tile=tuple(args.tile) if args.tile else None,
                        overlap=args.overlap, batch_size=args.batch_size, noise_map=args.noise_map, uncertainty=args.uncertainty, tta=args.tta,
-                       planes=args.planes, strength=args.strength, workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
+                       planes=args.planes, strength=args.strength, noise_level=args.noise_level, workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
                        part_id=args.part_id, progress=not args.quiet)
     reused = f" ({s['reused']} reused from the earlier run, {s['processed']} run now)" if args.resume else ""
     print(f"{s['ok']} ok{reused}, {s['failed']} failed, {s['skipped']} skipped -> {Path(args.output) / s['manifest']}")

@@ -20,6 +20,7 @@ from denoise.models.base import Denoiser
 from denoise.models.learned import (
     ISOTROPIC_RATIO,
     MIN_PLANE_SIZE,
+    NOISE_LEVELS,
     LearnedDenoiser,
     flip_ensemble,
     option_suffix,
@@ -32,7 +33,7 @@ from denoise.scan import Scan
 
 # the model-side names stay importable from here (research scripts import them from denoise.infer)
 __all__ = ["denoise_scan", "denoise_array", "check_strength", "LearnedDenoiser", "load_model", "resolve_checkpoint",
-           "option_suffix", "resolve_device", "flip_ensemble", "PRETRAINED_DIR", "ISOTROPIC_RATIO", "MIN_PLANE_SIZE"]
+           "option_suffix", "resolve_device", "NOISE_LEVELS", "flip_ensemble", "PRETRAINED_DIR", "ISOTROPIC_RATIO", "MIN_PLANE_SIZE"]
 
 
 def check_strength(strength: float) -> float:
@@ -45,7 +46,7 @@ def check_strength(strength: float) -> float:
 
 def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR", batch_size: int = 16,
                   progress: bool | Callable[[int, int], None] = False, spacing: tuple[float, ...] | None = None,
-                  strength: float = 1.0) -> np.ndarray:
+                  strength: float = 1.0, noise_level: str = "auto", details: dict | None = None) -> np.ndarray:
     """Denoise an array in physical units ``(y, x)``, ``(z, y, x)`` or ``(t, z, y, x)``.
 
     The array is scaled with the denoiser's normalisation (or the modality default), denoised
@@ -60,6 +61,12 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     ``strength`` in [0, 1] blends the result with the input: ``input + strength * (denoised - input)``
     (0 = the input unchanged, 1 = the full denoising): less of the noise removed, more of faint
     structure and texture kept, for any method.
+    ``noise_level`` (``"auto"``, ``"map"``, ``"constant"``): what a learned model's noise-level
+    channel is told, a map of the noise level over each slice or one value per slice
+    (`LearnedDenoiser.with_noise_level`: auto takes the map where the scan's noise visibly varies
+    across the image). A given ``details`` dict receives ``noise_spread`` (None where not
+    measured) and ``noise_level`` (``"map"``, ``"constant"``, or ``""`` for a model without the
+    channel or with a fixed sigma).
     MR magnitude and other non-negative inputs stay non-negative: when the input has no negative
     value the output is clipped at 0 (a zeroed background is not pushed below zero); inputs with
     negative values (CT in HU, phase, difference images) are returned unclipped.
@@ -77,6 +84,11 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     axes: tuple[int, ...] = (0,)
     if array.ndim >= 3:
         denoiser, axes = denoiser.plan(array.shape[-3:], tuple(spacing[-3:]) if spacing is not None else None)
+    spread = None
+    if isinstance(denoiser, LearnedDenoiser):
+        denoiser, spread = denoiser.with_noise_level(array, noise_level)
+    if details is not None:
+        details.update(noise_spread=spread, noise_level="" if spread is None else "map" if denoiser.sigma_map else "constant")
     norm = denoiser.normalization or normalization_for(modality)
     # memory: the input, the model's input and the output, plus a mask of the clipped voxels (the
     # unclipped normalised copy of `Normalization.to_model` is not kept: clipped voxels come back
@@ -148,14 +160,16 @@ def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, steps: _Steps)
 
 
 def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progress: bool | Callable[[int, int], None] = False,
-                 strength: float = 1.0) -> Scan:
+                 strength: float = 1.0, noise_level: str = "auto") -> Scan:
     """Denoise a Scan; returns a new Scan in the same physical units and geometry.
 
-    ``meta`` gains ``"denoiser"`` (name) and ``"seconds"`` (compute time). 2D models go slice by
+    ``meta`` gains ``"denoiser"`` (name), ``"seconds"`` (compute time), and ``"noise_spread"`` and
+    ``"noise_level"`` (what ``noise_level`` chose: `denoise_array`). 2D models go slice by
     slice along the first spatial axis (and along all three on near-isotropic volumes when asked:
     `LearnedDenoiser.plan`); 3D models use Gaussian-blended sliding windows.
     """
     t0 = time.perf_counter()
+    details: dict = {}
     result = denoise_array(scan.array, denoiser, modality=scan.modality, batch_size=batch_size, progress=progress,
-                           spacing=scan.spacing, strength=strength)
-    return scan.with_array(result, denoiser=denoiser.name, seconds=time.perf_counter() - t0)
+                           spacing=scan.spacing, strength=strength, noise_level=noise_level, details=details)
+    return scan.with_array(result, denoiser=denoiser.name, seconds=time.perf_counter() - t0, **details)

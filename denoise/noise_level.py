@@ -1,19 +1,23 @@
 """The noise-level estimate the DAEs are told (their noise-level channel), shared by training,
 inference, benchmarks and `denoise adapt`: Donoho's wavelet MAD (`wavelet_sigma`), averaged over
 foreground tiles of the training patch size (`noise_level`), as a constant input channel
-(`with_noise_channel`). Estimators only: no training data logic, no file I/O.
+(`with_noise_channel`), or at inference as a smooth map over the image where the noise varies in
+space (`noise_level_map`, `noise_spread`). Estimators only: no training data logic, no file I/O.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["with_noise_channel", "noise_level", "wavelet_sigma", "foreground_threshold"]
+__all__ = ["with_noise_channel", "noise_level", "noise_level_map", "noise_spread", "wavelet_sigma", "foreground_threshold",
+           "SPREAD_FOR_MAP"]
 
 
-def with_noise_channel(batch: np.ndarray, patch: int | None = None, sigma: float | None = None) -> np.ndarray:
-    """Append a constant channel holding each sample's estimated noise sigma (wavelet MAD of its
-    centre channel): ``(n, c, *spatial) -> (n, c + 1, *spatial)``.
+def with_noise_channel(batch: np.ndarray, patch: int | None = None, sigma: float | None = None,
+                       spatial: bool = False) -> np.ndarray:
+    """Append a channel holding each sample's estimated noise sigma (wavelet MAD of its centre
+    channel): ``(n, c, *spatial) -> (n, c + 1, *spatial)``; constant per sample, or with
+    ``spatial`` (2D samples, ``patch`` given) the smooth map of `noise_level_map`.
 
     Training estimates on each training patch. At inference, pass the training ``patch`` size:
     images larger than that are estimated like training patches were, as the mean over
@@ -21,6 +25,9 @@ def with_noise_channel(batch: np.ndarray, patch: int | None = None, sigma: float
     read lower than the patches the model learnt from). A given ``sigma`` (same convention) is
     used for every sample instead of the estimate."""
     k = batch.shape[1] // 2
+    if spatial and sigma is None and patch is not None and batch.ndim == 4:
+        maps = np.stack([noise_level_map(b[k], patch)[0] for b in batch])[:, None]
+        return np.concatenate([batch, maps.astype(batch.dtype)], axis=1)
     sig = np.array([noise_level(b[k], patch) if sigma is None else sigma for b in batch], dtype=np.float32)
     maps = np.broadcast_to(sig.reshape(-1, 1, *([1] * (batch.ndim - 2))), (batch.shape[0], 1, *batch.shape[2:]))
     return np.concatenate([batch, maps], axis=1)
@@ -72,3 +79,100 @@ def foreground_threshold(image: np.ndarray) -> float:
     the 0.5th to the 99.5th percentile."""
     low, high = np.percentile(image, [0.5, 99.5])
     return 0.1 * float(high) + 0.9 * float(low)
+
+
+# A scan's median `noise_level_map` spread from which `noise_level="auto"` feeds the map: on the
+# held-out T1 slabs with uniform Rician noise the per-scan median read 1.09-1.31 (5-9%; 1.0 below 3%:
+# no map), with a 2-8% ramp 1.42, SENSE R=3 1.42-1.44, R=4 1.96 (docs/design.md, "A noise-level map")
+SPREAD_FOR_MAP = 1.4
+MIN_MAP_TILES = 12
+NOISE_TILE_RATIO = 1.2  # map tiles: `_scale_ratio` at most this (the noise, not anatomy, fills the finest scale)
+BRIGHT_TILE = 0.25  # map tiles: median above this fraction of the 99.5th percentile (Rician: dark tiles read low)
+
+
+def noise_level_map(image: np.ndarray, patch: int, *, noise: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """A smooth map of the noise level over a 2D ``image`` and its spread (max / min over the
+    foreground): the `noise_level` tile estimates (edge ``patch``, half-overlapping, foreground
+    centres), fitted with a quadratic surface in log sigma (robust: tiles off the first fit by more
+    than 2.5 MADs are dropped, then refitted), clipped to the tiles' own range. Noise that varies
+    in space varies smoothly (parallel-imaging g-factor, receive-coil profiles after intensity
+    correction); tile to tile jitter and anatomy-inflated tiles are what the fit rejects.
+    Fewer than `MIN_MAP_TILES` foreground tiles: a constant map (`noise_level`), spread 1.
+    ``noise``: read the estimates from it instead (the oracle, as in `noise_level`)."""
+    src = image if noise is None else noise
+    tiles = _tile_estimates(image, src, patch)
+    if tiles is None:
+        return np.full(image.shape, noise_level(image, patch, noise=noise), dtype=np.float32), 1.0
+    centres, sig = tiles
+    shape = np.array(image.shape, dtype=np.float64)
+    design = lambda c: _quadratic((c / shape) * 2 - 1)  # noqa: E731
+    a = design(centres)
+    logs = np.log(np.maximum(sig, 1e-12))
+    coef = np.linalg.lstsq(a, logs, rcond=None)[0]
+    resid = logs - a @ coef
+    mad = 1.4826 * np.median(np.abs(resid - np.median(resid))) + 1e-12
+    keep = np.abs(resid) <= 2.5 * mad
+    if keep.sum() >= MIN_MAP_TILES:
+        coef = np.linalg.lstsq(a[keep], logs[keep], rcond=None)[0]
+    lo, hi = float(sig[keep].min()), float(sig[keep].max())
+    at_tiles = np.clip(np.exp(a[keep] @ coef), lo, hi)
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in image.shape], indexing="ij"), -1)
+    full = np.clip(np.exp(design(grid.reshape(-1, 2)) @ coef), lo, hi).reshape(image.shape)
+    return full.astype(np.float32), float(at_tiles.max() / max(at_tiles.min(), 1e-12))
+
+
+def noise_spread(array: np.ndarray, patch: int, slices: int = 5) -> float:
+    """The median `noise_level_map` spread of up to ``slices`` slices spread over the middle 40% of
+    the first axis of a volume ``(z, y, x)`` (a 4D series: its first volume; a 2D image: itself);
+    1.0 where no map can be fitted. Ratios of noise estimates: unchanged by scaling the intensities."""
+    a = np.asarray(array)
+    while a.ndim > 3:
+        a = a[0]
+    if a.ndim == 2:
+        return noise_level_map(a, patch)[1]
+    picks = np.unique(np.linspace(0.3 * (len(a) - 1), 0.7 * (len(a) - 1), min(slices, len(a))).round().astype(int))
+    return float(np.median([noise_level_map(a[z], patch)[1] for z in picks]))
+
+
+def _quadratic(c: np.ndarray) -> np.ndarray:
+    y, x = c[:, 0], c[:, 1]
+    return np.stack([np.ones_like(y), y, x, y * y, x * x, y * x], axis=1)
+
+
+def _tile_estimates(image: np.ndarray, src: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(centres (n, 2), wavelet sigma per tile) of the foreground tiles `noise_level` picks from
+    whose median is above `BRIGHT_TILE` of the 99.5th percentile (in a magnitude image the noise
+    of a dark tile reads lower than the sigma of the complex data: Rician) and whose finest scale
+    holds noise rather than anatomy (`_scale_ratio` <= `NOISE_TILE_RATIO`; at low noise anatomy
+    inflates the estimate of textured tiles, which a uniform-noise scan would otherwise show as
+    spread). None when fewer than `MIN_MAP_TILES` remain (no map: the noise is too low to map)."""
+    if image.ndim != 2 or any(s < 2 * patch for s in image.shape):
+        return None
+    thr = foreground_threshold(image)
+    grids = [np.arange(0, s - patch + 1, max(1, patch // 2)) for s in image.shape]
+    starts = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1).reshape(-1, 2)
+    centres = starts + patch // 2
+    fg = image[tuple(centres.T)] > thr
+    starts, centres = starts[fg], centres[fg]
+    bright = BRIGHT_TILE * float(np.percentile(image, 99.5))
+    keep = np.array([np.median(image[a:a + patch, b:b + patch]) > bright
+                     and _scale_ratio(image[a:a + patch, b:b + patch]) <= NOISE_TILE_RATIO for a, b in starts], dtype=bool)
+    if keep.sum() < MIN_MAP_TILES:
+        return None
+    starts, centres = starts[keep], centres[keep]
+    sig = np.array([wavelet_sigma(src[a:a + patch, b:b + patch]) for a, b in starts])
+    return centres.astype(np.float64), sig
+
+
+def _scale_ratio(tile: np.ndarray) -> float:
+    """MAD of the second-finest db2 diagonal coefficients over the finest's: white noise spreads
+    evenly over scales (0.8-0.95 on a 64-pixel tile of pure noise), anatomy has more energy at the
+    coarser one (1.4 and up where it, not the noise, fills the finest scale)."""
+    import pywt
+
+    coeffs = pywt.wavedec2(np.asarray(tile, dtype=np.float64), "db2", level=2)
+    fine, coarse = np.abs(coeffs[2][2]), np.abs(coeffs[1][2])
+    fine, coarse = fine[fine != 0], coarse[coarse != 0]
+    if not fine.size or not coarse.size:
+        return np.inf
+    return float(np.median(coarse)) / max(float(np.median(fine)), 1e-12)

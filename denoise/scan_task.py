@@ -59,6 +59,7 @@ class BatchOptions:
     planes: int | None = None
     input_root: str = ""  # the folder relative paths refer to (reasons are made relative to it)
     strength: float = 1.0  # blend with the input: 0 = unchanged, 1 = full denoising
+    noise_level: str = "auto"  # what a noise-level channel is told (`LearnedDenoiser.with_noise_level`)
     anomaly: tuple[str, str] | None = None  # (score, polarity): write anomaly maps (`denoise.anomaly_job`)
 
 
@@ -121,7 +122,7 @@ def _denoise(source: ScanSource, scan, opts: BatchOptions, row: dict[str, Any], 
 
     name = opts.model or default_model_for(scan.modality, scan.array)
     denoiser = get_model(name, opts)
-    row.update(model=denoiser.name + option_suffix(strength=opts.strength),
+    row.update(model=denoiser.name + option_suffix(strength=opts.strength, noise_level=opts.noise_level),
                model_hash=getattr(denoiser, "checkpoint_hash", ""))
     corr = _noise_correlation(scan) if scan.modality == "MR" else float("nan")
     row["noise_corr"] = "" if np.isnan(corr) else f"{corr:.2f}"
@@ -135,7 +136,9 @@ def _denoise(source: ScanSource, scan, opts: BatchOptions, row: dict[str, Any], 
         row["warning"] = relative_reason("; ".join(warnings), reason_roots(opts))
         log.warning("%s: %s", source.relpath, row["warning"])
     assign_new_uids(scan, row)
-    den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength)
+    den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength, noise_level=opts.noise_level)
+    if den.meta.get("noise_spread") is not None:
+        row.update(noise_spread=f"{den.meta['noise_spread']:.2f}", noise_level=den.meta["noise_level"])
     measures = no_reference_measures(scan.array, den.array)
     row["sigma_before"] = f"{measures['sigma_before']:.4g}"
     row["sigma_after"] = f"{measures['sigma_after']:.4g}"
@@ -267,7 +270,8 @@ def _uncertainty(scan, den, denoiser, opts: BatchOptions):
     from denoise.uncertainty import flip_spread
 
     spread = flip_spread(scan.array, denoiser, first=den.array, modality=scan.modality, spacing=scan.spacing,
-                         strength=opts.strength, batch_size=opts.batch_size or 16)
+                         strength=opts.strength, batch_size=opts.batch_size or 16,
+                         noise_level=opts.noise_level)
     return den.with_array(spread, keep_fraction=True)
 
 

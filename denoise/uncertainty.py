@@ -37,7 +37,7 @@ def flip_outputs(array: np.ndarray, denoiser: Denoiser, *, first: np.ndarray | N
     padding is needed: it saves one pass). ``kwargs`` go to `denoise.infer.denoise_array`."""
     from denoise.infer import LearnedDenoiser, denoise_array
 
-    model = denoiser.variant(sigma=denoiser.sigma, planes=denoiser.planes) if (
+    model = denoiser.variant(sigma=denoiser.sigma, planes=denoiser.planes, sigma_map=denoiser.sigma_map) if (
         isinstance(denoiser, LearnedDenoiser) and denoiser.tta) else denoiser
     h, w = array.shape[-2:]
     pad = [(0, 0)] * (array.ndim - 2) + [(0, h % 2), (0, w % 2)]

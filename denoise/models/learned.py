@@ -18,13 +18,16 @@ import torch
 from torch.nn import functional as F
 
 from denoise.models.base import Denoiser
+from denoise.noise_level import SPREAD_FOR_MAP, noise_spread, with_noise_channel
 from denoise.normalize import Normalization
 
-__all__ = ["LearnedDenoiser", "flip_ensemble", "option_suffix", "resolve_device", "ISOTROPIC_RATIO", "MIN_PLANE_SIZE"]
+__all__ = ["LearnedDenoiser", "flip_ensemble", "option_suffix", "resolve_device", "ISOTROPIC_RATIO", "MIN_PLANE_SIZE",
+           "NOISE_LEVELS"]
 
 log = logging.getLogger(__name__)
 ISOTROPIC_RATIO = 1.5  # largest / smallest voxel edge of a volume that counts as near-isotropic
 MIN_PLANE_SIZE = 16  # voxels along every axis for three-plane inference
+NOISE_LEVELS = ("auto", "map", "constant")  # what a noise-level channel is told (`LearnedDenoiser.with_noise_level`)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -74,7 +77,7 @@ class LearnedDenoiser(Denoiser):
     def __init__(self, net: torch.nn.Module, info: dict[str, Any], *, name: str = "model", device: str = "auto",
                  tile: int | tuple[int, ...] | None = None, overlap: float = 0.25, batch_size: int | None = None,
                  checkpoint_hash: str = "", sigma: float | None = None, tta: bool = False,
-                 planes: int | None = None, isotropic: LearnedDenoiser | None = None) -> None:
+                 planes: int | None = None, isotropic: LearnedDenoiser | None = None, sigma_map: bool = False) -> None:
         if planes not in (None, 1, 3):
             raise ValueError(f"planes must be 1 or 3, got {planes!r}")
         self.device = resolve_device(device)
@@ -103,6 +106,7 @@ class LearnedDenoiser(Denoiser):
         self.batch_size = batch_size or (2 if self.device.type == "cpu" else 8)
         self.checkpoint_hash = checkpoint_hash
         self.sigma = sigma
+        self.sigma_map = sigma_map and sigma is None
         self.tta = tta
         self.progress = False
 
@@ -117,15 +121,37 @@ class LearnedDenoiser(Denoiser):
             return None
         return "CT" if self.normalization.kind == "window" else "MR"
 
-    def variant(self, *, sigma: float | None = None, tta: bool = False, planes: int | None = None) -> LearnedDenoiser:
-        """The same model (and isotropic model, which gets the same ``sigma`` and ``tta``) with
-        other inference options; the networks are shared, not copied."""
+    def variant(self, *, sigma: float | None = None, tta: bool = False, planes: int | None = None,
+                sigma_map: bool = False) -> LearnedDenoiser:
+        """The same model (and isotropic model, which gets the same ``sigma``, ``tta`` and
+        ``sigma_map``) with other inference options; the networks are shared, not copied."""
         iso = None
         if self.isotropic is not None and planes != 1:
-            iso = self.isotropic.variant(sigma=sigma, tta=tta)
+            iso = self.isotropic.variant(sigma=sigma, tta=tta, sigma_map=sigma_map)
         return LearnedDenoiser(self.net, self.info, name=self.base_name, device=str(self.device), tile=self.tile,
                                overlap=self.overlap, batch_size=self.batch_size, checkpoint_hash=self.checkpoint_hash,
-                               sigma=sigma, tta=tta, planes=planes, isotropic=iso)
+                               sigma=sigma, tta=tta, planes=planes, isotropic=iso, sigma_map=sigma_map)
+
+    def with_noise_level(self, array: np.ndarray, mode: str = "auto") -> tuple[LearnedDenoiser, float | None]:
+        """(this model told a noise-level map or a constant per slice, the scan's noise spread) for
+        ``array`` (physical units, any of `denoise_array`'s shapes).
+
+        ``mode``: ``"auto"`` a map where the scan's `denoise.noise_level.noise_spread` (max / min
+        of the fitted map, median over a few slices) reaches `SPREAD_FOR_MAP`, else a constant;
+        ``"map"`` / ``"constant"`` force one. Only 2D MR networks (percentile scaling) with a
+        noise-level channel and no fixed ``sigma`` take a map; the others come back unchanged
+        (spread None: not measured). CT noise varies across the image too (more at the body's
+        centre), but the rule is measured on MR only."""
+        if mode not in NOISE_LEVELS:
+            raise ValueError(f"noise level must be one of {', '.join(NOISE_LEVELS)}, got {mode!r}")
+        if (not self.noise_channel or self.sigma is not None or not self.noise_patch or self.spatial_dims != 2
+                or self.trained_modality != "MR"):
+            return self, None
+        spread = noise_spread(array, int(self.noise_patch))
+        use = mode == "map" or (mode == "auto" and spread >= SPREAD_FOR_MAP)
+        if use == self.sigma_map:
+            return self, spread
+        return self.variant(sigma=self.sigma, tta=self.tta, planes=self.planes, sigma_map=use), spread
 
     def plan(self, shape: tuple[int, ...], spacing: tuple[float, ...] | None) -> tuple[LearnedDenoiser, tuple[int, ...]]:
         """(the model to run, the axes to slice along) for a volume of ``shape`` (z, y, x) and
@@ -157,9 +183,8 @@ class LearnedDenoiser(Denoiser):
         if not (self.spatial_dims == 2 and self.context):
             x = x[:, None]  # add the channel axis (context stacks already have it)
         if self.noise_channel:
-            from denoise.noise_level import with_noise_channel
-
-            x = torch.from_numpy(with_noise_channel(x.numpy(), patch=self.noise_patch, sigma=self.sigma))
+            x = torch.from_numpy(with_noise_channel(x.numpy(), patch=self.noise_patch, sigma=self.sigma,
+                                                        spatial=self.sigma_map))
         return flip_ensemble(self._forward, x) if self.tta else self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:
@@ -209,11 +234,13 @@ def flip_ensemble(forward: Callable[[torch.Tensor], np.ndarray], x: torch.Tensor
     return np.ascontiguousarray(total[..., :h, :w] / 4)
 
 
-def option_suffix(tta: bool = False, planes: int | None = None, strength: float = 1.0) -> str:
+def option_suffix(tta: bool = False, planes: int | None = None, strength: float = 1.0, noise_level: str = "auto") -> str:
     """What a model's name gains for its inference options (manifests record it): ``+tta``, then
-    ``+1plane`` or ``+3planes`` when ``planes`` is given, then ``+strengthS`` below full strength."""
+    ``+1plane`` or ``+3planes`` when ``planes`` is given, then ``+strengthS`` below full strength,
+    then ``+noisemap`` / ``+constantnoise`` when the noise level is forced (`NOISE_LEVELS`)."""
     return (("+tta" if tta else "") + {None: "", 1: "+1plane", 3: "+3planes"}[planes]
-            + (f"+strength{strength:g}" if strength != 1.0 else ""))
+            + (f"+strength{strength:g}" if strength != 1.0 else "")
+            + {"auto": "", "map": "+noisemap", "constant": "+constantnoise"}[noise_level])
 
 
 def _triple(tile: int | tuple[int, ...]) -> tuple[int, int, int]:
