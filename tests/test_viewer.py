@@ -352,3 +352,28 @@ def test_uncertainty_row_shows_each_learned_method_with_its_colour_bar():
     # (AppTest does not expose st.image; the row's captions travel with the markdown above it)
     at.multiselect(key="methods").set_value(["nlm"]).run()
     assert any("for learned methods" in c.value for c in at.caption)
+
+
+@pytest.mark.timeout(600)
+def test_k_space_noise_and_the_noise_level_map_are_shown():
+    """The simulate mode offers SENSE-accelerated k-space noise, whose level varies across the image;
+    a learned output told a map of the noise level (`denoise run --noise-level auto`) says so, exactly
+    when the model chose one."""
+    from denoise import add_noise, load_model
+    from denoise.io import read_scan
+    from denoise.viewer.app import MRKSPACE_OPTIONS
+    from denoise.viewer.support import SAMPLE_DIR
+
+    at = _app()
+    at.selectbox(key="noise_kind").set_value("mrkspace").run()
+    at.slider(key="level").set_value(0.05).run()
+    at.multiselect(key="methods").set_value(["dae:mr-2d", "tv"]).run()
+    assert not at.exception
+    assert set(at.table[0].value.index) == {"noisy", "dae:mr-2d", "tv"}
+    noisy = add_noise(read_scan(SAMPLE_DIR / "mr_t1_brain_slab.nii.gz"), f"mrkspace:0.05{MRKSPACE_OPTIONS}", seed=0)
+    chose_map = load_model("mr-2d", device="cpu").with_noise_level(noisy.array, "auto")[0].sigma_map
+    assert chose_map  # this noise does vary across the sample T1: the positive case is what is tested
+    captions = [c.value for c in at.caption if "map of the noise level" in c.value]
+    assert len(captions) == 1 and captions[0].startswith("mr-2d:") and "tv" not in captions[0]
+    at.selectbox(key="noise_kind").set_value("rician").run()  # uniform noise: one level per slice, no caption
+    assert not [c for c in at.caption if "map of the noise level" in c.value]

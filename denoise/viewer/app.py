@@ -53,6 +53,11 @@ from denoise.viewer.uncertainty_view import uncertainty_row
 # the classical filters the viewer offers (the fast ones, and BM3D when installed)
 CLASSICAL = ["nlm", "tv", "gaussian"] + (["bm3d"] if bm3d_available() else [])
 DEFAULT_SAMPLE = "mr_t1_brain_slab.nii.gz"
+# the simulate mode's k-space kind: noise that varies across the image (denoise.noise_mr)
+MRKSPACE_OPTIONS = ",coils=8,accel=3,combine=adaptive"
+MRKSPACE_HELP = ("complex noise per receive coil of an 8-coil array, SENSE acceleration R = 3 and matched-filter "
+                 "combination: the noise level varies across the image with the g-factor (the level is the noise at g = 1 "
+                 "before acceleration)")
 
 
 def _data_root() -> Path | None:
@@ -92,6 +97,13 @@ def _results() -> OrderedDict:
     return OrderedDict()
 
 
+@st.cache_resource(show_spinner=False)
+def _levels() -> dict:
+    """What each learned output's noise-level channel was told ("map" / "constant"), by the keys of
+    `_results` (`denoise.infer.denoise_array`'s ``details``)."""
+    return {}
+
+
 def _denoise(scan, key: str, method: str, report=None) -> tuple[np.ndarray, float]:
     store = _results()
     if (key, method) in store:
@@ -100,6 +112,7 @@ def _denoise(scan, key: str, method: str, report=None) -> tuple[np.ndarray, floa
     den = _model(method.split(":", 1)[1]) if ":" in method else ClassicalDenoiser(method)
     result, secs = timed(denoise_scan, scan, den, progress=report or False)
     store[(key, method)] = (result.array, secs)
+    _levels()[(key, method)] = result.meta.get("noise_level", "")
     while len(store) > 64:
         store.popitem(last=False)
     return store[(key, method)]
@@ -224,6 +237,10 @@ def _outputs(noisy, noisy_key: str, methods: list[str], upload: tuple | None,
     if upload is not None:
         with st.spinner(f"denoising with {upload[0]}..."):
             results[upload[0]] = _denoise_checkpoint(noisy, noisy_key, upload[1], upload[2])
+    mapped = [m for m in methods if _levels().get((noisy_key, m)) == "map"]
+    if mapped:
+        st.caption(f"{', '.join(m.split(':', 1)[-1] for m in mapped)}: told a map of the noise level, which varies across "
+                   "this image (as `denoise run --noise-level auto` does; the other outputs, one level per slice)")
     if strength < 1.0:  # the blend of `denoise_array(strength=...)`, on the cached full-strength results
         results = {m: (noisy.array + np.float32(strength) * (arr - noisy.array), secs) for m, (arr, secs) in results.items()}
     return results
@@ -299,14 +316,15 @@ def _noise_section(ct: bool) -> tuple[str, str, int]:
                     help="simulate: the scan is clean, noise is added; real: the scan is already noisy")
     if mode != "simulate":
         return mode, "none", 0
-    kinds = ["lowdose", "gaussian", "poisson"] if ct else ["rician", "gaussian", "speckle", "poisson"]
-    kind = st.selectbox("noise kind", kinds, key="noise_kind")
+    kinds = ["lowdose", "gaussian", "poisson"] if ct else ["rician", "gaussian", "speckle", "poisson", "mrkspace"]
+    kind = st.selectbox("noise kind", kinds, key="noise_kind",
+                        help=None if ct else f"mrkspace: {MRKSPACE_HELP}")
     trained = {m: training_noise(_model(m.split(":", 1)[1]).info)
                for m in st.session_state.get("_methods") or [] if ":" in m}
     level = st.slider("level", 0.01, 1.0 if kind == "lowdose" else 0.2, 0.25 if kind == "lowdose" else 0.05, 0.01,
                       key="level", help=level_help(kind, trained))
     seed = st.number_input("seed", 0, 10_000, 0, key="seed")
-    spec = f"{kind}:{level:g}"
+    spec = f"{kind}:{level:g}" + (MRKSPACE_OPTIONS if kind == "mrkspace" else "")
     parse_noise(spec)
     return mode, spec, int(seed)
 
