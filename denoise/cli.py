@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from denoise.noise_level import NOISE_LEVELS
 from denoise.registry import MODEL_KINDS
 
 __all__ = ["main"]
@@ -126,7 +127,7 @@ def _add_run(sub) -> None:
     r.add_argument("--strength", type=float, default=1.0,
                    help="0-1: blend the output with the input (0 = unchanged, 1 = full denoising); lower keeps "
                         "more texture and faint structure (default: %(default)s)")
-    r.add_argument("--noise-level", choices=["auto", "map", "constant"], default="auto",
+    r.add_argument("--noise-level", choices=NOISE_LEVELS, default="auto",
                    help="learned models with a noise-level channel (mr-2d, mr-3d): tell the network a map of the noise "
                         "level over each slice (map) or one value per slice (constant); auto = a map where the scan's "
                         "noise visibly varies across the image (parallel imaging, surface coils; the manifest's "

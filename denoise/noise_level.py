@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["with_noise_channel", "noise_level", "noise_level_map", "noise_spread", "wavelet_sigma", "foreground_threshold",
-           "SPREAD_FOR_MAP"]
+           "SPREAD_FOR_MAP", "NOISE_LEVELS"]
 
 
 def with_noise_channel(batch: np.ndarray, patch: int | None = None, sigma: float | None = None,
@@ -85,8 +85,9 @@ def foreground_threshold(image: np.ndarray) -> float:
 # held-out T1 slabs with uniform Rician noise the per-scan median read 1.09-1.31 (5-9%; 1.0 below 3%:
 # no map), with a 2-8% ramp 1.42, SENSE R=3 1.42-1.44, R=4 1.96 (docs/design.md, "A noise-level map")
 SPREAD_FOR_MAP = 1.4
+NOISE_LEVELS = ("auto", "map", "constant")  # what a noise-level channel is told (`LearnedDenoiser.with_noise_level`)
 MIN_MAP_TILES = 12
-NOISE_TILE_RATIO = 1.2  # map tiles: `_scale_ratio` at most this (the noise, not anatomy, fills the finest scale)
+NOISE_TILE_RATIO = 1.2  # map tiles: `_scales` ratio at most this (the noise, not anatomy, fills the finest scale)
 BRIGHT_TILE = 0.25  # map tiles: median above this fraction of the 99.5th percentile (Rician: dark tiles read low)
 
 
@@ -143,7 +144,7 @@ def _tile_estimates(image: np.ndarray, src: np.ndarray, patch: int) -> tuple[np.
     """(centres (n, 2), wavelet sigma per tile) of the foreground tiles `noise_level` picks from
     whose median is above `BRIGHT_TILE` of the 99.5th percentile (in a magnitude image the noise
     of a dark tile reads lower than the sigma of the complex data: Rician) and whose finest scale
-    holds noise rather than anatomy (`_scale_ratio` <= `NOISE_TILE_RATIO`; at low noise anatomy
+    holds noise rather than anatomy (`_scales` ratio <= `NOISE_TILE_RATIO`; at low noise anatomy
     inflates the estimate of textured tiles, which a uniform-noise scan would otherwise show as
     spread). None when fewer than `MIN_MAP_TILES` remain (no map: the noise is too low to map)."""
     if image.ndim != 2 or any(s < 2 * patch for s in image.shape):
@@ -155,24 +156,31 @@ def _tile_estimates(image: np.ndarray, src: np.ndarray, patch: int) -> tuple[np.
     fg = image[tuple(centres.T)] > thr
     starts, centres = starts[fg], centres[fg]
     bright = BRIGHT_TILE * float(np.percentile(image, 99.5))
-    keep = np.array([np.median(image[a:a + patch, b:b + patch]) > bright
-                     and _scale_ratio(image[a:a + patch, b:b + patch]) <= NOISE_TILE_RATIO for a, b in starts], dtype=bool)
-    if keep.sum() < MIN_MAP_TILES:
+    kept, sig = [], []
+    for i, (a, b) in enumerate(starts):
+        tile = image[a:a + patch, b:b + patch]
+        if np.median(tile) <= bright:
+            continue
+        fine, ratio = _scales(tile)
+        if ratio <= NOISE_TILE_RATIO:
+            kept.append(i)
+            sig.append(fine if src is image else wavelet_sigma(src[a:a + patch, b:b + patch]))
+    if len(kept) < MIN_MAP_TILES:
         return None
-    starts, centres = starts[keep], centres[keep]
-    sig = np.array([wavelet_sigma(src[a:a + patch, b:b + patch]) for a, b in starts])
-    return centres.astype(np.float64), sig
+    return centres[kept].astype(np.float64), np.array(sig)
 
 
-def _scale_ratio(tile: np.ndarray) -> float:
-    """MAD of the second-finest db2 diagonal coefficients over the finest's: white noise spreads
-    evenly over scales (0.8-0.95 on a 64-pixel tile of pure noise), anatomy has more energy at the
-    coarser one (1.4 and up where it, not the noise, fills the finest scale)."""
+def _scales(tile: np.ndarray) -> tuple[float, float]:
+    """(`wavelet_sigma` of the tile, its scale ratio): the MAD of the second-finest db2 diagonal
+    coefficients over the finest's. White noise spreads evenly over scales (0.8-0.95 on a 64-pixel
+    tile of pure noise), anatomy has more energy at the coarser one (1.4 and up where it, not the
+    noise, fills the finest scale). The finest level is `wavelet_sigma`'s own decomposition."""
     import pywt
 
     coeffs = pywt.wavedec2(np.asarray(tile, dtype=np.float64), "db2", level=2)
     fine, coarse = np.abs(coeffs[2][2]), np.abs(coeffs[1][2])
     fine, coarse = fine[fine != 0], coarse[coarse != 0]
     if not fine.size or not coarse.size:
-        return np.inf
-    return float(np.median(coarse)) / max(float(np.median(fine)), 1e-12)
+        return 0.0, np.inf
+    sigma = float(np.median(fine)) / 0.6744897501960817
+    return sigma, float(np.median(coarse)) / max(float(np.median(fine)), 1e-12)

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from denoise.models.base import Denoiser
-from denoise.noise_level import SPREAD_FOR_MAP, noise_spread, with_noise_channel
+from denoise.noise_level import NOISE_LEVELS, SPREAD_FOR_MAP, noise_spread, with_noise_channel
 from denoise.normalize import Normalization
 
 __all__ = ["LearnedDenoiser", "flip_ensemble", "option_suffix", "resolve_device", "ISOTROPIC_RATIO", "MIN_PLANE_SIZE",
@@ -27,7 +27,6 @@ __all__ = ["LearnedDenoiser", "flip_ensemble", "option_suffix", "resolve_device"
 log = logging.getLogger(__name__)
 ISOTROPIC_RATIO = 1.5  # largest / smallest voxel edge of a volume that counts as near-isotropic
 MIN_PLANE_SIZE = 16  # voxels along every axis for three-plane inference
-NOISE_LEVELS = ("auto", "map", "constant")  # what a noise-level channel is told (`LearnedDenoiser.with_noise_level`)
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -114,7 +114,7 @@ def _denoise(scan, key: str, method: str, report=None) -> tuple[np.ndarray, floa
     store[(key, method)] = (result.array, secs)
     _levels()[(key, method)] = result.meta.get("noise_level", "")
     while len(store) > 64:
-        store.popitem(last=False)
+        _levels().pop(store.popitem(last=False)[0], None)
     return store[(key, method)]
 
 
