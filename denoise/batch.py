@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,10 @@ from denoise.manifest import (
     write_manifest,
 )
 from denoise.outdir import OutputLock, UsageError, check_destinations, check_separate
+from denoise.run_options import run_options
 from denoise.scan_task import (
     BatchOptions,
     default_model_for,
-    get_model,
     map_relpath,
     noise_relpath,
     output_relpath,
@@ -68,6 +67,7 @@ def denoise_folder(
     planes: int | None = None,
     strength: float = 1.0,
     noise_level: str = "auto",
+    noise_scale: float | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     num_parts: int = 1,
@@ -111,6 +111,10 @@ def denoise_folder(
             image, else one value per slice; "map" / "constant" force one (the manifest's model
             reads ``NAME+noisemap`` / ``NAME+constantnoise``; its ``noise_spread`` and
             ``noise_level`` columns say what each scan got: `LearnedDenoiser.with_noise_level`).
+        noise_scale: learned models with a noise-level channel: tell the network this multiple of
+            the noise level it estimates, in tissue, instead of the model's own (mr-2d 1, mr-3d's
+            three planes 0.8, which keeps small faint lesions; lower keeps more faint structure,
+            higher smooths more). The manifest's model reads ``NAME+noisescaleF``.
         workers: run scans in parallel on a local Dask cluster with this many worker processes.
         scheduler: address of an existing Dask scheduler (``tcp://host:port``).
         num_parts, part_id: process only every ``num_parts``-th scan starting at ``part_id``.
@@ -131,10 +135,10 @@ def denoise_folder(
     t0 = time.perf_counter()
     src, out = Path(input).resolve(), Path(output).resolve()
     _check_usage(src, out, fmt, num_parts, part_id, workers, scheduler, reference)
-    opts = _options(src, out, model, workers, device=device, fmt=fmt, tile=tile, overlap=overlap,
+    opts = run_options(src, out, model, workers, device=device, fmt=fmt, tile=tile, overlap=overlap,
                     batch_size=batch_size, noise_map=noise_map, uncertainty=uncertainty, tta=tta, planes=planes,
                     reference=str(Path(reference).resolve()) if reference else None, strength=strength, noise_level=noise_level,
-                    anomaly=anomaly)
+                    noise_scale=noise_scale, anomaly=anomaly)
     sources, skipped = discover_scans(src)
     if not sources and not any(sk.failed for sk in skipped):
         raise UsageError(f"no DICOM or NIfTI scans found under {input}"
@@ -168,42 +172,14 @@ def denoise_folder(
         write_manifest(manifest_path, rows)
         _run_recorded(todo, opts, workers, scheduler, _pair_references(todo, reference), rows, previous,
                       manifest_path, progress)
+        # every task has finished or been given up: a temporary still there is a killed worker's (a lost
+        # node, an out-of-memory kill on a cluster), never to be renamed into place
+        remove_leftovers([out / r for r in dests], out)
         counts = {k: sum(r["status"] == k for r in rows.values()) for k in ("ok", "failed", "skipped")}
         summary = {"manifest": manifest_path.name, **counts, "processed": len(todo),
                    "reused": reused, "seconds": round(time.perf_counter() - t0, 2)}
         write_text_atomic(summary_path, json.dumps(summary, indent=1))
     return summary
-
-
-def _options(src: Path, out: Path, model: str | None, workers: int | None, *, strength: float, noise_level: str,
-             **fields: Any) -> BatchOptions:
-    """The run's options, checked before anything is read or written: the model name (`run_model`:
-    ``dae:mr-2d`` -> ``mr-2d``, an unknown name listing the valid ones), options that only learned
-    models take, --planes, --strength, --noise-level, and that the model loads."""
-    from denoise.infer import NOISE_LEVELS, check_strength
-    from denoise.methods import run_model
-    from denoise.models import CLASSICAL_METHODS
-
-    model = run_model(model)
-    if fields["tta"] and model in CLASSICAL_METHODS:
-        raise UsageError(f"--tta is for learned models; {model!r} is a classical method")
-    if fields["uncertainty"] and model in CLASSICAL_METHODS:
-        raise UsageError(f"--uncertainty is for learned models (the spread of a network's outputs over flips of "
-                         f"its input); {model!r} is a classical method")
-    _check_planes(model, fields["planes"], CLASSICAL_METHODS)
-    if noise_level not in NOISE_LEVELS:
-        raise UsageError(f"--noise-level must be one of {', '.join(NOISE_LEVELS)}, got {noise_level!r}")
-    if noise_level != "auto" and model in CLASSICAL_METHODS:
-        raise UsageError(f"--noise-level is for learned models with a noise-level channel; {model!r} is a classical method")
-    try:
-        strength = check_strength(strength)
-    except ValueError as exc:
-        raise UsageError(f"--strength: {exc}") from None
-    opts = BatchOptions(output=str(out), model=model, strength=strength, noise_level=noise_level, **fields,
-                        threads=max(1, (os.cpu_count() or 1) // workers) if workers else None,
-                        input_root=str(src if src.is_dir() else src.parent))
-    _check_model(model, opts)
-    return opts
 
 
 def _rows_not_run(collided: list[ScanSource], collisions: dict[str, str], skipped: list, opts: BatchOptions) -> dict[str, dict]:
@@ -268,7 +244,8 @@ def _still_done(old: dict[str, Any] | None, source: ScanSource, out: Path, opts:
         return False
     try:
         return still_done(old, source, out, opts.model, opts.tta, opts.planes, opts.strength, opts.noise_map,
-                          opts.uncertainty, ":".join(opts.anomaly) if opts.anomaly else "", noise_level=opts.noise_level)
+                          opts.uncertainty, ":".join(opts.anomaly) if opts.anomaly else "", noise_level=opts.noise_level,
+                          noise_scale=opts.noise_scale)
     except OSError:  # the input cannot be read any more: redo it, and let its row say why
         return False
 
@@ -299,18 +276,6 @@ def _keep_earlier_output(row: dict[str, Any], old: dict[str, Any] | None, out: P
     row["output"] = old["output"]
     earlier = old.get("model") or "an earlier model"
     row["reason"] = f"{row['reason']}; the output on disk is from an earlier run ({earlier})"
-
-
-def _check_model(model: str | None, opts: BatchOptions) -> None:
-    """Load a given model once before the run (unknown name, missing, corrupt or unsafe checkpoint,
-    a classical method whose package is missing): exit 2 instead of every scan failing."""
-    if model is None:
-        return
-    try:
-        get_model(model, opts)
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, FileNotFoundError)) else str(exc)
-        raise UsageError(f"model {model!r} cannot be used: {reason}") from None
 
 
 def _pair_references(todo: list[ScanSource], reference: str | Path | None) -> list[tuple | None]:
@@ -346,23 +311,6 @@ def _run(todo: list[ScanSource], opts: BatchOptions, workers: int | None, schedu
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-def _check_planes(model: str | None, planes: int | None, classical: tuple[str, ...]) -> None:
-    """Refuse a ``planes`` setting the model cannot take before anything is written."""
-    if planes is None:
-        return
-    if planes not in (1, 3):
-        raise UsageError(f"--planes must be 1 or 3, got {planes!r}")
-    if model in classical:
-        raise UsageError(f"--planes is for learned models; {model!r} is a classical method")
-    if planes == 3 and model is not None:
-        from denoise.models.loading import load_model
-
-        try:
-            load_model(model, device="cpu", planes=3)
-        except (ValueError, FileNotFoundError) as exc:
-            raise UsageError(f"--planes 3: {exc}") from exc
 
 
 def _check_usage(src: Path, out: Path, fmt: str, num_parts: int, part_id: int, workers, scheduler, reference) -> None:

@@ -222,7 +222,8 @@ def inference_spec(info: dict[str, Any], *, name: str, fmt: str, hashes: dict[st
             "context": {"slices_each_side": k, "edges": "the edge slice repeated",
                         "where": "inside the network (slab model)" if slab else
                         ("stacked as input channels, slice i-k first" if k else "none")},
-            "noise_channel": _noise_entry(bool(m.get("noise_channel")), patch, dims),
+            "noise_channel": _noise_entry(bool(m.get("noise_channel")), patch, dims,
+                                          float(info.get("inference", {}).get("noise_scale", 1.0))),
             "tiling": ({"kind": "sliding window", "implementation": "monai.inferers.sliding_window_inference",
                         "roi": [32, 320, 320] if slab else [96, 96, 96], "overlap": 0.25, "blend": "gaussian",
                         "note": "tiles larger than the volume are clipped to it"} if dims == 3 else
@@ -248,6 +249,8 @@ def inference_spec(info: dict[str, Any], *, name: str, fmt: str, hashes: dict[st
             "when": "volumes whose voxel edges are within 1.5x of each other with at least 16 voxels along every "
                     "axis: this 2D network along the three axes in turn, the three results averaged",
             "checkpoint": isotropic_info,
+            "noise_scale": float(info.get("inference", {}).get("isotropic_noise_scale",
+                                                               isotropic_info.get("inference", {}).get("noise_scale", 1.0))),
         }
     return spec
 
@@ -278,7 +281,7 @@ def _normalization_entry(norm) -> dict[str, Any]:
             "formula": "x = value / scale", "model_range": None}
 
 
-def _noise_entry(present: bool, patch: int | None, dims: int) -> dict[str, Any]:
+def _noise_entry(present: bool, patch: int | None, dims: int, scale: float = 1.0) -> dict[str, Any]:
     if not present:
         return {"present": False}
     return {"present": True, "channel": "last",
@@ -288,5 +291,7 @@ def _noise_entry(present: bool, patch: int | None, dims: int) -> dict[str, Any]:
             "tiles": (f"images larger than {patch} px: the mean over up to 16 tiles of {patch} px, on a half-tile "
                       "grid, whose centre voxel is above the foreground threshold (10% of the way from the 0.5th to "
                       "the 99.5th percentile), evenly chosen" if patch else "the whole image"),
+            "scale": scale, "scaled": ("the estimate is multiplied by scale before the network reads it (the model's "
+                                       "operating point: below 1 it keeps more faint structure); a fixed level is not"),
             "per": "sample (slice or volume)", "override": "a fixed level replaces the estimate (load_model sigma=)",
             "implementation": "denoise.noise_level.with_noise_channel"}

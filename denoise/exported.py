@@ -79,7 +79,7 @@ def load_exported(folder: str | Path, *, device: str = "auto", **kwargs: Any):
     batch_size). Raises ValueError for a folder that is not an ONNX export, a file whose hash
     does not match the JSON (changed or corrupt), or a TorchScript export (not loaded: it carries
     code)."""
-    from denoise.models.learned import LearnedDenoiser
+    from denoise.models.learned import LearnedDenoiser, isotropic_setup
 
     folder = Path(folder)
     spec_path = folder / EXPORT_FILE
@@ -112,8 +112,7 @@ def load_exported(folder: str | Path, *, device: str = "auto", **kwargs: Any):
     digest = nets["network"][1][:12]
     isotropic = None
     if "isotropic" in nets and kwargs.get("planes") != 1:
-        iso_info = spec["isotropic"]["checkpoint"]
-        shared = {k: kwargs[k] for k in ("sigma", "tta", "batch_size") if k in kwargs}
+        iso_info, shared = isotropic_setup(spec["checkpoint"], spec["isotropic"]["checkpoint"], kwargs)
         isotropic = LearnedDenoiser(nets["isotropic"][0], iso_info, name=iso_info.get("name") or "isotropic",
                                     device=torch_device, checkpoint_hash=nets["isotropic"][1][:12], **shared)
         digest = text_hash(f"{digest}+{isotropic.checkpoint_hash}")

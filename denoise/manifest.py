@@ -29,7 +29,7 @@ def input_hash(source: ScanSource) -> str:
 
 def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool,
                planes: int | None, strength: float = 1.0, noise_map: bool = False, uncertainty: bool = False,
-               anomaly: str = "", *, noise_level: str = "auto") -> bool:
+               anomaly: str = "", *, noise_level: str = "auto", noise_scale: float | None = None) -> bool:
     """Whether a scan's earlier manifest row can stand (``--continue``): same input hash, model
     and inference options, its output still there and still the file the row wrote (`output_stamp`:
     not replaced since, by a killed run or another part), and its noise and uncertainty maps when
@@ -39,7 +39,7 @@ def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | 
 
     if old.get("input_hash") != input_hash(source) or (old.get("anomaly") or "") != anomaly:
         return False
-    label, options = str(old.get("model", "")), option_suffix(tta, planes, strength, noise_level)
+    label, options = str(old.get("model", "")), option_suffix(tta, planes, strength, noise_level, noise_scale)
     if label.partition("+")[2] != options.lstrip("+"):  # run with other inference options
         return False
     if model is not None and label != model_label(model) + options:

@@ -60,6 +60,7 @@ class BatchOptions:
     input_root: str = ""  # the folder relative paths refer to (reasons are made relative to it)
     strength: float = 1.0  # blend with the input: 0 = unchanged, 1 = full denoising
     noise_level: str = "auto"  # what a noise-level channel is told (`LearnedDenoiser.with_noise_level`)
+    noise_scale: float | None = None  # that level times this (None: the model's own operating point)
     anomaly: tuple[str, str] | None = None  # (score, polarity): write anomaly maps (`denoise.anomaly_job`)
 
 
@@ -215,12 +216,13 @@ def get_model(name: str, opts: BatchOptions):
     from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser
     from denoise.models.loading import load_model
 
-    key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size, opts.tta, opts.planes)
+    key = (name, opts.device, opts.tile, opts.overlap, opts.batch_size, opts.tta, opts.planes, opts.noise_scale)
     if key not in _MODEL_CACHE:
         if name in CLASSICAL_METHODS:
             _MODEL_CACHE[key] = ClassicalDenoiser(name)
         else:
-            kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size, "tta": opts.tta, "planes": opts.planes}
+            kwargs = {"overlap": opts.overlap, "batch_size": opts.batch_size, "tta": opts.tta, "planes": opts.planes,
+                      "noise_scale": opts.noise_scale}
             if opts.tile:
                 kwargs["tile"] = tuple(opts.tile)
             _MODEL_CACHE[key] = load_model(name, device=opts.device, **kwargs)

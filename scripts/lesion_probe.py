@@ -1,7 +1,10 @@
 """Lesion contrast kept across sizes and contrasts (issue #31 item 2), with fg-PSNR, for models and BM3D.
 
-    python scripts/lesion_probe.py [MODEL_OR_CHECKPOINT ...] [--levels rician:0.05,rician:0.09]
+    python scripts/lesion_probe.py [MODEL_OR_CHECKPOINT[@F] ...] [--levels rician:0.05,rician:0.09]
                                    [--out docs/benchmarks/lesions] [--no-bm3d]      # default model: mr-2d
+
+``NAME@F`` runs the model told F x the noise level it estimates (``load_model(noise_scale=F)``;
+without it, the checkpoint's own operating point).
 
 The held-out T1's three 16-slice slabs (docs/benchmarks.md's MR cases). Into each clean slab go nine
 spherical lesions, diameters 3/5/8 mm x contrasts +3/5/10% of the slab's robust maximum, centred in
@@ -39,6 +42,12 @@ SIZES_MM = (3.0, 5.0, 8.0)
 CONTRASTS = (0.03, 0.05, 0.10)
 
 
+def _load(spec: str):
+    """``NAME`` or ``NAME@F`` (noise_scale F) as a model."""
+    name, _, scale = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    return load_model(name, device="cpu", **({"noise_scale": float(scale)} if scale else {}))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", default=["mr-2d"])
@@ -47,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "lesions")
     ap.add_argument("--no-bm3d", action="store_true")
     args = ap.parse_args(argv)
-    methods = {m: load_model(m, device="cpu") for m in args.models}
+    methods = {m: _load(m) for m in args.models}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         slabs = sorted(write_t1_slabs(args.data, Path(tmp) / "mr", T1_SLABS).glob("*.nii.gz"))

@@ -4,9 +4,9 @@
 
 The held-out T1's three 16-slice slabs (docs/benchmarks.md's MR cases), a 3-voxel-radius lesion at +5%
 of the data range inserted in the middle slice (`denoise.fidelity.insert_lesion`), Rician noise; then
-mr-2d at `--strength` S in 0, 0.25, 0.5, 0.75, 1 (the output blended with the input) and BM3D with its
-oracle sigma scaled by S in 0.25 ... 1.25 (`ClassicalDenoiser(strength=S)`, the classical
-methods' own strength control). Each point: fg-PSNR against the clean slab with the lesion, and the
+mr-2d at `--strength` S in 0, 0.25, 0.5, 0.75, 1 (the output blended with the input), mr-2d told
+S x the noise level it estimates (S = its `noise_scale`, 0.5 ... 1.25; shipped: 1) and BM3D with its oracle sigma scaled by S in 0.25 ... 1.25 (`ClassicalDenoiser(strength=S)`,
+the classical methods' own strength control). Each point: fg-PSNR against the clean slab with the lesion, and the
 fraction of the lesion's contrast kept, averaged over the slabs. Writes OUT/results.csv, OUT/results.md
 and OUT/strength_tradeoff.png. Takes ~5 minutes on 2 cores (BM3D most of it).
 """
@@ -33,6 +33,7 @@ from denoise.normalize import normalization_for, reference_intensity  # noqa: E4
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_S = [0.0, 0.25, 0.5, 0.75, 1.0]
 BM3D_S = [0.25, 0.5, 0.75, 1.0, 1.25]
+NOISE_S = [0.5, 0.65, 0.8, 0.875, 1.0, 1.25]
 CONTRAST = 0.05  # of the data range, as docs/benchmarks.md's probe
 
 
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             case = (path.name, clean.array, original, masks, peak, mask)
             full = denoise_scan(noisy, model).array
             for s in MODEL_S:  # the blend `denoise run --strength` makes, from the one full-strength result
-                rows.append(_point(case, "mr-2d", s, noisy.array + np.float32(s) * (full - noisy.array)))
+                rows.append(_point(case, "mr-2d blended", s, noisy.array + np.float32(s) * (full - noisy.array)))
+            for s in NOISE_S:  # the other dial: the noise level the network is told
+                rows.append(_point(case, "mr-2d told noise x S", s, denoise_scan(noisy, model.variant(noise_scale=s)).array))
             if bm3d_available():
                 for s in BM3D_S:
                     bm3d = ClassicalDenoiser("bm3d", sigma=oracle, rician=True, strength=s)
@@ -79,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         w.writerows(rows)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     lines = [f"Strength against lesion fidelity at {args.noise} (held-out T1, three slabs; "
-             "`python scripts/strength_tradeoff.py`). mr-2d: output blended with the input (`--strength S`); "
-             "BM3D: oracle sigma x S.", "", "| method | S | fg PSNR (dB) | lesion contrast kept |", "|---|---|---|---|"]
+             "`python scripts/strength_tradeoff.py`). mr-2d: output blended with the input (`--strength S`), or "
+             "told S x the noise level it estimates (`load_model(noise_scale=S)`); BM3D: oracle sigma x S.", "", "| method | S | fg PSNR (dB) | lesion contrast kept |", "|---|---|---|---|"]
     import matplotlib
 
     matplotlib.use("Agg")

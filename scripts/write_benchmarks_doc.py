@@ -33,9 +33,11 @@ def main() -> int:
         "set from the true added noise (its own estimator read on noisy - clean, `denoise.bench.model_oracle`), "
         "the learned counterpart of `X:oracle`; `:tta` = the self-ensemble over the 4 in-plane flips "
         "(`denoise run --tta`, 4x the compute; `denoise.infer.flip_ensemble`); `dae:mr-3d` = what `denoise run -m mr-3d` does: on these "
-        "near-isotropic slabs, mr-2d along the three orthogonal planes, averaged (3x mr-2d's compute; "
+        "near-isotropic slabs, mr-2d along the three orthogonal planes, told 0.8x the noise level it estimates in "
+        "tissue (its operating point since session 40: it keeps small faint lesions, \"Lesions across sizes and "
+        "contrasts\" below, for ~0.5 dB), averaged (3x mr-2d's compute; "
         "`denoise.infer.LearnedDenoiser.plan`), on thick-slice series its slab network; `dae:mr-3d:1plane` = "
-        "the slab network alone.",
+        "the slab network alone; `dae:NAME:oracle` rows tell the network the true level as given, unscaled.",
         "",
         "## Targets (issue #3, section 4) against the numbers below",
         "",
@@ -63,7 +65,10 @@ def main() -> int:
         "### 3D methods at the target levels (BM4D on the slab, mr-3d both ways; BM3D per slice as the baseline)",
         "",
         "Same slabs, cases and noise realisations as the table above (compare with its mr-2d rows); BM4D takes "
-        "1-2 minutes per slab, so this runs only at 5% and 9%. Command: `python scripts/benchmark.py --only mr3d`.",
+        "1-2 minutes per slab, so this runs only at 5% and 9%. Command: `python scripts/benchmark.py --only mr3d`. "
+        "`dae:mr-3d` runs at its lesion-keeping operating point (0.8x the noise level in tissue); at its PSNR-best "
+        "point (`--noise-scale 1`) the same run scored 31.80 / 29.16 dB (session 39), 0.48 / 0.27 dB below BM4D; "
+        "issue #31's must (level with BM4D at 9%, within 0.3 dB at 5%) is met at neither.",
         "",
         _read(b / "mr3d" / "results.md"),
         "## CT: low-dose noise (held-out GE abdominal slices)",
@@ -166,8 +171,10 @@ def main() -> int:
         _read(b / "adapt" / "n2n_long" / "results.md"),
         "## Strength against lesion fidelity (issue #31, item 3)",
         "",
-        "`denoise run --strength S` blends the output with the input; BM3D's own control scales its sigma. "
-        "A user who needs faint lesions kept picks a point on these curves.",
+        "`denoise run --strength S` blends the output with the input; `--noise-scale S` tells the network S x the "
+        "noise level it estimates in tissue (the shipped mr-2d: 1); BM3D's own control scales its sigma. A user who needs "
+        "faint lesions kept picks a point on these curves. (This probe is the single ring-measured disc of the "
+        "fidelity tables; the paired nine-lesion probe below is the issue's measure.)",
         "",
         _read(b / "strength" / "results.md"),
         "## No added structure (issue #31, item 1)",
@@ -190,14 +197,13 @@ def main() -> int:
         "without them under the same noise draws: contrast kept = the mean difference of the two outputs over the "
         "lesion / the contrast inserted (`denoise.fidelity.paired_contrast_kept`: the noise cancels, so this is far "
         "less noisy than the ring measure of the fidelity tables above, which uses one 6-pixel disc in one slice). "
-        "Issue #31's goal (>= 0.9 kept at Rician 5%, >= 0.8 at 9%, fg PSNR above BM3D with the oracle sigma): "
-        "the fg PSNR part holds; at 5% only the 8 mm lesions reach 0.9 (0.88-0.91; 5 mm 0.85-0.87), at 9% the 8 mm "
-        "ones and two of the 5 mm ones reach 0.8 (0.78-0.89); the 3 mm lesions keep 0.47-0.70, and BM3D with the "
-        "oracle sigma loses them too (0.52-0.75). Not met; docs/design.md has what was tried. Session 38 weighted the "
-        "training loss on inserted blobs (two attempts, not shipped: 5 mm at 5% contrast kept 0.88 / 0.82 at Rician "
-        "5 / 9% against the shipped 0.85 / 0.78, fg PSNR level, a little more texture left on nearly noise-free series; "
-        "docs/design.md, \"A loss weighted on the inserted blobs\"). Command: `python scripts/lesion_probe.py mr-2d "
-        "--out docs/benchmarks/lesions` (~6 min with BM3D).",
+        "Issue #31's must (>= 0.9 of the 5 mm lesion at 5% contrast kept at Rician 5%, >= 0.8 at 9%, with fg PSNR "
+        "above BM3D with the oracle sigma) is met by mr-3d at its shipped operating point (mr-2d along three planes, "
+        "told 0.8x the noise level it estimates in tissue; `mr-3d@1`: the PSNR-best point) and not by mr-2d (shipped "
+        "at 1); `mr-2d@0.875` is mr-2d's lesion point, where both conditions sit on their thresholds (docs/design.md, "
+        "\"An operating point\", has the sweep). The 3 mm lesions keep 0.50-0.79 in every denoiser, BM3D with the "
+        "oracle sigma included. Command: `python scripts/lesion_probe.py mr-2d mr-3d mr-2d@0.875 mr-3d@1` (~12 min "
+        "with BM3D; `NAME@F` = `load_model(NAME, noise_scale=F)`).",
         "",
         _read(b / "lesions" / "results.md"),
         "## Exported models (`denoise export`, issue #26 section 1)",
@@ -348,7 +354,7 @@ def _targets(b: Path, speed_path: Path) -> str:
     from denoise.bench import paired_difference
 
     rows: dict[tuple[str, str, str], list[dict]] = {}
-    for part in ("mr", "ct", "ctother"):
+    for part in ("mr", "mr3d", "ct", "ctother"):
         path = b / part / "results.csv"
         if path.exists():
             with open(path, newline="") as fh:
@@ -383,6 +389,11 @@ def _targets(b: Path, speed_path: Path) -> str:
                                                           "held-out GE abdomen")
     diff("ctother", "lowdose:0.25", "dae:ct-2d", "bm3d", 1e-9, "must (#31): ct-2d above BM3D (estimated sigma) at 25% "
                                                                "dose, held-out Philips 4D-CT thorax (3 slabs)")
+    diff("mr3d", "rician:0.05", "dae:mr-3d", "bm4d:oracle", -0.3, "must (#31): mr-3d within 0.3 dB of BM4D (oracle sigma) "
+                                                                   "at Rician 5%")
+    diff("mr3d", "rician:0.09", "dae:mr-3d", "bm4d:oracle", 0.0, "must (#31): mr-3d at least level with BM4D (oracle sigma) "
+                                                                  "at Rician 9%")
+    lines.extend(_lesion_targets(b / "lesions" / "results.csv"))
     fast("mr-2d_ms_per_256_slice", 50, "ms", "must: a 256x256 slice through mr-2d in <= 50 ms (2 cores)")
     fast("mr-3d_3planes_s_per_256cube", 60, "s", "must: a 256^3 volume through mr-3d in <= 60 s (three planes, what it does on near-isotropic volumes)")
     fast("mr-3d_slab_s_per_256cube", 60, "s", "must: the same through mr-3d's slab network (thick-slice volumes)")
@@ -395,6 +406,36 @@ def _targets(b: Path, speed_path: Path) -> str:
         for method, what in (("dae:mr-2d:tta", "mr-2d --tta (4x compute)"), ("dae:mr-3d", "mr-3d (3x)")):
             diff("mr", noise, method, "bm3d:oracle", None, f"for reference: {what} over BM3D (oracle sigma) at Rician {level}")
     return "\n".join(lines)
+
+
+def _lesion_targets(path: Path) -> list[str]:
+    """Issue #31 item 2's must per model and level from the paired lesion probe: the 5 mm lesion at
+    5% contrast kept >= 0.9 at Rician 5% (>= 0.8 at 9%) with fg PSNR above BM3D (oracle sigma)."""
+    import csv
+
+    if not path.exists():
+        return ["| must (#31): lesions kept (paired probe) | not run | |"]
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for noise, need in (("rician:0.05", 0.9), ("rician:0.09", 0.8)):
+        sel = [r for r in rows if r["noise"] == noise]
+
+        def fg(method, sel=sel):  # one fg PSNR per slab
+            return float(np.mean([float(p) for _, p in {(r["slab"], r["psnr_fg"]) for r in sel if r["method"] == method}]))
+
+        if not any(r["method"] == "bm3d (oracle sigma)" for r in sel):
+            continue
+        for model in ("mr-2d", "mr-3d"):
+            kept = [float(r["kept"]) for r in sel if r["method"] == model and float(r["diameter_mm"]) == 5.0
+                    and abs(float(r["contrast"]) - 0.05) < 1e-6]
+            if not kept:
+                continue
+            k, d = float(np.mean(kept)), fg(model) - fg("bm3d (oracle sigma)")
+            out.append(f"| must (#31): {model} keeps >= {need} of the 5 mm 5% lesion at Rician {float(noise.split(':')[1]):.0%} "
+                       f"with fg PSNR above BM3D (oracle sigma) (paired lesion probe) | kept {k:.3f}, fg PSNR {d:+.2f} dB "
+                       f"| {'met' if k >= need and d > 0 else 'not met'} |")
+    return out
 
 
 def _csv_table(path: Path, digits: int = 3) -> str:

@@ -47,9 +47,11 @@ PURPOSE = {
              "with every level's convolutions spanning 3 slices. Inference: sliding windows of 32 slices by whole "
              "slices (up to 320 x 320) with Gaussian blending; a lone 2D image works too (a 1-slice volume). "
              "Near-isotropic volumes (voxel edges within 1.5x of each other, at least 16 voxels along every "
-             "axis) go another way: mr-2d runs along the three orthogonal planes and the three results are "
-             "averaged (denoise.infer.LearnedDenoiser.plan), which on the held-out T1 beats this slab network "
-             "and mr-2d alike (below); `denoise run --planes 1` / `load_model('mr-3d', planes=1)` keeps the "
+             "axis) go another way: mr-2d runs along the three orthogonal planes, told 0.8x the noise level it "
+             "estimates in tissue, and the three results are averaged (denoise.infer.LearnedDenoiser.plan): it "
+             "keeps >= 0.9 of a small faint lesion at Rician 5% where mr-2d keeps 0.85, at a fg PSNR above BM3D's "
+             "and ~0.15-0.25 dB below mr-2d's on the held-out T1 (`--noise-scale 1`: +0.4 dB over mr-2d, and less "
+             "of the lesion); `denoise run --planes 1` / `load_model('mr-3d', planes=1)` keeps the "
              "slab network everywhere.",
     "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
     "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
@@ -145,6 +147,22 @@ def other_scanner_lines(name: str) -> list[str]:
     return lines
 
 
+def _operating_point(inference: dict) -> list[str]:
+    """The card's line on the noise level the network is told (`LearnedDenoiser` ``noise_scale``)."""
+    parts = []
+    if "noise_scale" in inference:
+        parts.append(f"this network is told {inference['noise_scale']:g} x the noise level it estimates")
+    if "isotropic_noise_scale" in inference:
+        parts.append(f"along the three planes `{inference.get('isotropic_model')}` is told "
+                     f"{inference['isotropic_noise_scale']:g} x its estimate")
+    if not parts:
+        return []
+    return [f"- operating point: {'; '.join(parts)} in tissue (air keeps the full level), which keeps small faint "
+            "lesions (>= 0.9 of a 5 mm lesion at 5% contrast under Rician 5%; docs/benchmarks.md \"Lesions across sizes "
+            "and contrasts\") for about 0.5 dB of PSNR; `denoise run --noise-scale 1` gives the PSNR-best point "
+            "(docs/design.md \"An operating point\")"]
+
+
 def main() -> int:
     for pt in sorted(PRE.glob("*.pt")):
         info = json.loads(torch.load(str(pt), map_location="cpu", weights_only=True)["config"])
@@ -169,6 +187,7 @@ def main() -> int:
             f"- intensity scaling: {info['normalization']}",
             *([f"- inference: near-isotropic volumes go to `{info['inference']['isotropic_model']}` along the three "
                "orthogonal planes (averaged); other volumes to this network"] if info.get("inference", {}).get("isotropic_model") else []),
+            *_operating_point(info.get("inference", {})),
             "",
             "## Training",
             f"- data: {', '.join(info['data'].get('files', []))} (../shared/data; see its SOURCES.md for origin and licences)"

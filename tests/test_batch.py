@@ -308,3 +308,27 @@ def test_strength_blends_with_the_input_and_is_recorded(tmp_path, phantom_3d):
     s = denoise_folder(src, half, model="nlm", resume=True, progress=False)  # full strength now: redone
     assert s["processed"] == 1
     assert main(["run", "-i", str(src), "-o", str(tmp_path / "x"), "--strength", "1.5"]) == 2
+
+
+def test_a_temporary_a_killed_worker_left_during_the_run_is_gone_when_it_ends(study, tmp_path, tiny_model, monkeypatch):
+    """On a cluster a worker can be killed mid-write (a lost node, an out-of-memory kill): its task
+    is redone elsewhere and the run ends well, but the temporary it was writing is never renamed.
+    The run removes such debris of its own destinations when its tasks are done."""
+    import denoise.batch as batch
+    from denoise.atomic import temp_sibling
+
+    out = tmp_path / "out"
+    run = batch._run_recorded
+    left = []
+
+    def run_and_lose_a_worker(todo, opts, *args, **kwargs):
+        dest = out / batch.output_relpath(todo[0], opts.fmt)
+        left.append(temp_sibling(dest, ext=".nii.gz"))
+        left[0].parent.mkdir(parents=True, exist_ok=True)
+        left[0].write_bytes(b"half a file")  # what the killed worker had written so far
+        return run(todo, opts, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "_run_recorded", run_and_lose_a_worker)
+    s = denoise_folder(study, out, model=str(tiny_model), device="cpu", progress=False)
+    assert s["ok"] >= 2 and left and not left[0].exists()  # (the study's broken file fails, as it should)
+    assert not [p for p in out.rglob(".*") if p.name != ".denoise-run.lock"]

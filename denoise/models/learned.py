@@ -21,12 +21,14 @@ from denoise.models.base import Denoiser
 from denoise.noise_level import NOISE_LEVELS, SPREAD_FOR_MAP, noise_spread, with_noise_channel
 from denoise.normalize import Normalization
 
-__all__ = ["LearnedDenoiser", "flip_ensemble", "option_suffix", "resolve_device", "ISOTROPIC_RATIO", "MIN_PLANE_SIZE",
+__all__ = ["LearnedDenoiser", "flip_ensemble", "isotropic_setup", "option_suffix", "resolve_device", "ISOTROPIC_RATIO",
+           "MAX_NOISE_SCALE", "MIN_PLANE_SIZE",
            "NOISE_LEVELS"]
 
 log = logging.getLogger(__name__)
 ISOTROPIC_RATIO = 1.5  # largest / smallest voxel edge of a volume that counts as near-isotropic
 MIN_PLANE_SIZE = 16  # voxels along every axis for three-plane inference
+MAX_NOISE_SCALE = 4.0  # the largest noise_scale taken (a network told 4x its estimate smooths away anatomy)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -60,6 +62,11 @@ class LearnedDenoiser(Denoiser):
         sigma: models with a noise-level channel: use this level (normalised scale, the
             estimator's convention, see `denoise.noise_level.noise_level`) instead of estimating it per
             slice/volume. Lower keeps more texture, higher smooths more (FFDNet's control).
+        noise_scale: the estimated noise level (constant or map) is multiplied by this before the
+            network reads it; not a given ``sigma``. None = the checkpoint's ``inference.noise_scale``
+            (1 if it has none): shipped MR models are told a little less than they estimate, which
+            keeps small faint lesions (issue #31; docs/design.md "An operating point ..."). A value
+            given here is recorded in the name (``+noisescaleF``).
         tta: geometric self-ensemble: average the outputs for the 4 in-plane flips of the input
             (`flip_ensemble`; 4x the compute, about 0.2 dB on held-out data, and no 2-pixel
             pattern); the name gains ``+tta`` (manifests record it).
@@ -76,9 +83,13 @@ class LearnedDenoiser(Denoiser):
     def __init__(self, net: torch.nn.Module, info: dict[str, Any], *, name: str = "model", device: str = "auto",
                  tile: int | tuple[int, ...] | None = None, overlap: float = 0.25, batch_size: int | None = None,
                  checkpoint_hash: str = "", sigma: float | None = None, tta: bool = False,
-                 planes: int | None = None, isotropic: LearnedDenoiser | None = None, sigma_map: bool = False) -> None:
+                 planes: int | None = None, isotropic: LearnedDenoiser | None = None, sigma_map: bool = False,
+                 noise_scale: float | None = None) -> None:
         if planes not in (None, 1, 3):
             raise ValueError(f"planes must be 1 or 3, got {planes!r}")
+        scale = float(info.get("inference", {}).get("noise_scale", 1.0)) if noise_scale is None else float(noise_scale)
+        if not 0.0 < scale <= MAX_NOISE_SCALE:
+            raise ValueError(f"noise_scale must be above 0 and at most {MAX_NOISE_SCALE:g}, got {noise_scale!r}")
         self.device = resolve_device(device)
         # 2D convolutions on CPU run ~13% faster in channels-last layout (oneDNN; measured on mr-2d)
         # (a network without parameters, an exported ONNX one, takes plain contiguous arrays)
@@ -93,7 +104,9 @@ class LearnedDenoiser(Denoiser):
         self.planes = planes
         self.isotropic = isotropic
         self.base_name = name
-        self.name = name + option_suffix(tta, planes)
+        self.noise_scale = scale
+        self.noise_scale_given = None if noise_scale is None else scale  # recorded in the name
+        self.name = name + option_suffix(tta, planes, noise_scale=self.noise_scale_given)
         self.context = int(info["model"].get("context", 0))
         self.slab = bool(info["model"].get("slab", False))  # slice-preserving 3D: a lone slice is a 1-slice volume
         self.noise_channel = bool(info["model"].get("noise_channel", False))
@@ -121,15 +134,17 @@ class LearnedDenoiser(Denoiser):
         return "CT" if self.normalization.kind == "window" else "MR"
 
     def variant(self, *, sigma: float | None = None, tta: bool = False, planes: int | None = None,
-                sigma_map: bool = False) -> LearnedDenoiser:
+                sigma_map: bool = False, noise_scale: float | None = None) -> LearnedDenoiser:
         """The same model (and isotropic model, which gets the same ``sigma``, ``tta`` and
-        ``sigma_map``) with other inference options; the networks are shared, not copied."""
+        ``sigma_map``) with other inference options; the networks are shared, not copied. Each
+        keeps its ``noise_scale`` unless one is given."""
         iso = None
         if self.isotropic is not None and planes != 1:
-            iso = self.isotropic.variant(sigma=sigma, tta=tta, sigma_map=sigma_map)
+            iso = self.isotropic.variant(sigma=sigma, tta=tta, sigma_map=sigma_map, noise_scale=noise_scale)
         return LearnedDenoiser(self.net, self.info, name=self.base_name, device=str(self.device), tile=self.tile,
                                overlap=self.overlap, batch_size=self.batch_size, checkpoint_hash=self.checkpoint_hash,
-                               sigma=sigma, tta=tta, planes=planes, isotropic=iso, sigma_map=sigma_map)
+                               sigma=sigma, tta=tta, planes=planes, isotropic=iso, sigma_map=sigma_map,
+                               noise_scale=self.noise_scale_given if noise_scale is None else noise_scale)
 
     def with_noise_level(self, array: np.ndarray, mode: str = "auto") -> tuple[LearnedDenoiser, float | None]:
         """(this model told a noise-level map or a constant per slice, the scan's noise spread) for
@@ -183,7 +198,7 @@ class LearnedDenoiser(Denoiser):
             x = x[:, None]  # add the channel axis (context stacks already have it)
         if self.noise_channel:
             x = torch.from_numpy(with_noise_channel(x.numpy(), patch=self.noise_patch, sigma=self.sigma,
-                                                        spatial=self.sigma_map))
+                                                        spatial=self.sigma_map, scale=self.noise_scale))
         return flip_ensemble(self._forward, x) if self.tta else self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:
@@ -233,11 +248,27 @@ def flip_ensemble(forward: Callable[[torch.Tensor], np.ndarray], x: torch.Tensor
     return np.ascontiguousarray(total[..., :h, :w] / 4)
 
 
-def option_suffix(tta: bool = False, planes: int | None = None, strength: float = 1.0, noise_level: str = "auto") -> str:
+def isotropic_setup(info: dict[str, Any], iso_info: dict[str, Any], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the isotropic model's checkpoint info, its inference options) inside a model whose ``info``
+    names an ``isotropic_model``: it shares the caller's ``sigma``, ``tta``, ``batch_size`` and
+    ``noise_scale``, and without a given ``noise_scale`` takes the outer checkpoint's
+    ``inference.isotropic_noise_scale`` as its own default (mr-3d runs mr-2d along three planes at
+    its own operating point). Used by `denoise.load_model` and by exported models alike."""
+    shared = {k: kwargs[k] for k in ("sigma", "tta", "batch_size", "noise_scale") if k in kwargs}
+    scale = info.get("inference", {}).get("isotropic_noise_scale")
+    if scale is not None:
+        iso_info = {**iso_info, "inference": {**iso_info.get("inference", {}), "noise_scale": float(scale)}}
+    return iso_info, shared
+
+
+def option_suffix(tta: bool = False, planes: int | None = None, strength: float = 1.0, noise_level: str = "auto",
+                  noise_scale: float | None = None) -> str:
     """What a model's name gains for its inference options (manifests record it): ``+tta``, then
-    ``+1plane`` or ``+3planes`` when ``planes`` is given, then ``+strengthS`` below full strength,
-    then ``+noisemap`` / ``+constantnoise`` when the noise level is forced (`NOISE_LEVELS`)."""
+    ``+1plane`` or ``+3planes`` when ``planes`` is given, ``+noisescaleF`` when a ``noise_scale``
+    is given, ``+strengthS`` below full strength, then ``+noisemap`` / ``+constantnoise`` when the
+    noise level is forced (`NOISE_LEVELS`)."""
     return (("+tta" if tta else "") + {None: "", 1: "+1plane", 3: "+3planes"}[planes]
+            + (f"+noisescale{noise_scale:g}" if noise_scale is not None else "")
             + (f"+strength{strength:g}" if strength != 1.0 else "")
             + {"auto": "", "map": "+noisemap", "constant": "+constantnoise"}[noise_level])
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from denoise.checkpoint import load_checkpoint
 from denoise.hashing import file_hash, text_hash
-from denoise.models.learned import LearnedDenoiser
+from denoise.models.learned import LearnedDenoiser, isotropic_setup
 from denoise.pretrained import PRETRAINED_DIR
 
 __all__ = ["load_model", "resolve_checkpoint"]
@@ -31,7 +31,8 @@ def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any)
 
     A checkpoint whose ``inference`` settings name an ``isotropic_model`` (a shipped model, or a
     checkpoint path relative to its own folder) loads that 2D model too, with the same ``device``,
-    ``sigma``, ``tta`` and ``batch_size``; the hash then covers both files."""
+    ``sigma``, ``tta``, ``batch_size`` and ``noise_scale`` (`isotropic_setup`); the hash then
+    covers both files."""
     path = resolve_checkpoint(name_or_path)
     if path.is_dir():
         from denoise.exported import is_export_dir, load_exported
@@ -50,7 +51,7 @@ def load_model(name_or_path: str | Path, *, device: str = "auto", **kwargs: Any)
         iso_net, iso_info, _ = load_checkpoint(iso_path)
         if int(iso_info["model"]["spatial_dims"]) != 2 or iso_info.get("normalization") != info.get("normalization"):
             raise ValueError(f"{path}: its isotropic_model {ref!r} must be a 2D model with the same normalisation")
-        shared = {k: kwargs[k] for k in ("sigma", "tta", "batch_size") if k in kwargs}
+        iso_info, shared = isotropic_setup(info, iso_info, kwargs)
         isotropic = LearnedDenoiser(iso_net, iso_info, name=iso_info.get("name") or iso_path.stem, device=device,
                                     checkpoint_hash=file_hash(iso_path), **shared)
         digest = text_hash(f"{digest}+{isotropic.checkpoint_hash}")
