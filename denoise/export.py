@@ -193,6 +193,7 @@ def inference_spec(info: dict[str, Any], *, name: str, fmt: str, hashes: dict[st
     `denoise.load_model` rebuilds the pre- and post-processing from), and the rest spells the same
     facts out for runtimes outside Python."""
     from denoise._version import __version__
+    from denoise.models.learned import isotropic_setup
     from denoise.normalize import Normalization
 
     m = info["model"]
@@ -249,8 +250,7 @@ def inference_spec(info: dict[str, Any], *, name: str, fmt: str, hashes: dict[st
             "when": "volumes whose voxel edges are within 1.5x of each other with at least 16 voxels along every "
                     "axis: this 2D network along the three axes in turn, the three results averaged",
             "checkpoint": isotropic_info,
-            "noise_scale": float(info.get("inference", {}).get("isotropic_noise_scale",
-                                                               isotropic_info.get("inference", {}).get("noise_scale", 1.0))),
+            "noise_scale": float(isotropic_setup(info, isotropic_info, {})[0].get("inference", {}).get("noise_scale", 1.0)),
         }
     return spec
 
@@ -291,7 +291,10 @@ def _noise_entry(present: bool, patch: int | None, dims: int, scale: float = 1.0
             "tiles": (f"images larger than {patch} px: the mean over up to 16 tiles of {patch} px, on a half-tile "
                       "grid, whose centre voxel is above the foreground threshold (10% of the way from the 0.5th to "
                       "the 99.5th percentile), evenly chosen" if patch else "the whole image"),
-            "scale": scale, "scaled": ("the estimate is multiplied by scale before the network reads it (the model's "
-                                       "operating point: below 1 it keeps more faint structure); a fixed level is not"),
+            "scale": scale, "scaled": ("in tissue the estimate is multiplied by scale before the network reads it (the "
+                                       "model's operating point: below 1 it keeps more faint structure), in air it is "
+                                       "kept whole: a soft mask of the slice smoothed by 2 px, above the larger of its "
+                                       "foreground threshold and 3x the estimate, grown 4 px, edge blurred 3 px "
+                                       "(denoise.noise_level.tissue_weight); a fixed level is used as given"),
             "per": "sample (slice or volume)", "override": "a fixed level replaces the estimate (load_model sigma=)",
             "implementation": "denoise.noise_level.with_noise_channel"}

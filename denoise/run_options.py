@@ -15,13 +15,14 @@ __all__ = ["run_options"]
 
 
 def run_options(src: Path, out: Path, model: str | None, workers: int | None, *, strength: float, noise_level: str,
-             **fields: Any) -> BatchOptions:
+                **fields: Any) -> BatchOptions:
     """The run's options, checked before anything is read or written: the model name (`run_model`:
     ``dae:mr-2d`` -> ``mr-2d``, an unknown name listing the valid ones), options that only learned
     models take, --planes, --strength, --noise-level, --noise-scale, and that the model loads."""
     from denoise.infer import NOISE_LEVELS, check_strength
     from denoise.methods import run_model
     from denoise.models import CLASSICAL_METHODS
+    from denoise.models.learned import check_noise_scale
 
     model = run_model(model)
     if fields["tta"] and model in CLASSICAL_METHODS:
@@ -38,35 +39,20 @@ def run_options(src: Path, out: Path, model: str | None, workers: int | None, *,
         strength = check_strength(strength)
     except ValueError as exc:
         raise UsageError(f"--strength: {exc}") from None
-    _check_noise_scale(model, fields["noise_scale"], CLASSICAL_METHODS)
+    if fields["noise_scale"] is not None:
+        try:
+            fields["noise_scale"] = check_noise_scale(fields["noise_scale"])
+        except ValueError as exc:
+            raise UsageError(f"--noise-scale: {exc}") from None
+        if model in CLASSICAL_METHODS:
+            raise UsageError(f"--noise-scale is for learned models with a noise-level channel; {model!r} is a classical method")
     opts = BatchOptions(output=str(out), model=model, strength=strength, noise_level=noise_level, **fields,
                         threads=max(1, (os.cpu_count() or 1) // workers) if workers else None,
                         input_root=str(src if src.is_dir() else src.parent))
     _check_model(model, opts)
+    if opts.noise_scale is not None and model is not None and not get_model(model, opts).noise_channel:
+        raise UsageError(f"--noise-scale: model {model!r} has no noise-level channel to scale")
     return opts
-
-
-def _check_noise_scale(model: str | None, scale: float | None, classical: tuple[str, ...]) -> None:
-    """Refuse a ``noise_scale`` out of range, or for a model that has no noise-level channel."""
-    from denoise.models.learned import MAX_NOISE_SCALE
-
-    if scale is None:
-        return
-    if not 0 < scale <= MAX_NOISE_SCALE:
-        raise UsageError(f"--noise-scale must be above 0 and at most {MAX_NOISE_SCALE:g}, got {scale!r}")
-    if model in classical:
-        raise UsageError(f"--noise-scale is for learned models with a noise-level channel; {model!r} is a classical method")
-    if model is not None:
-        from denoise.checkpoint import read_info
-        from denoise.models.loading import resolve_checkpoint
-
-        try:
-            path = resolve_checkpoint(model)
-            info = read_info(path) if path.is_file() else None
-        except Exception:  # an unknown or unreadable model is reported by _check_model
-            return
-        if info is not None and not info["model"].get("noise_channel"):
-            raise UsageError(f"--noise-scale: model {model!r} has no noise-level channel to scale")
 
 
 def _check_model(model: str | None, opts: BatchOptions) -> None:

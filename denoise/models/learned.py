@@ -21,7 +21,7 @@ from denoise.models.base import Denoiser
 from denoise.noise_level import NOISE_LEVELS, SPREAD_FOR_MAP, noise_spread, with_noise_channel
 from denoise.normalize import Normalization
 
-__all__ = ["LearnedDenoiser", "flip_ensemble", "isotropic_setup", "option_suffix", "resolve_device", "ISOTROPIC_RATIO",
+__all__ = ["LearnedDenoiser", "check_noise_scale", "flip_ensemble", "isotropic_setup", "option_suffix", "resolve_device", "ISOTROPIC_RATIO",
            "MAX_NOISE_SCALE", "MIN_PLANE_SIZE",
            "NOISE_LEVELS"]
 
@@ -62,11 +62,12 @@ class LearnedDenoiser(Denoiser):
         sigma: models with a noise-level channel: use this level (normalised scale, the
             estimator's convention, see `denoise.noise_level.noise_level`) instead of estimating it per
             slice/volume. Lower keeps more texture, higher smooths more (FFDNet's control).
-        noise_scale: the estimated noise level (constant or map) is multiplied by this before the
-            network reads it; not a given ``sigma``. None = the checkpoint's ``inference.noise_scale``
-            (1 if it has none): shipped MR models are told a little less than they estimate, which
-            keeps small faint lesions (issue #31; docs/design.md "An operating point ..."). A value
-            given here is recorded in the name (``+noisescaleF``).
+        noise_scale: the estimated noise level (constant or map) is multiplied by this in tissue
+            before the network reads it (`denoise.noise_level.tissue_weight`: air keeps the full
+            level); not a given ``sigma``. None = the checkpoint's ``inference.noise_scale`` (1 if
+            it has none; mr-3d tells its isotropic mr-2d 0.8, which keeps small faint lesions: issue
+            #31, docs/design.md "An operating point"). A value given here is recorded in the name
+            (``+noisescaleF``).
         tta: geometric self-ensemble: average the outputs for the 4 in-plane flips of the input
             (`flip_ensemble`; 4x the compute, about 0.2 dB on held-out data, and no 2-pixel
             pattern); the name gains ``+tta`` (manifests record it).
@@ -87,9 +88,7 @@ class LearnedDenoiser(Denoiser):
                  noise_scale: float | None = None) -> None:
         if planes not in (None, 1, 3):
             raise ValueError(f"planes must be 1 or 3, got {planes!r}")
-        scale = float(info.get("inference", {}).get("noise_scale", 1.0)) if noise_scale is None else float(noise_scale)
-        if not 0.0 < scale <= MAX_NOISE_SCALE:
-            raise ValueError(f"noise_scale must be above 0 and at most {MAX_NOISE_SCALE:g}, got {noise_scale!r}")
+        scale = check_noise_scale(info.get("inference", {}).get("noise_scale", 1.0) if noise_scale is None else noise_scale)
         self.device = resolve_device(device)
         # 2D convolutions on CPU run ~13% faster in channels-last layout (oneDNN; measured on mr-2d)
         # (a network without parameters, an exported ONNX one, takes plain contiguous arrays)
@@ -246,6 +245,14 @@ def flip_ensemble(forward: Callable[[torch.Tensor], np.ndarray], x: torch.Tensor
     for dims in ((-1,), (-2,), (-2, -1)):
         total += np.flip(forward(x.flip(dims)), dims)
     return np.ascontiguousarray(total[..., :h, :w] / 4)
+
+
+def check_noise_scale(value: float) -> float:
+    """``value`` as a float in (0, `MAX_NOISE_SCALE`]; ValueError otherwise."""
+    scale = float(value)
+    if not 0.0 < scale <= MAX_NOISE_SCALE:
+        raise ValueError(f"noise_scale must be above 0 and at most {MAX_NOISE_SCALE:g}, got {value!r}")
+    return scale
 
 
 def isotropic_setup(info: dict[str, Any], iso_info: dict[str, Any], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
