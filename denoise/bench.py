@@ -25,12 +25,13 @@ from tqdm.auto import tqdm
 from denoise import fidelity
 from denoise.infer import PRETRAINED_DIR, LearnedDenoiser, denoise_scan, load_model
 from denoise.io import discover_scans
-from denoise.methods import bench_methods, model_kind
+from denoise.methods import bench_methods, model_kind, model_options
 from denoise.metrics import data_range_for, foreground_mask, psnr, ssim
 from denoise.models import CLASSICAL_METHODS, ClassicalDenoiser, bm3d_available
 from denoise.noise import add_noise, parse_noise
 from denoise.noise_level import noise_level
 from denoise.normalize import normalization_for
+from denoise.outdir import UsageError
 from denoise.registry import CLASSICAL as REGISTRY_CLASSICAL
 from denoise.registry import MODEL_KINDS, SLOW
 from denoise.scan import Scan
@@ -238,19 +239,22 @@ def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: d
             return None
         if not option:
             return model
-        options = set(option.split("+"))
-        if not options <= {"oracle", "tta", "1plane", "3planes"} or {"1plane", "3planes"} <= options:
-            raise ValueError(f"unknown model option in {method!r}: use :oracle, :tta, :1plane or :3planes, "
-                             "or several joined by +")
-        if "oracle" in options and not model.noise_channel:
+        try:
+            opts = model_options(option)
+        except UsageError as exc:
+            raise ValueError(f"{method!r}: {exc}") from None
+        if opts["oracle"] and not model.noise_channel:
             return None
         # oracle: the noise-level channel reads the true added noise; tta: 4-flip self-ensemble;
-        # 1plane / 3planes: `LearnedDenoiser.plan` (three-plane inference off / on)
-        planes = 1 if "1plane" in options else 3 if "3planes" in options else None
-        return model.variant(sigma=model_oracle(model, noisy, clean) if "oracle" in options else None,
-                             tta="tta" in options, planes=planes)
+        # 1plane / 3planes: `LearnedDenoiser.plan` (three-plane inference off / on); noisescaleF:
+        # the estimated level told F times (`run --noise-scale`)
+        if opts["noise_scale"] is not None and not model.noise_channel:
+            raise ValueError(f"{method!r}: the model has no noise-level channel to scale")
+        return model.variant(sigma=model_oracle(model, noisy, clean) if opts["oracle"] else None,
+                             tta=opts["tta"], planes=opts["planes"], noise_scale=opts["noise_scale"])
     raise ValueError(f"unknown method {method!r}; examples: noisy, nlm, nlm:oracle, bm3d, bm4d:oracle, dae:mr-2d, "
-                     "dae:mr-2d:oracle, dae:mr-2d:tta, dae:mr-2d:oracle+tta, dae:mr-2d:3planes, dae:mr-3d:1plane")
+                     "dae:mr-2d:oracle, dae:mr-2d:tta, dae:mr-2d:oracle+tta, dae:mr-2d:3planes, dae:mr-3d:1plane, "
+                     "dae:mr-2d:noisescale0.9")
 
 
 def _score(clean, noisy, den, rng, mask) -> dict[str, str]:

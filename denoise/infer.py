@@ -115,8 +115,12 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
             steps.update(vol.shape[a])  # the bar is off for 3D (its tiles have their own); a callback counts slices
             continue
         out[t] = 0.0
-        for a in axes:  # one view at a time, summed in place (memory: one extra volume)
-            out[t] += np.moveaxis(_slices(np.moveaxis(vol, a, 0), denoiser, batch_size, steps), 0, a)
+        # three planes: every plane is told the noise level its axial slices read (a sagittal
+        # plane of a thin slab is too small to estimate its own; `noise_level.plane_levels`)
+        levels = denoiser.plane_levels(vol) if len(axes) > 1 and isinstance(denoiser, LearnedDenoiser) else None
+        for a in axes:  # one view at a time, summed in place (memory: one extra volume, two with levels)
+            lv = None if levels is None else np.moveaxis(levels, a, 0)
+            out[t] += np.moveaxis(_slices(np.moveaxis(vol, a, 0), denoiser, batch_size, steps, lv), 0, a)
         if len(axes) > 1:
             out[t] /= len(axes)
     bar.close()
@@ -146,15 +150,17 @@ class _Steps:
             self.report(self.done, int(self.bar.total))
 
 
-def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, steps: _Steps) -> np.ndarray:
+def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, steps: _Steps,
+            levels: np.ndarray | None = None) -> np.ndarray:
     """A 2D denoiser over the slices of ``vol`` (first axis) in batches; 2.5D models get each
-    slice with its neighbours (edge slices repeated)."""
+    slice with its neighbours (edge slices repeated). ``levels`` (like ``vol``): the noise levels
+    a learned model is told (`LearnedDenoiser.plane_levels`) instead of its own estimates."""
     out = np.empty_like(vol)
     k = denoiser.context
     for i in range(0, len(vol), batch_size):
         idx = np.arange(i, min(i + batch_size, len(vol)))
         chunk = vol[np.clip(idx[:, None] + np.arange(-k, k + 1)[None], 0, len(vol) - 1)] if k else vol[idx]
-        out[idx] = denoiser.denoise_batch(chunk)
+        out[idx] = denoiser.denoise_batch(chunk) if levels is None else denoiser.denoise_batch(chunk, levels=levels[idx])
         steps.update(len(idx))
     return out
 

@@ -9,7 +9,7 @@ The names both take:
 
 The bench also takes ``noisy`` (the input unchanged), ``bm4d`` (BM3D in 3D), the oracle noise
 level (``nlm:oracle``, ``mr-2d:oracle``) and a model's inference options (``mr-2d:tta``,
-``:1plane``, ``:3planes``, joined by ``+``); its rows carry the FAMILY:NAME form (``bench
+``:1plane``, ``:3planes``, ``:noisescaleF`` as ``run --noise-scale F``, joined by ``+``); its rows carry the FAMILY:NAME form (``bench
 --methods mr-2d`` gives rows named ``dae:mr-2d``, as the default list does). `bench_methods` and
 `run_model` check names before any work starts (`UsageError`, exit 2, naming the valid ones).
 
@@ -24,11 +24,11 @@ from denoise.outdir import UsageError
 from denoise.pretrained import PRETRAINED_DIR
 from denoise.registry import CLASSICAL, MODEL_KINDS, SLOW, bm3d_available
 
-__all__ = ["CLASSICAL", "FAMILIES", "MODEL_OPTIONS", "PRETRAINED_DIR", "shipped_models", "model_kind",
+__all__ = ["CLASSICAL", "FAMILIES", "MODEL_OPTIONS", "PRETRAINED_DIR", "shipped_models", "model_kind", "model_options",
            "valid_names", "run_model", "bench_method", "bench_methods"]
 
 FAMILIES = MODEL_KINDS
-MODEL_OPTIONS = ("oracle", "tta", "1plane", "3planes")
+MODEL_OPTIONS = ("oracle", "tta", "1plane", "3planes", "noisescaleF")
 
 
 def shipped_models() -> list[str]:
@@ -45,6 +45,28 @@ def model_kind(model: str | Path) -> str:
     return read_info(resolve_checkpoint(model))["model"]["kind"]
 
 
+def model_options(opts: str) -> dict:
+    """A bench model's options (``oracle``, ``tta``, ``1plane`` or ``3planes``, ``noisescaleF``;
+    joined by ``+``; "" = none) as `LearnedDenoiser` arguments: {"oracle": bool, "tta": bool,
+    "planes": 1, 3 or None, "noise_scale": F or None}. Raises `UsageError` naming the bad option."""
+    options = opts.split("+") if opts else []
+    scales = [o for o in options if o.startswith("noisescale")]
+    flags = set(options) - set(scales)
+    if not flags <= set(MODEL_OPTIONS[:4]) or {"1plane", "3planes"} <= flags or len(scales) > 1:
+        raise UsageError(f"unknown model option in {opts!r}: use oracle, tta, 1plane or 3planes, noisescaleF "
+                         "(e.g. noisescale0.9), or several joined by + (not both 1plane and 3planes)")
+    scale = None
+    if scales:
+        from denoise.models.learned import check_noise_scale
+
+        try:
+            scale = check_noise_scale(scales[0].removeprefix("noisescale"))
+        except ValueError as exc:
+            raise UsageError(f"{scales[0]!r}: {exc}") from None
+    return {"oracle": "oracle" in flags, "tta": "tta" in flags,
+            "planes": 1 if "1plane" in flags else 3 if "3planes" in flags else None, "noise_scale": scale}
+
+
 def valid_names(bench: bool = False) -> str:
     """The valid names in words (for --help and errors)."""
     models = ", ".join(shipped_models()) or "none installed"
@@ -52,7 +74,8 @@ def valid_names(bench: bool = False) -> str:
         return (f"classical: {', '.join(CLASSICAL)}; shipped models: {models} (also as dae:NAME); "
                 "or a checkpoint file (.pt)")
     return (f"noisy; classical: {', '.join(CLASSICAL)}, bm4d, each also NAME:oracle; shipped models: {models}, "
-            "also as FAMILY:NAME (dae:mr-2d), with options NAME:oracle, :tta, :1plane, :3planes (joined by +); "
+            "also as FAMILY:NAME (dae:mr-2d), with options NAME:oracle, :tta, :1plane, :3planes, :noisescaleF "
+            "(joined by +); "
             "or a checkpoint file (.pt)")
 
 
@@ -109,10 +132,10 @@ def bench_method(name: str) -> str:
     if family and family != kind:
         raise UsageError(f"{text!r}: {model} is a {kind} model, not {family} (use {kind}:{model} or just {model})")
     family = kind
-    options = opts.split("+") if opts else []
-    if not set(options) <= set(MODEL_OPTIONS) or {"1plane", "3planes"} <= set(options):
-        raise UsageError(f"unknown model option in {text!r}: use :oracle, :tta, :1plane or :3planes, or several "
-                         "joined by + (not both 1plane and 3planes)")
+    try:
+        model_options(opts)
+    except UsageError as exc:
+        raise UsageError(f"{text!r}: {exc}") from None
     return f"{family}:{model}" + (f":{opts}" if opts else "")
 
 

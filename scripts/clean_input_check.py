@@ -1,8 +1,8 @@
 """How much models change nearly noise-free scans (a denoiser should change them little, and add nothing).
 
-    python scripts/clean_input_check.py [MODEL_OR_CHECKPOINT[:tta] ...] [--odd] [--out FILE.md]   # default: mr-2d mr-3d
+    python scripts/clean_input_check.py [MODEL_OR_CHECKPOINT[@F][:tta] ...] [--odd] [--out FILE.md]   # default: mr-2d mr-3d
 
-``NAME:tta`` runs the model with `denoise run --tta`; ``--odd`` adds each scan cropped by one row
+``NAME:tta`` runs the model with `denoise run --tta`, ``NAME@F`` with `denoise run --noise-scale F`; ``--odd`` adds each scan cropped by one row
 and one column (odd in-plane sizes, where a flip keeps every pixel's sub-pixel phase).
 
 For each real high-SNR series in ../shared/data and the noise-free sample phantoms: the wavelet
@@ -42,12 +42,14 @@ def main(args: list[str]) -> int:
               "|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     for m in models:
-        model = load_model(m.removesuffix(":tta"), device="cpu").variant(tta=m.endswith(":tta"))
-        for name, scan in scans.items():
+        name, _, scale = m.removesuffix(":tta").partition("@")
+        model = load_model(name, device="cpu", **({"noise_scale": float(scale)} if scale else {}))
+        model = model.variant(tta=m.endswith(":tta"))
+        for case, scan in scans.items():
             if model.spatial_dims == 3 and scan.array.ndim == 2:
                 continue
             before, after, rms, pattern = clean_change(model, scan)
-            lines.append(f"| {m} | {name} | {before:.3f} -> {after:.3f} | {rms:.2f} | {pattern:.2f} |")
+            lines.append(f"| {m} | {case} | {before:.3f} -> {after:.3f} | {rms:.2f} | {pattern:.2f} |")
             print(lines[-1], flush=True)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

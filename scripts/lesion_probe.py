@@ -1,10 +1,13 @@
 """Lesion contrast kept across sizes and contrasts (issue #31 item 2), with fg-PSNR, for models and BM3D.
 
-    python scripts/lesion_probe.py [MODEL_OR_CHECKPOINT[@F] ...] [--levels rician:0.05,rician:0.09]
-                                   [--out docs/benchmarks/lesions] [--no-bm3d]      # default model: mr-2d
+    python scripts/lesion_probe.py [MODEL_OR_CHECKPOINT[+3planes][@F] ...] [--levels rician:0.05,rician:0.09]
+                                   [--out docs/benchmarks/lesions] [--no-bm3d | --reuse-bm3d]  # default: mr-2d
 
 ``NAME@F`` runs the model told F x the noise level it estimates (``load_model(noise_scale=F)``;
-without it, the checkpoint's own operating point).
+without it, the checkpoint's own operating point); ``NAME+3planes`` runs a 2D model along the three
+planes (``load_model(planes=3)``, what mr-3d does with mr-2d), e.g. a candidate checkpoint.
+``--reuse-bm3d`` takes the BM3D and noisy rows from OUT/results.csv of an earlier run with the same
+levels (their noise draws are seeded, so they are the same) instead of running BM3D again.
 
 The held-out T1's three 16-slice slabs (docs/benchmarks.md's MR cases). Into each clean slab go nine
 spherical lesions, diameters 3/5/8 mm x contrasts +3/5/10% of the slab's robust maximum, centred in
@@ -43,9 +46,27 @@ CONTRASTS = (0.03, 0.05, 0.10)
 
 
 def _load(spec: str):
-    """``NAME`` or ``NAME@F`` (noise_scale F) as a model."""
+    """``NAME``, ``NAME@F`` (noise_scale F), ``NAME+3planes`` or ``NAME+3planes@F`` as a model."""
     name, _, scale = spec.rpartition("@") if "@" in spec else (spec, "", "")
-    return load_model(name, device="cpu", **({"noise_scale": float(scale)} if scale else {}))
+    kwargs = {"noise_scale": float(scale)} if scale else {}
+    if name.endswith("+3planes"):
+        name, kwargs["planes"] = name.removesuffix("+3planes"), 3
+    return load_model(name, device="cpu", **kwargs)
+
+
+REUSED = ("bm3d (oracle sigma)", "noisy")
+
+
+def _reused_rows(path: Path, levels: list[str]) -> list[dict]:
+    """BM3D's and the noisy input's rows of an earlier results.csv, as the probe writes them."""
+    if not path.is_file():
+        raise SystemExit(f"--reuse-bm3d: {path} does not exist; run once without it")
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["method"] in REUSED and r["noise"] in levels]
+    if not any(r["method"] == REUSED[0] for r in rows):
+        raise SystemExit(f"--reuse-bm3d: {path} has no BM3D rows for {', '.join(levels)}")
+    return [dict(r, diameter_mm=float(r["diameter_mm"]), contrast=float(r["contrast"]), kept=float(r["kept"]),
+                 psnr_fg=float(r["psnr_fg"])) for r in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--levels", default="rician:0.05,rician:0.09")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "lesions")
-    ap.add_argument("--no-bm3d", action="store_true")
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument("--no-bm3d", action="store_true")
+    what.add_argument("--reuse-bm3d", action="store_true")
     args = ap.parse_args(argv)
     methods = {m: _load(m) for m in args.models}
+    levels = args.levels.split(",")
+    reused = _reused_rows(args.out / "results.csv", levels) if args.reuse_bm3d else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         slabs = sorted(write_t1_slabs(args.data, Path(tmp) / "mr", T1_SLABS).glob("*.nii.gz"))
@@ -68,16 +93,17 @@ def main(argv: list[str] | None = None) -> int:
             with_lesions, masks = fidelity.insert_spheres(original, lesions, scan.spacing)
             clean = scan.with_array(with_lesions)
             fg = foreground_mask(clean.array)
-            for j, level in enumerate(args.levels.split(",")):
+            for j, level in enumerate(levels):
                 noisy = add_noise(clean, level, seed=100 * k + j)
                 plain = add_noise(scan, level, seed=100 * k + j)  # the same noise draws, no lesions
                 denoisers = dict(methods)
-                if bm3d_available() and not args.no_bm3d:
+                if bm3d_available() and not (args.no_bm3d or args.reuse_bm3d):
                     _, scale = normalization_for("MR").params(noisy.array)
                     oracle = float(np.std((noisy.array - clean.array)[fg])) / scale
                     denoisers["bm3d (oracle sigma)"] = ClassicalDenoiser("bm3d", sigma=oracle, rician=True)
                 outputs = {name: (denoise_scan(noisy, m).array, denoise_scan(plain, m).array) for name, m in denoisers.items()}
-                outputs["noisy"] = (noisy.array, plain.array)
+                if not args.reuse_bm3d:
+                    outputs["noisy"] = (noisy.array, plain.array)
                 for name, (den, den_plain) in outputs.items():
                     p = psnr(clean.array, den, data_range=peak, mask=fg)
                     for (d, c), (les, _) in zip(lesions, masks):
@@ -85,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "contrast": round(c / peak, 3),
                                      "kept": fidelity.paired_contrast_kept(den, den_plain, les, c), "psnr_fg": p})
             print(f"slab {k + 1}/{len(slabs)} done", flush=True)
+    rows += reused
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "results.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -94,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
              f"(`python scripts/lesion_probe.py {' '.join(args.models)}`); fg PSNR with the lesions in the clean reference.", ""]
     sizes = " | ".join(f"{d:g} mm {c:.0%}" for d in SIZES_MM for c in CONTRASTS)
     lines += [f"| noise | method | fg PSNR (dB) | {sizes} |", "|---|---|---|" + "---|" * (len(SIZES_MM) * len(CONTRASTS))]
-    for level in args.levels.split(","):
+    for level in levels:
         for name in dict.fromkeys(r["method"] for r in rows):
             sel = [r for r in rows if r["noise"] == level and r["method"] == name]
             cells = [np.mean([r["kept"] for r in sel if r["diameter_mm"] == d and r["contrast"] == round(c, 3)])

@@ -2,13 +2,14 @@
 
     bash scripts/train_all.sh --no-ship       # retrain every model into runs/quick/, nothing shipped
     python scripts/quick_check.py [--runs runs/quick] [--data ../shared/data] [--out runs/quick/check] [--other]
-                                  [--levels rician:0.05,rician:0.09]
+                                  [--levels rician:0.05,rician:0.09] [--noise-scale F]
 
 Same cases, noise realisations and scoring as docs/benchmarks.md (scripts/benchmark.py): the
 held-out T1's three 16-slice slabs at Rician 5/9% and the held-out GE CT at 25/10% dose, fg PSNR;
 with --other also mr-2d on the other scanners' MR series (`benchmark.py --only other`'s cases).
 BM3D with oracle sigma is copied from docs/benchmarks/{mr,ct}/results.csv where the noisy input is
-identical (recomputed for the first four cases). Writes OUT/{mr,ct}/results.* and OUT/summary.md,
+identical (recomputed for the first four cases). ``--noise-scale F`` runs the retrained mr-2d (one
+plane and three) told F x the noise level it estimates (an operating point to ship it with). Writes OUT/{mr,ct}/results.* and OUT/summary.md,
 and prints the table: model, shipped, retrained, difference. (docs/benchmarks/quick/ holds the one
 run of it that compared the 30-minute recipe with the 12-hour one it replaced, session 15.)
 """
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", default="rician:0.05,rician:0.09", help="MR noise levels, comma-separated")
     p.add_argument("--other", action="store_true",
                    help="also the other scanners' MR series (benchmark.py --only other's cases; mr-2d only)")
+    p.add_argument("--noise-scale", type=float, help="run the retrained mr-2d at this operating point (noise_scale)")
     args = p.parse_args(argv)
     bm3d = ["bm3d:oracle"] if bm3d_available() else []
     levels = args.levels.split(",")
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("ct", CT_PAIRS, ["lowdose:0.25", "lowdose:0.1"], lambda d: copy_ge_ct(args.data, d)),
                 *([("other", MR_PAIRS[:1], levels, lambda d: copy_other_mr(args.data, d))]
                   if args.other else [])]:
-            pairs = [(label, a, b.format(runs=args.runs)) for label, a, b in pairs]
+            pairs = [(label, a, _scaled(b.format(runs=args.runs), args.noise_scale) if "/mr-2d/" in b else b.format(runs=args.runs))
+                     for label, a, b in pairs]
             pairs = [(label, a, b) for label, a, b in pairs if Path(b.split(":")[1]).is_file()]  # runs done
             if not pairs:
                 continue
@@ -82,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.md").write_text(table)
     print(table)
     return 0
+
+
+def _scaled(method: str, scale: float | None) -> str:
+    """``method`` with the bench's ``noisescaleF`` option added (none without a scale)."""
+    if scale is None:
+        return method
+    return method + ("+" if method.count(":") > 1 else ":") + f"noisescale{scale:g}"
 
 
 if __name__ == "__main__":

@@ -143,3 +143,49 @@ def test_run_takes_a_noise_scale_records_it_and_continue_redoes_another(tmp_path
         with pytest.raises(UsageError, match=match):
             denoise_folder(src, tmp_path / f"o-{model}-{scale}", model=model, noise_scale=scale, progress=False)
         assert not (tmp_path / f"o-{model}-{scale}").exists()  # refused before anything is written
+
+
+def test_the_bench_compares_operating_points_by_name():
+    """``denoise bench --methods mr-2d:noisescale0.9`` runs the model as ``run --noise-scale 0.9`` does."""
+    from denoise import methods
+    from denoise.bench import _method
+
+    assert methods.bench_methods(["mr-2d:noisescale0.9", "mr-2d:3planes+noisescale0.8"]) == [
+        "dae:mr-2d:noisescale0.9", "dae:mr-2d:3planes+noisescale0.8"]
+    for bad in ("mr-2d:noisescale5", "mr-2d:noisescale0", "mr-2d:noisescalex", "mr-2d:noisescale0.8+noisescale0.9"):
+        with pytest.raises(UsageError, match="noisescale"):
+            methods.bench_methods([bad])
+    with pytest.raises(ValueError, match="no noise-level channel"):
+        _method("vae:vae-mr-2d:noisescale0.9", "MR", "rician", 0.05, {}, None, None)
+    model = _method("dae:mr-3d:noisescale0.7", "MR", "rician", 0.05, {}, None, None)
+    assert model.noise_scale == 0.7 and model.isotropic.noise_scale == 0.7  # along the planes too
+    assert model.name.endswith("+noisescale0.7")
+
+
+def test_three_planes_tell_every_plane_the_level_its_axial_slices_read(t1, monkeypatch):
+    """A sagittal or coronal plane of a 16-slice slab (16 x 232 pixels) is too small to estimate its
+    own noise; the axial slices read it from whole images, and every plane is told their levels."""
+    from denoise.infer import denoise_scan
+    from denoise.metrics import foreground_mask
+    from denoise.models.learned import LearnedDenoiser
+    from denoise.scan import Scan
+
+    sigma = 40.0
+    noisy = _rician(t1, sigma, 3)
+    model = load_model("mr-2d", device="cpu", planes=3)
+    offset, scale = model.normalization.params(noisy)
+    x = (noisy - offset) / scale
+    levels = model.plane_levels(x)
+    axial = [noise_level(s, model.noise_patch) for s in x]
+    assert np.allclose(levels, np.array(axial, dtype=np.float32)[:, None, None])  # what each slice reads alone
+    sagittal = np.array([noise_level(s, model.noise_patch) for s in np.moveaxis(x, 2, 0)])
+    true = sigma / scale
+    assert abs(np.median(axial) / true - 1) < 0.1
+    assert np.abs(sagittal / true - 1).max() > 2 * np.abs(np.array(axial) / true - 1).max()  # thin planes misread it
+    scan = Scan(noisy, (1.0, 1.0, 1.0), modality="MR")
+    told = denoise_scan(scan, model).array
+    monkeypatch.setattr(LearnedDenoiser, "plane_levels", lambda self, volume: None)  # each image its own estimate
+    own = denoise_scan(scan, model).array
+    air = ~foreground_mask(t1)
+    rms = [float(np.sqrt(np.mean((out - t1)[air] ** 2))) for out in (told, own)]
+    assert rms[0] < 0.9 * rms[1]  # the thin planes' misread levels left noise in the air

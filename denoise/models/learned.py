@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from denoise.models.base import Denoiser
-from denoise.noise_level import NOISE_LEVELS, SPREAD_FOR_MAP, noise_spread, with_noise_channel
+from denoise.noise_level import NOISE_LEVELS, SPREAD_FOR_MAP, noise_spread, plane_levels, with_noise_channel
 from denoise.normalize import Normalization
 
 __all__ = ["LearnedDenoiser", "check_noise_scale", "flip_ensemble", "isotropic_setup", "option_suffix", "resolve_device", "ISOTROPIC_RATIO",
@@ -190,14 +190,27 @@ class LearnedDenoiser(Denoiser):
                 log.info("slices of %s mm along axis %d (the thickest) rather than the first", spacing[thick], thick)
         return self, (axis,)
 
+    def plane_levels(self, volume: np.ndarray) -> np.ndarray | None:
+        """The noise levels this model would estimate on each slice of ``volume`` (normalised,
+        z, y, x) along its shortest axis (the largest slices), as a volume, for every plane of
+        three-plane inference (`denoise_batch` ``levels``); None when it reads no estimate (no
+        noise-level channel, or a given sigma)."""
+        if not self.noise_channel or self.sigma is not None:
+            return None
+        axis = int(np.argmin(volume.shape))  # the planes with the most pixels read the noise best
+        levels = plane_levels(np.moveaxis(volume, axis, 0), self.noise_patch, spatial=self.sigma_map)
+        return np.moveaxis(levels, 0, axis)
+
     @torch.no_grad()
-    def denoise_batch(self, batch: np.ndarray) -> np.ndarray:
+    def denoise_batch(self, batch: np.ndarray, levels: np.ndarray | None = None) -> np.ndarray:
+        """Denoise ``batch`` (n, [context,] *spatial); ``levels`` (n, *spatial): the noise levels
+        to tell the network instead of its own per-sample estimates (`plane_levels`)."""
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         if not (self.spatial_dims == 2 and self.context):
             x = x[:, None]  # add the channel axis (context stacks already have it)
         if self.noise_channel:
             x = torch.from_numpy(with_noise_channel(x.numpy(), patch=self.noise_patch, sigma=self.sigma,
-                                                        spatial=self.sigma_map, scale=self.noise_scale))
+                                                        spatial=self.sigma_map, scale=self.noise_scale, levels=levels))
         return flip_ensemble(self._forward, x) if self.tta else self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:
