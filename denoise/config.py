@@ -127,6 +127,9 @@ class TrainConfig:
     ``lesion_weight``: with ``lesion_augment``, the reconstruction loss weighs the pixels where blobs
     were added to the target 1 + ``lesion_weight`` times (a weighted mean; 0 = off): erasing a
     faint blob costs more than the little MSE it is worth against the noise it sits in.
+    ``coarse_max``: with ``coarse_augment``, coarse patches are block-averaged f x f with f drawn
+    from 2..``coarse_max`` (2, the default: always 2x): real EPI/DWI pixels are 2-3.5x the training
+    volumes' (docs/design.md, issue #28: mr-2d loses 1.3-1.5 dB at Rician 1% on 3x coarser anatomy).
     ``grad_clip``: largest global gradient norm per step (clipped above it; 0 = off, as in the
     shipped recipes): a guard against the rare loss spike of a high learning rate."""
 
@@ -150,6 +153,7 @@ class TrainConfig:
     all_axes: bool = False
     contrast_augment: float = 0.0
     coarse_augment: float = 0.0
+    coarse_max: int = 2
     fine_augment: float = 0.0
     thick_augment: float = 0.0
     reference_noise: float = 0.0
@@ -175,6 +179,8 @@ class TrainConfig:
         for name in ("contrast_augment", "coarse_augment", "fine_augment", "thick_augment", "lesion_augment"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a probability, in [0, 1]")
+        if not 2 <= self.coarse_max <= 4:
+            raise ValueError("coarse_max is the largest coarse pixel-size factor, in 2..4 (denoise.data.MAX_COARSE)")
         if self.reference_noise < 0:
             raise ValueError("reference_noise is a noise std on the normalised scale, >= 0")
         check_training_options(self.noise, reference_noise=self.reference_noise,

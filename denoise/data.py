@@ -25,6 +25,7 @@ __all__ = ["PatchSampler", "patch_batches", "precompute_lowdose_noise"]
 # 2.5D models: share of training stacks whose neighbours are copies of the noisy centre slice, the
 # input a lone 2D image (or the edge of a volume, where neighbours are repeated) gives at inference.
 SINGLE_SLICE_PROB = 0.1
+MAX_COARSE = 4  # largest coarse_augment factor: 4 mm pixels from 1 mm training volumes
 
 
 def precompute_lowdose_noise(volume_hu: np.ndarray, *, pixel_mm: float, seed: int, window: float = 2000.0) -> np.ndarray:
@@ -77,6 +78,8 @@ class PatchSampler:
             block-averaged 2x2 before the noise: anatomy at twice the pixel size (EPI, DWI and
             clinical 2D scans have 2-4 mm pixels; the training volumes have 1 mm). Not for
             ``lowdose`` noise either.
+        coarse_max: largest coarse factor: a coarse patch is cut at f times the size and
+            block-averaged f x f, f drawn from 2..``coarse_max`` (2: always 2, no extra draw).
         fine_augment: probability that a patch is cut at half the size in-plane and upsampled
             2x (bicubic, clipped to the cut's range) before the noise: anatomy that is smooth over
             several pixels, as in finely sampled or zero-fill interpolated series (e.g. a 640
@@ -99,7 +102,7 @@ class PatchSampler:
     def __init__(self, volumes: list[np.ndarray], *, noise: str | NoiseSpec, spatial_dims: int, patch_size: int,
                  seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
                  noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False,
-                 contrast_augment: float = 0.0, coarse_augment: float = 0.0,
+                 contrast_augment: float = 0.0, coarse_augment: float = 0.0, coarse_max: int = 2,
                  fine_augment: float = 0.0, patch_depth: int = 0, thick_augment: float = 0.0,
                  reference_noise: float = 0.0, lesion_augment: float = 0.0, lesion_weight: float = 0.0) -> None:
         if not volumes:
@@ -126,7 +129,10 @@ class PatchSampler:
         keys = ["clean", "field"]
         self.augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(spatial_dims)]
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
+        if not 2 <= int(coarse_max) <= MAX_COARSE:
+            raise ValueError(f"coarse_max is a pixel-size factor in 2..{MAX_COARSE}, got {coarse_max!r}")
         self.coarse_augment = coarse_augment
+        self.coarse_max = int(coarse_max)
         self.fine_augment = fine_augment
         self.thick_augment = thick_augment
         self.lesion_augment = lesion_augment
@@ -198,7 +204,7 @@ class PatchSampler:
         # when an option is off, so existing recipes keep their sample stream
         scale = 1.0
         if self.coarse_augment and self.rng.random() < self.coarse_augment:
-            scale = 2.0
+            scale = 2.0 if self.coarse_max == 2 else float(self.rng.integers(2, self.coarse_max + 1))
         elif self.fine_augment and self.rng.random() < self.fine_augment:
             scale = 0.5
         # slices 2 or 3 apart: thick or gapped clinical slices (no random draw when the option is off)
@@ -216,9 +222,10 @@ class PatchSampler:
         if self.spatial_dims == 3:
             clean, field = clean[None], field[None]
         clean, field = self._pad(clean, scale), self._pad(field, scale)
-        if scale > 1:  # block-average in-plane: the same anatomy at twice the pixel size
-            clean = clean.reshape(*clean.shape[:-2], clean.shape[-2] // 2, 2, clean.shape[-1] // 2, 2).mean(axis=(-3, -1))
-            field = field[..., ::2, ::2]
+        if scale > 1:  # block-average in-plane: the same anatomy at f times the pixel size
+            f = int(scale)
+            clean = clean.reshape(*clean.shape[:-2], clean.shape[-2] // f, f, clean.shape[-1] // f, f).mean(axis=(-3, -1))
+            field = field[..., ::f, ::f]
         elif scale < 1:  # upsample in-plane: the same anatomy at half the pixel size
             clean = _upsample2(clean)
             field = np.zeros_like(clean)

@@ -64,7 +64,8 @@ def _mr(args, tmp: str, bm3d: list[str]) -> None:
         # BM4D takes 1-2 min per slab: the 3D methods at the target levels only (same cases and
         # noise realisations as the main table, where mr-2d is)
         run_benchmark(mr_dir, ["rician:0.05", "rician:0.09"], args.out / "mr3d", seed=0,
-                      methods=["noisy", "bm3d:oracle", "bm4d:oracle", "dae:mr-3d", "dae:mr-3d:1plane"], reuse=_reuse(args, "mr3d"))
+                      methods=["noisy", "bm3d:oracle", "bm4d:oracle", "dae:mr-3d", "dae:mr-3d:noisescale1", "dae:mr-3d:1plane"],
+                      reuse=_reuse(args, "mr3d"))
 
 
 def _ct(args, tmp: str, bm3d: list[str]) -> None:

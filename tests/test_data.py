@@ -262,3 +262,31 @@ def test_sampling_leaves_monai_metadata_tracking_as_it_was():
         s.batch(2)
         assert get_track_meta() is setting
     set_track_meta(True)
+
+
+def test_coarse_max_shows_the_anatomy_at_up_to_that_many_times_the_pixel_size():
+    """With coarse_max 4, coarse patches are block averages at 2, 3 and 4 times the pixel size: a
+    ramp along x averaged over f pixels steps by f per pixel, so each patch's step is its factor."""
+    import pytest
+
+    from denoise.config import TrainConfig
+    from denoise.data import PatchSampler
+
+    zz, yy, xx = np.mgrid[:4, :96, :96]
+    ramp = np.broadcast_to(xx, (4, 96, 96)).astype(np.float32)
+    kw = dict(noise="gaussian:0", spatial_dims=2, patch_size=16, seed=2, coarse_augment=1.0)
+    _, plain = PatchSampler([ramp], **kw).batch(60)
+    _, wide = PatchSampler([ramp], coarse_max=4, **kw).batch(60)
+    assert wide.shape == plain.shape == (60, 1, 16, 16)
+
+    def step(a):  # rotations and flips move the ramp to either axis, either sign
+        return np.maximum(np.abs(np.diff(a, axis=-1)).max(axis=(-2, -1)), np.abs(np.diff(a, axis=-2)).max(axis=(-2, -1)))
+
+    assert np.allclose(step(plain[:, 0]), 2.0)  # the default: always 2x
+    factors = step(wide[:, 0])
+    assert set(np.round(factors).astype(int)) == {2, 3, 4} and np.allclose(factors, np.round(factors))
+    for bad in (1, 5):
+        with pytest.raises(ValueError, match="coarse_max"):
+            PatchSampler([ramp], coarse_max=bad, **kw)
+        with pytest.raises(ValueError, match="coarse_max"):
+            TrainConfig(coarse_max=bad)
