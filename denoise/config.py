@@ -179,12 +179,10 @@ class TrainConfig:
         for name in ("contrast_augment", "coarse_augment", "fine_augment", "thick_augment", "lesion_augment"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a probability, in [0, 1]")
-        if not 2 <= self.coarse_max <= 4:
-            raise ValueError("coarse_max is the largest coarse pixel-size factor, in 2..4 (denoise.data.MAX_COARSE)")
         if self.reference_noise < 0:
             raise ValueError("reference_noise is a noise std on the normalised scale, >= 0")
         check_training_options(self.noise, reference_noise=self.reference_noise,
-                               contrast_augment=self.contrast_augment, coarse_augment=self.coarse_augment,
+                               contrast_augment=self.contrast_augment, coarse_augment=self.coarse_augment, coarse_max=self.coarse_max,
                                fine_augment=self.fine_augment, lesion_augment=self.lesion_augment,
                                lesion_weight=self.lesion_weight)
         if self.shift_consistency < 0:

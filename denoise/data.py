@@ -25,7 +25,6 @@ __all__ = ["PatchSampler", "patch_batches", "precompute_lowdose_noise"]
 # 2.5D models: share of training stacks whose neighbours are copies of the noisy centre slice, the
 # input a lone 2D image (or the edge of a volume, where neighbours are repeated) gives at inference.
 SINGLE_SLICE_PROB = 0.1
-MAX_COARSE = 4  # largest coarse_augment factor: 4 mm pixels from 1 mm training volumes
 
 
 def precompute_lowdose_noise(volume_hu: np.ndarray, *, pixel_mm: float, seed: int, window: float = 2000.0) -> np.ndarray:
@@ -113,7 +112,7 @@ class PatchSampler:
             raise ValueError("lowdose training needs precomputed noise_fields (see precompute_lowdose_noise)")
         self.noise_fields = noise_fields
         check_training_options(self.noise, reference_noise=reference_noise, contrast_augment=contrast_augment,
-                               coarse_augment=coarse_augment, fine_augment=fine_augment,
+                               coarse_augment=coarse_augment, coarse_max=coarse_max, fine_augment=fine_augment,
                                lesion_augment=lesion_augment, lesion_weight=lesion_weight)
         self.reference_noise = reference_noise
         self._field_std = [float(np.std(f)) or 1.0 for f in noise_fields] if reference_noise else None
@@ -129,8 +128,6 @@ class PatchSampler:
         keys = ["clean", "field"]
         self.augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(spatial_dims)]
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
-        if not 2 <= int(coarse_max) <= MAX_COARSE:
-            raise ValueError(f"coarse_max is a pixel-size factor in 2..{MAX_COARSE}, got {coarse_max!r}")
         self.coarse_augment = coarse_augment
         self.coarse_max = int(coarse_max)
         self.fine_augment = fine_augment

@@ -115,8 +115,8 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
             steps.update(vol.shape[a])  # the bar is off for 3D (its tiles have their own); a callback counts slices
             continue
         out[t] = 0.0
-        # three planes: every plane is told the noise level its axial slices read (a sagittal
-        # plane of a thin slab is too small to estimate its own; `noise_level.plane_levels`)
+        # three planes: every plane is told the noise level the slices along the shortest axis read (a
+        # sagittal plane of a thin slab is too small to estimate its own; `LearnedDenoiser.plane_levels`)
         levels = denoiser.plane_levels(vol) if len(axes) > 1 and isinstance(denoiser, LearnedDenoiser) else None
         for a in axes:  # one view at a time, summed in place (memory: one extra volume, two with levels)
             lv = None if levels is None else np.moveaxis(levels, a, 0)

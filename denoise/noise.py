@@ -204,15 +204,21 @@ def _parse_mr_options(opts: list[str], spec) -> tuple:
     return tuple((n, given[n]) for n in noise_mr.OPTION_ORDER if n in given and given[n] != defaults[n])
 
 
+MAX_COARSE = 4  # largest coarse_augment factor: 4 mm pixels from 1 mm training volumes
+
+
 def check_training_options(spec: str | NoiseSpec | NoiseMix, *, reference_noise: float = 0.0,
-                           contrast_augment: float = 0.0, coarse_augment: float = 0.0,
+                           contrast_augment: float = 0.0, coarse_augment: float = 0.0, coarse_max: int = 2,
                            fine_augment: float = 0.0, lesion_augment: float = 0.0, lesion_weight: float = 0.0) -> None:
     """Refuse training options that cannot be honoured together (one rule for
     `denoise.config.TrainConfig` and `denoise.data.PatchSampler`). ``lowdose`` noise comes from
     sinogram noise fields precomputed on the unaltered volumes: the kept full-dose noise
     (``reference_noise``) needs them, and contrast/coarse/fine augmentation would change the
     attenuation they were computed from; for the same reason it cannot be a member of a mixture.
-    ``lesion_weight`` weighs the loss on inserted blobs, so it needs ``lesion_augment``."""
+    ``lesion_weight`` weighs the loss on inserted blobs, so it needs ``lesion_augment``; ``coarse_max``
+    is a pixel-size factor in 2..`MAX_COARSE`."""
+    if not 2 <= coarse_max <= MAX_COARSE or int(coarse_max) != coarse_max:
+        raise ValueError(f"coarse_max is the largest coarse pixel-size factor, in 2..{MAX_COARSE}, got {coarse_max!r}")
     if lesion_weight < 0 or (lesion_weight and not lesion_augment):
         raise ValueError("lesion_weight is a loss weight >= 0 on inserted blobs and needs lesion_augment > 0")
     ns = parse_noise(spec)
