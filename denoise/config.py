@@ -130,6 +130,13 @@ class TrainConfig:
     ``coarse_max``: with ``coarse_augment``, coarse patches are block-averaged f x f with f drawn
     from 2..``coarse_max`` (2, the default: always 2x): real EPI/DWI pixels are 2-3.5x the training
     volumes' (docs/design.md, issue #28: mr-2d loses 1.3-1.5 dB at Rician 1% on 3x coarser anatomy).
+    ``coarse_kspace``: the probability that a coarse patch is cut from k-space instead
+    (`denoise.noise_mr.acquired_coarser`: the sinc blur and Gibbs ringing of a low-resolution
+    acquisition, which real EPI shows and block averaging does not).
+    ``blur_augment``: the probability that a clean patch is blurred as a reconstruction that
+    zero-fills (by 1-2x) and apodises (none, Hamming or Fermi, drawn) blurs it, in input and target
+    alike (`denoise.noise_mr.reconstructed`): smooth anatomy at the pixel scale is signal (a network
+    that only saw sharp anatomy sharpens interpolated EPI: docs/design.md, session 42).
     ``grad_clip``: largest global gradient norm per step (clipped above it; 0 = off, as in the
     shipped recipes): a guard against the rare loss spike of a high learning rate."""
 
@@ -154,6 +161,8 @@ class TrainConfig:
     contrast_augment: float = 0.0
     coarse_augment: float = 0.0
     coarse_max: int = 2
+    coarse_kspace: float = 0.0
+    blur_augment: float = 0.0
     fine_augment: float = 0.0
     thick_augment: float = 0.0
     reference_noise: float = 0.0
@@ -176,13 +185,14 @@ class TrainConfig:
             raise ValueError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
         if not 0 <= self.foreground_fraction <= 1:
             raise ValueError("foreground_fraction must be in [0, 1]")
-        for name in ("contrast_augment", "coarse_augment", "fine_augment", "thick_augment", "lesion_augment"):
+        for name in ("contrast_augment", "coarse_augment", "blur_augment", "fine_augment", "thick_augment", "lesion_augment"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a probability, in [0, 1]")
         if self.reference_noise < 0:
             raise ValueError("reference_noise is a noise std on the normalised scale, >= 0")
         check_training_options(self.noise, reference_noise=self.reference_noise,
                                contrast_augment=self.contrast_augment, coarse_augment=self.coarse_augment, coarse_max=self.coarse_max,
+                               coarse_kspace=self.coarse_kspace, blur_augment=self.blur_augment,
                                fine_augment=self.fine_augment, lesion_augment=self.lesion_augment,
                                lesion_weight=self.lesion_weight)
         if self.shift_consistency < 0:

@@ -19,6 +19,9 @@ from monai.transforms import Compose, RandFlipd, RandHistogramShift, RandRotate9
 from denoise.fidelity import add_blobs
 from denoise.noise import NoiseSpec, add_noise, check_training_options, parse_noise
 from denoise.noise_level import foreground_threshold, with_noise_channel
+from denoise.noise_mr import acquired_coarser, reconstructed
+
+BLUR_FILTERS = ("none", "hamming", "fermi")  # `blur_augment`'s apodisations
 
 __all__ = ["PatchSampler", "patch_batches", "precompute_lowdose_noise"]
 
@@ -79,6 +82,12 @@ class PatchSampler:
             ``lowdose`` noise either.
         coarse_max: largest coarse factor: a coarse patch is cut at f times the size and
             block-averaged f x f, f drawn from 2..``coarse_max`` (2: always 2, no extra draw).
+        coarse_kspace: probability that a coarse patch is cut from k-space instead of block-averaged
+            (`denoise.noise_mr.acquired_coarser`: sinc blur and Gibbs ringing as a coarser matrix
+            acquires them; no extra draw when 0).
+        blur_augment: probability that a clean patch is blurred as a zero-filling (1-2x) and
+            apodising (`BLUR_FILTERS`) reconstruction blurs it (`denoise.noise_mr.reconstructed`), in
+            input and target alike: smooth anatomy at the pixel scale, as interpolated EPI stores it.
         fine_augment: probability that a patch is cut at half the size in-plane and upsampled
             2x (bicubic, clipped to the cut's range) before the noise: anatomy that is smooth over
             several pixels, as in finely sampled or zero-fill interpolated series (e.g. a 640
@@ -102,6 +111,7 @@ class PatchSampler:
                  seed: int = 0, noise_fields: list[np.ndarray] | None = None, context: int = 0,
                  noise_channel: bool = False, foreground_fraction: float = 1.0, all_axes: bool = False,
                  contrast_augment: float = 0.0, coarse_augment: float = 0.0, coarse_max: int = 2,
+                 coarse_kspace: float = 0.0, blur_augment: float = 0.0,
                  fine_augment: float = 0.0, patch_depth: int = 0, thick_augment: float = 0.0,
                  reference_noise: float = 0.0, lesion_augment: float = 0.0, lesion_weight: float = 0.0) -> None:
         if not volumes:
@@ -112,7 +122,8 @@ class PatchSampler:
             raise ValueError("lowdose training needs precomputed noise_fields (see precompute_lowdose_noise)")
         self.noise_fields = noise_fields
         check_training_options(self.noise, reference_noise=reference_noise, contrast_augment=contrast_augment,
-                               coarse_augment=coarse_augment, coarse_max=coarse_max, fine_augment=fine_augment,
+                               coarse_augment=coarse_augment, coarse_max=coarse_max, coarse_kspace=coarse_kspace,
+                               blur_augment=blur_augment, fine_augment=fine_augment,
                                lesion_augment=lesion_augment, lesion_weight=lesion_weight)
         self.reference_noise = reference_noise
         self._field_std = [float(np.std(f)) or 1.0 for f in noise_fields] if reference_noise else None
@@ -130,6 +141,8 @@ class PatchSampler:
                                + [RandRotate90d(keys, prob=0.5, spatial_axes=ax) for ax in axes])
         self.coarse_augment = coarse_augment
         self.coarse_max = int(coarse_max)
+        self.coarse_kspace = coarse_kspace
+        self.blur_augment = blur_augment
         self.fine_augment = fine_augment
         self.thick_augment = thick_augment
         self.lesion_augment = lesion_augment
@@ -221,11 +234,17 @@ class PatchSampler:
         clean, field = self._pad(clean, scale), self._pad(field, scale)
         if scale > 1:  # block-average in-plane: the same anatomy at f times the pixel size
             f = int(scale)
-            clean = clean.reshape(*clean.shape[:-2], clean.shape[-2] // f, f, clean.shape[-1] // f, f).mean(axis=(-3, -1))
+            if self.coarse_kspace and self.rng.random() < self.coarse_kspace:  # no draw when off
+                clean = acquired_coarser(clean, f)
+            else:
+                clean = clean.reshape(*clean.shape[:-2], clean.shape[-2] // f, f, clean.shape[-1] // f, f).mean(axis=(-3, -1))
             field = field[..., ::f, ::f]
         elif scale < 1:  # upsample in-plane: the same anatomy at half the pixel size
             clean = _upsample2(clean)
             field = np.zeros_like(clean)
+        if self.blur_augment and self.rng.random() < self.blur_augment:  # no draw when off
+            zf, filt = float(self.rng.uniform(1.0, 2.0)), BLUR_FILTERS[int(self.rng.integers(len(BLUR_FILTERS)))]
+            clean = reconstructed(clean, zf, filt)
         return clean, field
 
     def _augment(self, clean: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

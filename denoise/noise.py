@@ -209,14 +209,16 @@ MAX_COARSE = 4  # largest coarse_augment factor: 4 mm pixels from 1 mm training 
 
 def check_training_options(spec: str | NoiseSpec | NoiseMix, *, reference_noise: float = 0.0,
                            contrast_augment: float = 0.0, coarse_augment: float = 0.0, coarse_max: int = 2,
-                           fine_augment: float = 0.0, lesion_augment: float = 0.0, lesion_weight: float = 0.0) -> None:
+                           coarse_kspace: float = 0.0, blur_augment: float = 0.0, fine_augment: float = 0.0, lesion_augment: float = 0.0, lesion_weight: float = 0.0) -> None:
     """Refuse training options that cannot be honoured together (one rule for
     `denoise.config.TrainConfig` and `denoise.data.PatchSampler`). ``lowdose`` noise comes from
     sinogram noise fields precomputed on the unaltered volumes: the kept full-dose noise
     (``reference_noise``) needs them, and contrast/coarse/fine augmentation would change the
     attenuation they were computed from; for the same reason it cannot be a member of a mixture.
     ``lesion_weight`` weighs the loss on inserted blobs, so it needs ``lesion_augment``; ``coarse_max``
-    is a pixel-size factor in 2..`MAX_COARSE`."""
+    is a pixel-size factor in 2..`MAX_COARSE`; ``coarse_kspace`` a probability that needs ``coarse_augment``."""
+    if not 0 <= coarse_kspace <= 1 or (coarse_kspace and not coarse_augment):
+        raise ValueError(f"coarse_kspace is a probability in [0, 1] that needs coarse_augment > 0, got {coarse_kspace!r}")
     if not 2 <= coarse_max <= MAX_COARSE or int(coarse_max) != coarse_max:
         raise ValueError(f"coarse_max is the largest coarse pixel-size factor, in 2..{MAX_COARSE}, got {coarse_max!r}")
     if lesion_weight < 0 or (lesion_weight and not lesion_augment):
@@ -228,8 +230,10 @@ def check_training_options(spec: str | NoiseSpec | NoiseMix, *, reference_noise:
     kind = ns.kind
     if reference_noise and kind != "lowdose":
         raise ValueError("reference_noise needs lowdose noise (its precomputed fields give the kept noise)")
+    if not 0 <= blur_augment <= 1:
+        raise ValueError(f"blur_augment is a probability, in [0, 1], got {blur_augment!r}")
     augments = [n for n, p in (("contrast_augment", contrast_augment), ("coarse_augment", coarse_augment),
-                               ("fine_augment", fine_augment)) if p]
+                               ("blur_augment", blur_augment), ("fine_augment", fine_augment)) if p]
     if augments and kind == "lowdose":
         raise ValueError(f"{', '.join(augments)} cannot be used with lowdose noise (its precomputed sinogram "
                          "noise fields belong to the unaltered volumes)")

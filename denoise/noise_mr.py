@@ -92,7 +92,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NUMERIC_OPTIONS", "CHOICE_OPTIONS", "OPTION_ORDER", "CoilArray", "mr_kspace_noise", "kspace_filter",
+__all__ = ["NUMERIC_OPTIONS", "CHOICE_OPTIONS", "OPTION_ORDER", "CoilArray", "mr_kspace_noise", "kspace_filter", "acquired_coarser", "reconstructed",
            "draw_coil_array", "g_factor", "sense_g_factor", "G_MAX"]
 
 # name: (default, smallest, largest, integer). Order = the order options are drawn and printed.
@@ -167,6 +167,42 @@ def mr_kspace_noise(x: np.ndarray, sigma: float, rng: np.random.Generator, *, co
         else:  # sos: sum |S x + n|^2 = x^2 sum|S|^2 + 2 x Re(c) + sum |n|^2, with sum |S|^2 = 1
             out[i] = np.sqrt(np.maximum(img * img + 2.0 * img * c.real + power, 0.0))
     return out.reshape(x.shape)
+
+
+def acquired_coarser(x: np.ndarray, f: int) -> np.ndarray:
+    """``x`` (``(..., y, x)``, a clean magnitude image, both in-plane sizes multiples of ``f``) as an
+    acquisition with an f times coarser in-plane matrix over the same field of view records it:
+    the central ``1/f`` of k-space in each in-plane axis (the k-space the coarse matrix samples),
+    transformed back on the coarse grid and its magnitude taken (scaled so that a constant image
+    keeps its value). The signal gets the sinc point-spread function and Gibbs ringing of a
+    low-resolution acquisition (EPI, DWI: 2-3.5 mm pixels), which block averaging does not give."""
+    y, x_ = x.shape[-2:]
+    if y % f or x_ % f:
+        raise ValueError(f"in-plane size {y} x {x_} is not a multiple of {f}")
+    from scipy import fft
+
+    k = fft.fftshift(fft.fft2(np.asarray(x, dtype=np.float64)), axes=(-2, -1))
+    cy, cx, hy, hx = y // 2, x_ // 2, y // f // 2, x_ // f // 2
+    small = k[..., cy - hy:cy - hy + y // f, cx - hx:cx - hx + x_ // f]
+    return (np.abs(fft.ifft2(fft.ifftshift(small, axes=(-2, -1)))) / f**2).astype(np.float32)
+
+
+def reconstructed(x: np.ndarray, zf: float = 1.0, filter: str = "none", margin: int = 16) -> np.ndarray:
+    """``x`` (``(..., y, x)``, a clean magnitude image) as a reconstruction that zero-fills by ``zf``
+    and apodises with ``filter`` returns it on the same grid: the signal multiplied by
+    `kspace_filter` in k-space (the transfer function `mr_kspace_noise` gives the noise) and its
+    magnitude taken. Scanners store many series this way (EPI and DWI interpolated to a finer
+    matrix, filtered k-space): smooth at the pixel scale, with ringing at edges. The image is
+    mirrored by ``margin`` pixels at its borders first, so a patch's edges do not wrap around."""
+    a = np.asarray(x, dtype=np.float64)
+    m = min(margin, *(n - 1 for n in a.shape[-2:]))
+    pad = [(0, 0)] * (a.ndim - 2) + [(m, m), (m, m)]
+    big = np.pad(a, pad, mode="reflect") if m > 0 else a
+    from scipy import fft
+
+    h = kspace_filter(big.shape[-2:], zf, 1.0, filter)
+    out = np.abs(fft.ifft2(fft.fft2(big) * h))
+    return out[..., m:m + a.shape[-2], m:m + a.shape[-1]].astype(np.float32)
 
 
 def kspace_filter(shape: tuple[int, int], zf: float = 1.0, pf: float = 1.0, filter: str = "none") -> np.ndarray:

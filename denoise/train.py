@@ -185,7 +185,7 @@ def _samplers(scans: list[Scan], tr_idx: list[int], va_idx: list[int], model_cfg
                   patch_depth=c.patch_depth, thick_augment=c.thick_augment, reference_noise=c.reference_noise)
     sampler = PatchSampler(train_vols, seed=c.seed + 31 * rank, noise_fields=train_fields, all_axes=c.all_axes,
                            contrast_augment=c.contrast_augment, coarse_augment=c.coarse_augment,
-                           coarse_max=c.coarse_max, fine_augment=c.fine_augment, lesion_augment=c.lesion_augment,
+                           coarse_max=c.coarse_max, coarse_kspace=c.coarse_kspace, blur_augment=c.blur_augment, fine_augment=c.fine_augment, lesion_augment=c.lesion_augment,
                            lesion_weight=c.lesion_weight, **shared)
     val_noisy, val_clean = PatchSampler(val_vols, seed=c.seed + 12345, noise_fields=val_fields, **shared).batch(c.val_patches)
     return sampler, val_noisy, val_clean

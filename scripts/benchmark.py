@@ -56,7 +56,7 @@ def _mr(args, tmp: str, bm3d: list[str]) -> None:
     # blind rows (what `denoise run` does) and oracle rows (true noise level given) for BM3D and
     # mr-2d; mr-2d:tta is the 4-flip self-ensemble (`denoise run --tta`)
     mr_methods = ["noisy", "gaussian:oracle", "nlm", "nlm:oracle", "tv:oracle", "wavelet:oracle", *bm3d,
-                  "dae:mr-2d", "dae:mr-2d:oracle", "dae:mr-2d:tta", "dae:mr-3d", "dae:mr-3d:tta", "dae:mr-3d:1plane", "vae:vae-mr-2d",
+                  "dae:mr-2d", "dae:mr-2d:noisescale1", "dae:mr-2d:oracle", "dae:mr-2d:tta", "dae:mr-3d", "dae:mr-3d:tta", "dae:mr-3d:1plane", "vae:vae-mr-2d",
                   "sparse:sparse-mr-2d"]
     if args.only != "mr3d":
         run_benchmark(mr_dir, levels, args.out / "mr", methods=mr_methods, seed=0, reuse=_reuse(args, "mr"))

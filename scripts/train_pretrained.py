@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability of 2x in-plane block-averaged patches (TrainConfig.coarse_augment)")
     p.add_argument("--coarse-max", type=int, default=None,
                    help="largest coarse factor: coarse patches at 2..N x the pixel size (TrainConfig.coarse_max)")
+    p.add_argument("--coarse-kspace", type=float, default=None,
+                   help="probability that a coarse patch is cut from k-space (sinc blur, Gibbs ringing) "
+                        "instead of block-averaged (TrainConfig.coarse_kspace)")
+    p.add_argument("--blur-augment", type=float, default=None,
+                   help="probability that a clean patch is blurred as a zero-filling, apodising reconstruction "
+                        "blurs it (TrainConfig.blur_augment)")
     p.add_argument("--fine-augment", type=float, default=None,
                    help="probability of 2x in-plane upsampled patches (TrainConfig.fine_augment)")
     p.add_argument("--thick-augment", type=float, default=None,
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         files = [*(files or recipe["files"]), *extra]
     train_changes = {k: v for k, v in [("lr", args.lr or None), ("all_axes", args.all_axes or None),
                                        ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
-                                       ("coarse_max", args.coarse_max),
+                                       ("coarse_max", args.coarse_max), ("coarse_kspace", args.coarse_kspace), ("blur_augment", args.blur_augment),
                                        ("fine_augment", args.fine_augment), ("thick_augment", args.thick_augment),
                                        ("lesion_augment", args.lesion_augment), ("lesion_weight", args.lesion_weight), ("reference_noise", args.reference_noise),
                                        ("shift_consistency", args.shift_consistency), ("noise", args.noise),

@@ -25,11 +25,14 @@ BENCH = ROOT / "docs" / "benchmarks"
 PURPOSE = {
     "mr-2d": "Blind 2.5D denoising of magnitude MR slices (Rician noise 0.2-9% of the robust maximum, so that nearly "
              "noise-free scans are changed little): each slice is denoised with two neighbouring slices on each side; "
-             "a lone 2D image works too (neighbours repeated). Two phases: the first on four brain volumes, the second "
+             "a lone 2D image works too (neighbours repeated). Three phases: the first on four brain volumes, the second "
              "(issue #31) grew it a full-resolution tail after the pixel-unshuffle network, trained with a one-pixel "
              "shift-consistency term so that the sub-pixel phases agree (the faint 2-pixel pattern on nearly noise-free "
              "scans fell from up to 1.8x the input's to at most 1.09x), on 15 real volumes (MS patients, tumour, child, "
-             "prostate; split by subject) with small faint blobs inserted into half the training patches.",
+             "prostate; split by subject) with small faint blobs inserted into half the training patches; the third "
+             "weighs those blobs' pixels 101x in the loss and shows anatomy at 2-4x the pixel size, half of it cut from "
+             "k-space (the blur and ringing of coarse EPI/DWI matrices). Told 0.9x the noise level it estimates in "
+             "tissue, it keeps >= 0.9 of a 5 mm lesion at 5% contrast under Rician 5% with fg PSNR above BM3D's.",
     "ct-2d": "Blind 2.5D denoising of CT slices in HU (low-dose noise; noise-level input channel; each slice with "
              "one neighbouring slice on each side, a lone 2D image works too). It restores the full-dose image from a "
              "low-dose one: training targets keep full-dose noise of their own (0-25 HU, an independent draw of the "
@@ -47,11 +50,10 @@ PURPOSE = {
              "with every level's convolutions spanning 3 slices. Inference: sliding windows of 32 slices by whole "
              "slices (up to 320 x 320) with Gaussian blending; a lone 2D image works too (a 1-slice volume). "
              "Near-isotropic volumes (voxel edges within 1.5x of each other, at least 16 voxels along every "
-             "axis) go another way: mr-2d runs along the three orthogonal planes, told 0.8x the noise level it "
+             "axis) go another way: mr-2d runs along the three orthogonal planes, told 0.85x the noise level it "
              "estimates in tissue, and the three results are averaged (denoise.infer.LearnedDenoiser.plan): it "
-             "keeps >= 0.9 of a small faint lesion at Rician 5% where mr-2d keeps 0.85, at a fg PSNR above BM3D's "
-             "and ~0.15-0.25 dB below mr-2d's on the held-out T1 (`--noise-scale 1`: +0.4 dB over mr-2d, and less "
-             "of the lesion); `denoise run --planes 1` / `load_model('mr-3d', planes=1)` keeps the "
+             "keeps >= 0.9 of a small faint lesion at Rician 5%, at a fg PSNR above BM3D's and mr-2d's on the "
+             "held-out T1 (`--noise-scale 1`: ~+0.3 dB more, and less of the lesion); `denoise run --planes 1` / `load_model('mr-3d', planes=1)` keeps the "
              "slab network everywhere.",
     "vae-mr-2d": "Convolutional VAE for MR slices, for comparison with the DAE (latent sampling, interpolation).",
     "sparse-mr-2d": "Sparse autoencoder (L1 on the latent code) for MR slices, for comparison and anomaly maps.",
@@ -159,7 +161,7 @@ def _operating_point(inference: dict) -> list[str]:
         return []
     return [f"- operating point: {'; '.join(parts)} in tissue (air keeps the full level), which keeps small faint "
             "lesions (>= 0.9 of a 5 mm lesion at 5% contrast under Rician 5%; docs/benchmarks.md \"Lesions across sizes "
-            "and contrasts\") for about 0.5 dB of PSNR; `denoise run --noise-scale 1` gives the PSNR-best point "
+            "and contrasts\") for 0.3-0.4 dB of PSNR; `denoise run --noise-scale 1` gives the PSNR-best point "
             "(docs/design.md \"An operating point\")"]
 
 
@@ -244,11 +246,13 @@ def main() -> int:
             "interpolation) is not modelled; residual maps should be inspected.",
             "- Training scans are 8-bit or smoothed templates: fine texture may be under-represented.",
         ]
-        if name == "mr-2d":  # mr-3d's rows are in docs/benchmarks.md too (+0.11/-0.63/-1.58 dB)
+        if name in ("mr-2d", "mr-3d"):  # docs/benchmarks.md, 'Real noise' (session 42's run and blend)
             lines.append("- Real EPI/fMRI noise (low, spatially correlated): on three real repeated-acquisition EPI series "
-                         "scored against the mean of their other repeats, mr-2d is below the noisy input (-0.24/-1.12/-1.85 dB; "
-                         "docs/benchmarks.md, 'Real noise'); blended with `--strength 0.25` it is -0.03/+0.17/+0.16 dB. "
-                         "For such series use `--strength 0.25`.")
+                         "(GE / Siemens / nibabel) scored against the mean of their other repeats, mr-2d is below the noisy "
+                         "input (-0.22/-1.38/-1.42 dB) and so is mr-3d on two (+0.11/-0.83/-0.70): mr-2d sharpens these "
+                         "smooth, interpolated images (docs/design.md). Blended with `--strength 0.25` mr-3d is "
+                         "+0.03/+0.16/+0.19 dB, mr-2d -0.03/+0.12/+0.13 (docs/benchmarks.md, 'Real noise'). For such "
+                         "series use `-m mr-3d --strength 0.25`.")
         if name in PATTERN_MODELS and EPI.is_dir():
             before, after, tta = epi_pattern(name)
             lines.append("- On inputs with little noise or coarse pixels it can leave a faint 2-pixel periodic pattern (the "

@@ -290,3 +290,48 @@ def test_coarse_max_shows_the_anatomy_at_up_to_that_many_times_the_pixel_size():
             PatchSampler([ramp], coarse_max=bad, **kw)
         with pytest.raises(ValueError, match="coarse_max"):
             TrainConfig(coarse_max=bad)
+
+
+def test_coarse_kspace_gives_coarse_patches_the_ringing_of_a_coarser_acquisition():
+    """With coarse_kspace 1 every coarse patch is cut from k-space (`acquired_coarser`): a sharp
+    edge rings (overshoot above the bright side, undershoot below the dark side: Gibbs), which the
+    block-averaged patches of the same windows never do; without coarse_augment it is refused."""
+    import pytest
+
+    from denoise.config import TrainConfig
+    from denoise.data import PatchSampler
+
+    step = np.zeros((4, 128, 128), np.float32)
+    step[:, :, 64:] = 1.0
+    kw = dict(noise="gaussian:0", spatial_dims=2, patch_size=16, seed=3, coarse_augment=1.0, foreground_fraction=0.0)
+    _, block = PatchSampler([step], **kw).batch(80)
+    _, ringing = PatchSampler([step], coarse_kspace=1.0, **kw).batch(80)
+    assert block.min() >= 0.0 and block.max() <= 1.0
+    assert ringing.max() > 1.05 or ringing.min() < -0.05  # some patch holds the edge and rings
+    for bad in ({"coarse_kspace": 0.5, "coarse_augment": 0.0}, {"coarse_kspace": 1.5}):
+        with pytest.raises(ValueError, match="coarse_kspace"):
+            TrainConfig(**{"coarse_augment": 0.5, **bad})
+
+
+def test_blur_augment_gives_patches_smoothed_in_input_and_target_alike():
+    """With blur_augment 1 every clean patch is a reconstruction's blur of the same window: far less
+    pixel-scale detail than the same windows without it (same seed, noise-free); refused outside [0, 1]."""
+    import pytest
+
+    from denoise.config import TrainConfig
+    from denoise.data import PatchSampler
+
+    rng = np.random.default_rng(1)
+    vol = (1.0 + rng.random((4, 96, 96))).astype(np.float32)
+    kw = dict(noise="gaussian:0", spatial_dims=2, patch_size=32, seed=4)
+    noisy_sharp, sharp = PatchSampler([vol], **kw).batch(8)
+    noisy_blur, blurred = PatchSampler([vol], blur_augment=1.0, **kw).batch(8)
+    assert blurred.shape == sharp.shape
+    assert np.allclose(noisy_blur[:, :1], blurred, atol=1e-6)  # no noise: the input is the target
+
+    def detail(a):
+        return np.abs(np.diff(a, axis=-1)).mean()
+
+    assert detail(blurred) < 0.8 * detail(sharp)
+    with pytest.raises(ValueError, match="blur_augment"):
+        TrainConfig(blur_augment=1.5)

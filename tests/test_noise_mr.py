@@ -360,3 +360,48 @@ def test_patch_sampler_trains_on_a_mixture(dims):
     assert np.array_equal(noisy, again)
     resid = (noisy - clean)[clean > 0.5]
     assert 0.005 < np.std(resid) < 0.2  # levels 0.01-0.09 (times sqrt(R) g: no acceleration here)
+
+
+def test_acquired_coarser_samples_band_limited_images_and_rings_at_edges():
+    """A coarser acquisition of an image whose detail fits its matrix is that image sampled on the
+    coarse grid (a positive cosine within the coarse band, 2D and a stack alike); a constant keeps
+    its value; a sharp edge overshoots (Gibbs), which block averaging never does."""
+    import pytest
+
+    from denoise.noise_mr import acquired_coarser
+
+    yy, xx = np.mgrid[:96, :96]
+    for f in (2, 3):
+        img = 2.0 + np.cos(2 * np.pi * 3 * xx / 96) + 0.5 * np.sin(2 * np.pi * 5 * yy / 96)
+        coarse = acquired_coarser(img, f)
+        assert coarse.shape == (96 // f, 96 // f)
+        assert np.allclose(coarse, img[::f, ::f], atol=1e-5)
+        stack = acquired_coarser(np.stack([img, 3.0 * img]), f)
+        assert np.allclose(stack[1], 3.0 * img[::f, ::f], atol=1e-4)
+    assert np.allclose(acquired_coarser(np.full((64, 64), 7.0), 4), 7.0, atol=1e-5)
+    edge = (xx >= 48).astype(np.float64)
+    assert acquired_coarser(edge, 2).max() > 1.05
+    with pytest.raises(ValueError, match="multiple"):
+        acquired_coarser(np.ones((10, 12)), 4)
+
+
+def test_reconstructed_blurs_the_signal_as_zero_filling_and_apodisation_do():
+    """zf 1 without a filter returns the image; zero-filling by 2 and the apodisations remove fine
+    detail (a one-pixel checkerboard, at the matrix's edge, is gone) but keep smooth anatomy and a
+    constant; a stack and its slices alike."""
+    from denoise.noise_mr import reconstructed
+
+    rng = np.random.default_rng(0)
+    img = 1.0 + rng.random((48, 40))
+    assert np.allclose(reconstructed(img), img, atol=1e-5)
+    yy, xx = np.mgrid[:48, :40]
+    smooth = 1.0 + np.exp(-((yy - 24) ** 2 + (xx - 20) ** 2) / (2 * 8.0**2))
+    checker = smooth + 0.2 * ((yy + xx) % 2)
+    for zf, filt in ((2.0, "none"), (1.5, "hamming"), (1.0, "fermi")):
+        out = reconstructed(checker, zf, filt)
+        fine = lambda a: np.abs(np.diff(a, axis=-1)).mean()  # noqa: E731
+        assert fine(out) < 0.5 * fine(checker)
+        assert np.abs(reconstructed(smooth, zf, filt) - smooth).max() < 0.05
+        assert np.allclose(reconstructed(np.full((32, 32), 3.0), zf, filt), 3.0, atol=1e-3)
+    both = reconstructed(np.stack([checker, 2 * checker]), 2.0, "hamming")
+    assert np.allclose(both[1], reconstructed(2 * checker, 2.0, "hamming"), atol=1e-5)

@@ -84,7 +84,9 @@ def test_a_scaled_model_equals_the_model_told_the_scaled_level(t1, monkeypatch):
 
 def test_shipped_defaults_come_from_the_recipes_and_a_given_scale_is_named():
     mr2d, mr3d = load_model("mr-2d", device="cpu"), load_model("mr-3d", device="cpu")
-    assert "inference" not in recipes.RECIPES["mr-2d"] and mr2d.noise_scale == 1.0 and mr2d.name == "mr-2d"
+    want2d = recipes.RECIPES["mr-2d"]["inference"]["noise_scale"]
+    assert 0 < want2d < 1 and mr2d.noise_scale == want2d and mr2d.name == "mr-2d"  # its own point is not named
+    assert load_model("mr-2d", device="cpu", noise_scale=1.0).noise_scale == 1.0
     want3d = recipes.RECIPES["mr-3d"]["inference"]["isotropic_noise_scale"]
     assert 0 < want3d < 1
     assert mr3d.isotropic.noise_scale == want3d and mr3d.noise_scale == 1.0 and mr3d.name == "mr-3d"
@@ -96,24 +98,27 @@ def test_shipped_defaults_come_from_the_recipes_and_a_given_scale_is_named():
         load_model("mr-2d", device="cpu", noise_scale=0.0)
 
 
-def test_mr3d_at_its_shipped_operating_point_keeps_more_of_a_faint_lesion(t1):
+@pytest.mark.parametrize("name", ["mr-3d", "mr-2d"])
+def test_the_shipped_operating_point_keeps_more_of_a_faint_lesion(t1, name):
     """A 5 mm lesion at 5% contrast under Rician 5% noise, measured paired (the same noise with and
-    without it), on a near-isotropic slab (mr-3d: mr-2d along three planes): the shipped point keeps
-    more of it than noise_scale 1, still denoises, and leaves the air as clean."""
+    without it, so the noise cancels), on a near-isotropic slab (mr-3d: mr-2d along three planes;
+    mr-2d: axial slices): the shipped point keeps more of it than noise_scale 1 (by more than 0.01
+    of its contrast: 0.02-0.03 on the lesion probe's 27 lesions), still denoises, and leaves the air
+    as clean."""
     with_lesion, masks = fidelity.insert_spheres(t1, [(5.0, 50.0)], (1.0, 1.0, 1.0))
     lesion = masks[0][0]
     noisy, plain = _rician(with_lesion, 50.0, 2), _rician(t1, 50.0, 2)
     air = np.stack([tissue_weight(s) for s in t1]) < 0.001
     kept, gain, air_rms = {}, {}, {}
     for scale in (None, 1.0):
-        model = load_model("mr-3d", device="cpu", noise_scale=scale)
+        model = load_model(name, device="cpu", noise_scale=scale)
         out = denoise_array(noisy, model, modality="MR", spacing=(1.0, 1.0, 1.0))
         out_plain = denoise_array(plain, model, modality="MR", spacing=(1.0, 1.0, 1.0))
         kept[scale] = fidelity.paired_contrast_kept(out, out_plain, lesion, 50.0)
         fg = t1 > 100
         gain[scale] = np.sqrt(np.mean((noisy - with_lesion)[fg] ** 2)) / np.sqrt(np.mean((out - with_lesion)[fg] ** 2))
         air_rms[scale] = float(np.sqrt(np.mean(out[air] ** 2)))
-    assert kept[None] > kept[1.0] + 0.02, kept
+    assert kept[None] > kept[1.0] + 0.01, kept
     assert gain[None] > 1.5, gain  # the error still falls well below the noise's
     assert air_rms[None] < 1.5 * air_rms[1.0], air_rms  # (told 0.8x everywhere, the air kept ~2x the noise)
 
@@ -172,7 +177,7 @@ def test_three_planes_tell_every_plane_the_level_its_axial_slices_read(t1, monke
 
     sigma = 40.0
     noisy = _rician(t1, sigma, 3)
-    model = load_model("mr-2d", device="cpu", planes=3)
+    model = load_model("mr-2d", device="cpu", planes=3, noise_scale=1.0)  # the levels alone (no tissue weighting)
     offset, scale = model.normalization.params(noisy)
     x = (noisy - offset) / scale
     levels = model.plane_levels(x)
@@ -188,4 +193,6 @@ def test_three_planes_tell_every_plane_the_level_its_axial_slices_read(t1, monke
     own = denoise_scan(scan, model).array
     air = ~foreground_mask(t1)
     rms = [float(np.sqrt(np.mean((out - t1)[air] ** 2))) for out in (told, own)]
-    assert rms[0] < 0.9 * rms[1]  # the thin planes' misread levels left noise in the air
+    # the thin planes' misread levels left noise in the air: 5% more of it with session 42's mr-2d (which
+    # handles air better on its own), 10% and more with its predecessor
+    assert rms[0] < 0.97 * rms[1]
