@@ -232,7 +232,7 @@ class PatchSampler:
         if self.spatial_dims == 3:
             clean, field = clean[None], field[None]
         clean, field = self._pad(clean, scale), self._pad(field, scale)
-        if scale > 1:  # block-average in-plane: the same anatomy at f times the pixel size
+        if scale > 1:  # block-average in-plane, or cut from k-space: the same anatomy at f times the pixel size
             f = int(scale)
             if self.coarse_kspace and self.rng.random() < self.coarse_kspace:  # no draw when off
                 clean = acquired_coarser(clean, f)

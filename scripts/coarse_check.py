@@ -28,7 +28,7 @@ from denoise.bench_cases import T1_SLABS, t1_slabs
 from denoise.infer import denoise_array, load_model
 from denoise.metrics import data_range_for, foreground_mask, psnr
 from denoise.noise import add_noise
-from denoise.noise_mr import acquired_coarser
+from denoise.noise_mr import acquired_coarser, reconstructed
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTORS = [("1 mm", None, 1), ("2x block", "block", 2), ("2x k-space", "kspace", 2), ("2x k-space on 1 mm", "zerofill", 2),
@@ -44,11 +44,7 @@ def coarsen(slab: np.ndarray, how: str | None, f: int) -> np.ndarray:
     if how == "block":
         return a.reshape(z, y // f, f, x // f, f).mean(axis=(2, 4)).astype(np.float32)
     if how == "zerofill":  # the coarse acquisition zero-filled back to the 1 mm grid: smooth, ringing, fine pixels
-        k = np.fft.fftshift(np.fft.fft2(a), axes=(-2, -1))
-        keep = np.zeros(k.shape[-2:], bool)
-        keep[y // f * f // 2 - y // f // 2: y // f * f // 2 - y // f // 2 + y // f,
-             x // f * f // 2 - x // f // 2: x // f * f // 2 - x // f // 2 + x // f] = True
-        return np.abs(np.fft.ifft2(np.fft.ifftshift(k * keep, axes=(-2, -1)))).astype(np.float32)
+        return reconstructed(a, zf=f)
     return acquired_coarser(a, f)
 
 
