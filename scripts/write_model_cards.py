@@ -161,7 +161,7 @@ def _operating_point(inference: dict) -> list[str]:
         return []
     return [f"- operating point: {'; '.join(parts)} in tissue (air keeps the full level), which keeps small faint "
             "lesions (>= 0.9 of a 5 mm lesion at 5% contrast under Rician 5%; docs/benchmarks.md \"Lesions across sizes "
-            "and contrasts\") for 0.3-0.4 dB of PSNR; `denoise run --noise-scale 1` gives the PSNR-best point "
+            "and contrasts\") for 0.25-0.4 dB of PSNR; `denoise run --noise-scale 1` gives the PSNR-best point "
             "(docs/design.md \"An operating point\")"]
 
 
