@@ -140,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
                      if v is not None}  # options given on the command line replace the recipe's/TrainConfig's
     kwargs = dict(model_changes=model_changes, train_changes=train_changes, files=files,
                   extra_pseudo_ct=args.extra_pseudo_ct, steps=args.steps, take=args.take, seed=args.seed)
-    if args.print_config:  # what this command line would train, without training it
+    try:  # inconsistent options are refused with a usage error before anything loads or trains
         model, train, resolved = recipes.recipe_configs(args.model, **kwargs)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.print_config:  # what this command line would train, without training it
         print(json.dumps({"model": to_dict(model), "train": to_dict(train), "init": str(args.init or ""),
                           "files": resolved["files"], "pseudo_ct": resolved.get("pseudo_ct", [])}, indent=1, default=str))
         return 0
