@@ -36,7 +36,7 @@ from denoise.registry import CLASSICAL as REGISTRY_CLASSICAL
 from denoise.registry import MODEL_KINDS, SLOW
 from denoise.scan import Scan
 
-__all__ = ["run_benchmark", "default_methods", "is_slow", "slow_methods_note", "summarize", "paired_difference",
+__all__ = ["run_benchmark", "method_strength", "default_methods", "is_slow", "slow_methods_note", "summarize", "paired_difference",
            "FIELDS", "SLOW_FAMILIES"]
 
 FIELDS = ["scan", "noise", "method", "psnr_fg", "ssim_fg", "psnr", "ssim", "seconds", "voxels_per_s", "peak_mb",
@@ -141,7 +141,8 @@ def run_benchmark(data: str | Path, noises: list[str], out: str | Path, *, metho
                 continue
             tracemalloc.start()
             t0 = time.perf_counter()
-            result = noisy.array if den_fn == "noisy" else denoise_scan(noisy, den_fn, progress=progress).array
+            result = (noisy.array if den_fn == "noisy"
+                      else denoise_scan(noisy, den_fn, progress=progress, strength=method_strength(method)).array)
             secs = time.perf_counter() - t0
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
@@ -216,6 +217,15 @@ def model_oracle(model: LearnedDenoiser, noisy: Scan, clean: Scan) -> float:
     else:
         vols = zip(x.reshape(-1, *x.shape[-2:]), n.reshape(-1, *n.shape[-2:]))
     return float(np.mean([noise_level(a, model.noise_patch, noise=b) for a, b in vols]))
+
+
+def method_strength(method: str) -> float:
+    """The blend with the input a bench method asks for (``dae:mr-3d:strength0.25`` -> 0.25, as
+    ``run --strength``); 1 (full denoising) for every other name."""
+    family, _, arg = method.partition(":")
+    option = arg.partition(":")[2] if family in MODEL_KINDS else ""
+    strength = model_options(option)["strength"] if option else None
+    return 1.0 if strength is None else strength
 
 
 def _method(method: str, modality: str, noise_kind: str, oracle: float, cache: dict, noisy: Scan, clean: Scan):

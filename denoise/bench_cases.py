@@ -88,15 +88,16 @@ def clean_cases(data: Path, samples: Path) -> dict[str, Path]:
     return {name: roots[root] / rel for name, (root, rel) in CLEAN_CASES.items()}
 
 
-def clean_change(model, scan: Scan) -> tuple[float, float, float, float]:
+def clean_change(model, scan: Scan, *, guard: bool = True) -> tuple[float, float, float, float]:
     """(noise estimate before, noise estimate after, RMS change), each in % of the scan's robust
-    maximum, and the periodic pattern after / before, of ``model`` on ``scan``."""
+    maximum, and the periodic pattern after / before, of ``model`` on ``scan`` (``guard=False``: the
+    network alone, without `denoise.guard`)."""
     from denoise.fidelity import periodic_pattern
     from denoise.infer import denoise_scan
     from denoise.noise_level import wavelet_sigma
     from denoise.normalize import reference_intensity
 
-    out = denoise_scan(scan, model).array
+    out = denoise_scan(scan, model, guard=guard).array
     ref = reference_intensity(scan.array) / 100
     pattern = periodic_pattern(out) / max(periodic_pattern(scan.array), 1e-12)
     return (wavelet_sigma(scan.array) / ref, wavelet_sigma(out) / ref, float(np.sqrt(np.mean((out - scan.array) ** 2)) / ref),

@@ -72,7 +72,7 @@ def run_real_benchmark(data: str | Path, out: str | Path, *, methods: list[str] 
     dae:mr-2d:tta ...; checked before anything runs, `denoise.methods.bench_methods`) on every
     repeated-acquisition scan under ``data``; ``max_repeats`` scores only the first N repeats of
     each scan (all of them still form the references). Returns the path of results.md."""
-    from denoise.bench import _method
+    from denoise.bench import _method, method_strength
     from denoise.methods import bench_methods
 
     methods = bench_methods(methods) if methods else DEFAULT_REAL_METHODS
@@ -100,7 +100,8 @@ def run_real_benchmark(data: str | Path, out: str | Path, *, methods: list[str] 
                 if den is None:
                     continue
                 t0 = time.perf_counter()
-                result = one.array if den == "noisy" else denoise_scan(one, den, progress=progress).array
+                result = (one.array if den == "noisy"
+                          else denoise_scan(one, den, progress=progress, strength=method_strength(method)).array)
                 secs = time.perf_counter() - t0
                 s = score_repeat(result, repeats, k, data_range=peak, mask=mask)
                 rows.append({"scan": name, "method": method, "repeat": str(keep[k]), "repeats": str(len(everything)),

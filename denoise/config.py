@@ -137,6 +137,11 @@ class TrainConfig:
     zero-fills (by 1-2x) and apodises (none, Hamming or Fermi, drawn) blurs it, in input and target
     alike (`denoise.noise_mr.reconstructed`): smooth anatomy at the pixel scale is signal (a network
     that only saw sharp anatomy sharpens interpolated EPI: docs/design.md, session 42).
+    ``noise_weighting``: exponent p of a per-patch loss weight (0.05 / max(sigma, 0.005))^p, sigma
+    the patch's added noise (RMS of input - target in its tissue; `denoise.data.noise_weights`): with
+    p = 2 each patch's error counts relative to its own noise power, so a 1% patch weighs as much in
+    the loss as a 9% one does in dB (plain MSE, p = 0, lets the high levels of a wide training range
+    dominate and leaves low noise, where real scans live, barely trained).
     ``grad_clip``: largest global gradient norm per step (clipped above it; 0 = off, as in the
     shipped recipes): a guard against the rare loss spike of a high learning rate."""
 
@@ -168,6 +173,7 @@ class TrainConfig:
     reference_noise: float = 0.0
     lesion_augment: float = 0.0
     lesion_weight: float = 0.0
+    noise_weighting: float = 0.0
     shift_consistency: float = 0.0
     early_stop_patience: int = 8
     seed: int = 0
@@ -197,6 +203,8 @@ class TrainConfig:
                                lesion_weight=self.lesion_weight)
         if self.shift_consistency < 0:
             raise ValueError("shift_consistency is a loss weight, >= 0")
+        if not 0 <= self.noise_weighting <= 4:
+            raise ValueError(f"noise_weighting is an exponent in [0, 4], got {self.noise_weighting!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must be in (0, 1)")
         object.__setattr__(self, "val_scans", tuple(int(i) for i in self.val_scans))

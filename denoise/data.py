@@ -23,7 +23,7 @@ from denoise.noise_mr import acquired_coarser, reconstructed
 
 BLUR_FILTERS = ("none", "hamming", "fermi")  # `blur_augment`'s apodisations
 
-__all__ = ["PatchSampler", "patch_batches", "precompute_lowdose_noise"]
+__all__ = ["PatchSampler", "patch_batches", "precompute_lowdose_noise", "noise_weights"]
 
 # 2.5D models: share of training stacks whose neighbours are copies of the noisy centre slice, the
 # input a lone 2D image (or the edge of a volume, where neighbours are repeated) gives at inference.
@@ -99,6 +99,8 @@ class PatchSampler:
             input and target alike (`denoise.fidelity.add_blobs`; `TrainConfig.lesion_augment`).
         lesion_weight: > 0: `batch` also returns a per-pixel loss weight, 1 + ``lesion_weight``
             where blobs were added to the target, 1 elsewhere (`TrainConfig.lesion_weight`).
+        noise_weighting: > 0: `batch` also returns the loss weight, times `noise_weights` of each
+            patch (`TrainConfig.noise_weighting`).
         reference_noise: ``lowdose`` only: the target keeps full-dose noise of its own, with a
             std drawn per patch uniformly in [0, reference_noise] (normalised scale; CT: a
             fraction of the 2000-HU window, 0.01 = 20 HU), and the dose's noise is added on top.
@@ -113,7 +115,8 @@ class PatchSampler:
                  contrast_augment: float = 0.0, coarse_augment: float = 0.0, coarse_max: int = 2,
                  coarse_kspace: float = 0.0, blur_augment: float = 0.0,
                  fine_augment: float = 0.0, patch_depth: int = 0, thick_augment: float = 0.0,
-                 reference_noise: float = 0.0, lesion_augment: float = 0.0, lesion_weight: float = 0.0) -> None:
+                 reference_noise: float = 0.0, lesion_augment: float = 0.0, lesion_weight: float = 0.0,
+                 noise_weighting: float = 0.0) -> None:
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
         self.volumes = [v if v.ndim == 3 else v[None] for v in volumes]
@@ -147,6 +150,7 @@ class PatchSampler:
         self.thick_augment = thick_augment
         self.lesion_augment = lesion_augment
         self.lesion_weight = lesion_weight
+        self.noise_weighting = float(noise_weighting)
         self.contrast = (Compose([NumpyHistogramShift(num_control_points=(4, 8), prob=contrast_augment),
                                   RandScaleIntensity(factors=(-0.5, 0.0), prob=contrast_augment)])
                          if contrast_augment else None)
@@ -157,7 +161,8 @@ class PatchSampler:
 
     def batch(self, n: int) -> tuple[np.ndarray, ...]:
         """(noisy, clean): noisy ``(n, 1 + 2 context, *patch)``, clean ``(n, 1, *patch)``, float32;
-        with ``lesion_weight`` also the clean-shaped loss weight (1 + lesion_weight on inserted blobs).
+        with ``lesion_weight`` or ``noise_weighting`` also the clean-shaped loss weight (1 +
+        lesion_weight on inserted blobs, times each patch's `noise_weights`).
 
         With ``context`` (2D only) the noisy input holds the neighbouring slices as channels,
         each with its own noise, and the target is the clean centre slice; in a share
@@ -173,12 +178,17 @@ class PatchSampler:
         clean = np.stack([p[1] for p in pairs])
         if noisy.ndim == clean.ndim:
             noisy = noisy[:, None]
-        if self.noise_channel:
-            noisy = with_noise_channel(noisy)
-        if not self.lesion_weight:
+        if not (self.lesion_weight or self.noise_weighting):
+            noisy = with_noise_channel(noisy) if self.noise_channel else noisy
             return noisy.astype(np.float32), clean[:, None].astype(np.float32)
-        blobs = np.stack([p[2] if p[2] is not None else np.zeros_like(p[1], dtype=bool) for p in pairs])
-        weight = 1.0 + self.lesion_weight * blobs[:, None].astype(np.float32)
+        weight = np.ones((len(clean), 1, *clean.shape[1:]), dtype=np.float32)
+        if self.lesion_weight:
+            blobs = np.stack([p[2] if p[2] is not None else np.zeros_like(p[1], dtype=bool) for p in pairs])
+            weight += self.lesion_weight * blobs[:, None].astype(np.float32)
+        if self.noise_weighting:
+            per = noise_weights(noisy[:, self.context], clean, self.noise_weighting)
+            weight *= per.reshape(-1, *([1] * (weight.ndim - 1))).astype(np.float32)
+        noisy = with_noise_channel(noisy) if self.noise_channel else noisy
         return noisy.astype(np.float32), clean[:, None].astype(np.float32), weight
 
     def reseed(self, seed: int) -> None:
@@ -346,6 +356,23 @@ def patch_batches(sampler: PatchSampler, batch_size: int, *, num_workers: int = 
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
                                          persistent_workers=True, prefetch_factor=4)
     return iter(loader)
+
+
+NOISE_WEIGHT_REF, NOISE_WEIGHT_FLOOR = 0.05, 0.005  # `noise_weights`: the level weighing 1, the lowest level counted
+
+
+def noise_weights(noisy: np.ndarray, clean: np.ndarray, power: float) -> np.ndarray:
+    """Per-patch loss weights ``(NOISE_WEIGHT_REF / max(sigma, NOISE_WEIGHT_FLOOR)) ** power`` for a
+    batch of noisy patches and their clean targets (same shape ``(n, *patch)``, normalised scale):
+    sigma is the RMS of noisy - clean over the patch's tissue (clean above 5% of the scale; the
+    whole patch when it holds fewer than 64 such pixels), the noise that was added. With power 2
+    every patch's error counts relative to its own noise power (`TrainConfig.noise_weighting`)."""
+    diff = (np.asarray(noisy, np.float64) - np.asarray(clean, np.float64)).reshape(len(noisy), -1)
+    tissue = np.asarray(clean).reshape(len(clean), -1) > 0.05
+    enough = tissue.sum(axis=1) >= 64
+    sel = np.where(enough[:, None], tissue, True)
+    sigma = np.sqrt((diff**2 * sel).sum(axis=1) / sel.sum(axis=1))
+    return (NOISE_WEIGHT_REF / np.maximum(sigma, NOISE_WEIGHT_FLOOR)) ** float(power)
 
 
 def _upsample2(a: np.ndarray) -> np.ndarray:

@@ -46,7 +46,8 @@ def check_strength(strength: float) -> float:
 
 def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR", batch_size: int = 16,
                   progress: bool | Callable[[int, int], None] = False, spacing: tuple[float, ...] | None = None,
-                  strength: float = 1.0, noise_level: str = "auto", details: dict | None = None) -> np.ndarray:
+                  strength: float = 1.0, noise_level: str = "auto", details: dict | None = None,
+                  guard: bool = True) -> np.ndarray:
     """Denoise an array in physical units ``(y, x)``, ``(z, y, x)`` or ``(t, z, y, x)``.
 
     The array is scaled with the denoiser's normalisation (or the modality default), denoised
@@ -70,6 +71,10 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     MR magnitude and other non-negative inputs stay non-negative: when the input has no negative
     value the output is clipped at 0 (a zeroed background is not pushed below zero); inputs with
     negative values (CT in HU, phase, difference images) are returned unclipped.
+    ``guard`` (learned models only): no slice of the output may show a higher noise estimate or more
+    2-pixel pattern than the input's; a slice that does is blended back towards the input
+    (`denoise.guard.guard_slices`; nearly noise-free scans, never the noisy ones in the
+    measurements). ``details`` also receives ``guarded_slices`` (how many were blended back).
     Raises ValueError on NaN/inf values (the NIfTI reader refuses such files too).
     """
     array = np.asarray(array, dtype=np.float32)
@@ -82,6 +87,7 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
         raise ValueError(f"{denoiser.name} is a 3D model and needs a volume; this scan is a single 2D slice "
                          "(use a 2D model)")
     axes: tuple[int, ...] = (0,)
+    learned = isinstance(denoiser, LearnedDenoiser)
     if array.ndim >= 3:
         denoiser, axes = denoiser.plan(array.shape[-3:], tuple(spacing[-3:]) if spacing is not None else None)
     spread = None
@@ -134,6 +140,12 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
         result = (array + np.float32(strength) * (result - array)).astype(np.float32)
     if array.size and array.min() >= 0:  # magnitude data: no negative intensities to restore
         np.maximum(result, 0, out=result)
+    if guard and learned:
+        from denoise.guard import guard_slices
+
+        result, kept = guard_slices(array, result)
+        if details is not None:
+            details["guarded_slices"] = int(np.sum(kept < 1))
     return result
 
 
@@ -166,7 +178,7 @@ def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, steps: _Steps,
 
 
 def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progress: bool | Callable[[int, int], None] = False,
-                 strength: float = 1.0, noise_level: str = "auto") -> Scan:
+                 strength: float = 1.0, noise_level: str = "auto", guard: bool = True) -> Scan:
     """Denoise a Scan; returns a new Scan in the same physical units and geometry.
 
     ``meta`` gains ``"denoiser"`` (name), ``"seconds"`` (compute time), and ``"noise_spread"`` and
@@ -177,5 +189,6 @@ def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progre
     t0 = time.perf_counter()
     details: dict = {}
     result = denoise_array(scan.array, denoiser, modality=scan.modality, batch_size=batch_size, progress=progress,
-                           spacing=scan.spacing, strength=strength, noise_level=noise_level, details=details)
+                           spacing=scan.spacing, strength=strength, noise_level=noise_level, details=details,
+                           guard=guard)
     return scan.with_array(result, denoiser=denoiser.name, seconds=time.perf_counter() - t0, **details)

@@ -18,7 +18,7 @@ __all__ = ["MANIFEST_FIELDS", "input_hash", "read_manifest", "write_manifest", "
            "files_label", "relative_reason", "output_stamp"]
 
 MANIFEST_FIELDS = ["input", "files", "output", "noise_map", "uncertainty", "anomaly", "output_stamp", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
-                   "input_hash", "seconds", "sigma_before", "sigma_after", "noise_corr", "noise_spread", "noise_level", "removed_image_corr", "pattern_ratio", "psnr_fg", "ssim_fg", "warning",
+                   "input_hash", "seconds", "sigma_before", "sigma_after", "noise_corr", "noise_spread", "noise_level", "removed_image_corr", "pattern_ratio", "guarded_slices", "psnr_fg", "ssim_fg", "warning",
                    "new_study_uid"]
 
 

@@ -9,7 +9,8 @@ The names both take:
 
 The bench also takes ``noisy`` (the input unchanged), ``bm4d`` (BM3D in 3D), the oracle noise
 level (``nlm:oracle``, ``mr-2d:oracle``) and a model's inference options (``mr-2d:tta``,
-``:1plane``, ``:3planes``, ``:noisescaleF`` as ``run --noise-scale F``, joined by ``+``); its rows carry the FAMILY:NAME form (``bench
+``:1plane``, ``:3planes``, ``:noisescaleF`` as ``run --noise-scale F``, ``:strengthS`` as ``run --strength S``,
+joined by ``+``); its rows carry the FAMILY:NAME form (``bench
 --methods mr-2d`` gives rows named ``dae:mr-2d``, as the default list does). `bench_methods` and
 `run_model` check names before any work starts (`UsageError`, exit 2, naming the valid ones).
 
@@ -28,7 +29,7 @@ __all__ = ["CLASSICAL", "FAMILIES", "MODEL_OPTIONS", "PRETRAINED_DIR", "shipped_
            "valid_names", "run_model", "bench_method", "bench_methods"]
 
 FAMILIES = MODEL_KINDS
-MODEL_OPTIONS = ("oracle", "tta", "1plane", "3planes", "noisescaleF")
+MODEL_OPTIONS = ("oracle", "tta", "1plane", "3planes", "noisescaleF", "strengthS")
 
 
 def shipped_models() -> list[str]:
@@ -46,25 +47,37 @@ def model_kind(model: str | Path) -> str:
 
 
 def model_options(opts: str) -> dict:
-    """A bench model's options (``oracle``, ``tta``, ``1plane`` or ``3planes``, ``noisescaleF``;
-    joined by ``+``; "" = none) as `LearnedDenoiser` arguments: {"oracle": bool, "tta": bool,
-    "planes": 1, 3 or None, "noise_scale": F or None}. Raises `UsageError` naming the bad option."""
+    """A bench model's options (``oracle``, ``tta``, ``1plane`` or ``3planes``, ``noisescaleF``,
+    ``strengthS``; joined by ``+``; "" = none) as `LearnedDenoiser` arguments: {"oracle": bool, "tta":
+    bool, "planes": 1, 3 or None, "noise_scale": F or None}, and "strength": S or None (the blend
+    with the input of ``run --strength``, `denoise.infer.denoise_array`). Raises `UsageError` naming
+    the bad option."""
     options = opts.split("+") if opts else []
     scales = [o for o in options if o.startswith("noisescale")]
-    flags = set(options) - set(scales)
-    if not flags <= set(MODEL_OPTIONS[:4]) or {"1plane", "3planes"} <= flags or len(scales) > 1:
+    strengths = [o for o in options if o.startswith("strength")]
+    flags = set(options) - set(scales) - set(strengths)
+    if (not flags <= set(MODEL_OPTIONS[:4]) or {"1plane", "3planes"} <= flags or len(scales) > 1
+            or len(strengths) > 1):
         raise UsageError(f"unknown model option in {opts!r}: use oracle, tta, 1plane or 3planes, noisescaleF "
-                         "(e.g. noisescale0.9), or several joined by + (not both 1plane and 3planes)")
-    scale = None
-    if scales:
-        from denoise.models.learned import check_noise_scale
+                         "(e.g. noisescale0.9), strengthS (e.g. strength0.25), or several joined by + (not both "
+                         "1plane and 3planes)")
+    from denoise.infer import check_strength
+    from denoise.models.learned import check_noise_scale
 
-        try:
-            scale = check_noise_scale(scales[0].removeprefix("noisescale"))
-        except ValueError as exc:
-            raise UsageError(f"{scales[0]!r}: {exc}") from None
+    scale, strength = _valued(scales, "noisescale", check_noise_scale), _valued(strengths, "strength", check_strength)
     return {"oracle": "oracle" in flags, "tta": "tta" in flags,
-            "planes": 1 if "1plane" in flags else 3 if "3planes" in flags else None, "noise_scale": scale}
+            "planes": 1 if "1plane" in flags else 3 if "3planes" in flags else None, "noise_scale": scale,
+            "strength": strength}
+
+
+def _valued(found: list[str], prefix: str, check) -> float | None:
+    """The checked value of a ``PREFIXvalue`` option (None when absent); `UsageError` naming it."""
+    if not found:
+        return None
+    try:
+        return check(found[0].removeprefix(prefix))
+    except ValueError as exc:
+        raise UsageError(f"{found[0]!r}: {exc}") from None
 
 
 def valid_names(bench: bool = False) -> str:
@@ -74,8 +87,8 @@ def valid_names(bench: bool = False) -> str:
         return (f"classical: {', '.join(CLASSICAL)}; shipped models: {models} (also as dae:NAME); "
                 "or a checkpoint file (.pt)")
     return (f"noisy; classical: {', '.join(CLASSICAL)}, bm4d, each also NAME:oracle; shipped models: {models}, "
-            "also as FAMILY:NAME (dae:mr-2d), with options NAME:oracle, :tta, :1plane, :3planes, :noisescaleF "
-            "(joined by +); "
+            "also as FAMILY:NAME (dae:mr-2d), with options NAME:oracle, :tta, :1plane, :3planes, :noisescaleF, "
+            ":strengthS (joined by +); "
             "or a checkpoint file (.pt)")
 
 

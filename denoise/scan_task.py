@@ -145,6 +145,8 @@ def _denoise(source: ScanSource, scan, opts: BatchOptions, row: dict[str, Any], 
     row["sigma_after"] = f"{measures['sigma_after']:.4g}"
     row["removed_image_corr"] = f"{measures['removed_image_corr']:.3f}"
     row["pattern_ratio"] = f"{measures['pattern_ratio']:.3g}"
+    if den.meta.get("guarded_slices") is not None:
+        row["guarded_slices"] = str(den.meta["guarded_slices"])
     ref = _reference_metrics(reference[0], den) if reference and reference[0] else {}
     row.update({k: v for k, v in ref.items() if k != "reason"})
     if ref.get("reason"):  # found, but cannot be scored against
@@ -271,7 +273,8 @@ def _uncertainty(scan, den, denoiser, opts: BatchOptions):
     units), stored with a rescale so that fractions of a unit are kept."""
     from denoise.uncertainty import flip_spread
 
-    spread = flip_spread(scan.array, denoiser, first=den.array, modality=scan.modality, spacing=scan.spacing,
+    first = None if den.meta.get("guarded_slices") else den.array  # the network's own output only
+    spread = flip_spread(scan.array, denoiser, first=first, modality=scan.modality, spacing=scan.spacing,
                          strength=opts.strength, batch_size=opts.batch_size or 16,
                          noise_level=opts.noise_level)
     return den.with_array(spread, keep_fraction=True)

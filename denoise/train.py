@@ -186,7 +186,7 @@ def _samplers(scans: list[Scan], tr_idx: list[int], va_idx: list[int], model_cfg
     sampler = PatchSampler(train_vols, seed=c.seed + 31 * rank, noise_fields=train_fields, all_axes=c.all_axes,
                            contrast_augment=c.contrast_augment, coarse_augment=c.coarse_augment,
                            coarse_max=c.coarse_max, coarse_kspace=c.coarse_kspace, blur_augment=c.blur_augment, fine_augment=c.fine_augment, lesion_augment=c.lesion_augment,
-                           lesion_weight=c.lesion_weight, **shared)
+                           lesion_weight=c.lesion_weight, noise_weighting=c.noise_weighting, **shared)
     val_noisy, val_clean = PatchSampler(val_vols, seed=c.seed + 12345, noise_fields=val_fields, **shared).batch(c.val_patches)
     return sampler, val_noisy, val_clean
 

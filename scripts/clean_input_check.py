@@ -2,7 +2,8 @@
 
     python scripts/clean_input_check.py [MODEL_OR_CHECKPOINT[@F][:tta] ...] [--odd] [--out FILE.md]   # default: mr-2d mr-3d
 
-``NAME:tta`` runs the model with `denoise run --tta`, ``NAME@F`` with `denoise run --noise-scale F`; ``--odd`` adds each scan cropped by one row
+``NAME:tta`` runs the model with `denoise run --tta`, ``NAME@F`` with `denoise run --noise-scale F`,
+``NAME:network`` without the no-added-structure guard (`denoise.guard`: the network alone); ``--odd`` adds each scan cropped by one row
 and one column (odd in-plane sizes, where a flip keeps every pixel's sub-pixel phase).
 
 For each real high-SNR series in ../shared/data and the noise-free sample phantoms: the wavelet
@@ -42,13 +43,14 @@ def main(args: list[str]) -> int:
               "|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     for m in models:
-        name, _, scale = m.removesuffix(":tta").partition("@")
+        base, *flags = m.split(":")
+        name, _, scale = base.partition("@")
         model = load_model(name, device="cpu", **({"noise_scale": float(scale)} if scale else {}))
-        model = model.variant(tta=m.endswith(":tta"))
+        model = model.variant(tta="tta" in flags)
         for case, scan in scans.items():
             if model.spatial_dims == 3 and scan.array.ndim == 2:
                 continue
-            before, after, rms, pattern = clean_change(model, scan)
+            before, after, rms, pattern = clean_change(model, scan, guard="network" not in flags)
             lines.append(f"| {m} | {case} | {before:.3f} -> {after:.3f} | {rms:.2f} | {pattern:.2f} |")
             print(lines[-1], flush=True)
     if out is not None:

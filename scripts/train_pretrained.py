@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability of small faint blobs in a clean patch (TrainConfig.lesion_augment)")
     p.add_argument("--lesion-weight", type=float, default=None,
                    help="extra loss weight on the pixels of inserted blobs (TrainConfig.lesion_weight)")
+    p.add_argument("--noise-weighting", type=float, default=None, metavar="P",
+                   help="per-patch loss weight (0.05 / max(sigma, 0.005))^P, sigma the patch's added noise: 2 weighs "
+                        "every noise level alike in dB (TrainConfig.noise_weighting)")
     p.add_argument("--shuffle", type=int, choices=[1, 2, 4], help="DAE pixel-unshuffle factor replacing the recipe's "
                                                                   "(a new architecture: train from scratch)")
     p.add_argument("--patch-size", type=int, help="training patch edge replacing the recipe's")
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                                        ("contrast_augment", args.contrast_augment), ("coarse_augment", args.coarse_augment),
                                        ("coarse_max", args.coarse_max), ("coarse_kspace", args.coarse_kspace), ("blur_augment", args.blur_augment),
                                        ("fine_augment", args.fine_augment), ("thick_augment", args.thick_augment),
-                                       ("lesion_augment", args.lesion_augment), ("lesion_weight", args.lesion_weight), ("reference_noise", args.reference_noise),
+                                       ("lesion_augment", args.lesion_augment), ("lesion_weight", args.lesion_weight), ("noise_weighting", args.noise_weighting), ("reference_noise", args.reference_noise),
                                        ("shift_consistency", args.shift_consistency), ("noise", args.noise),
                                        ("patch_size", args.patch_size), ("batch_size", args.batch_size),
                                        ("patch_depth", args.patch_depth), ("num_workers", args.workers),

@@ -98,15 +98,17 @@ def _split_line(data: dict) -> str:
     return f"- validation split by scan: train indices {tr}, validation {va}"
 
 
-def clean_input_change(name: str) -> tuple[str, float]:
-    """(phantom, RMS change in % of its robust maximum) a model makes to a noise-free sample
-    phantom (scripts/clean_input_check.py measures the same on real high-SNR scans)."""
+def clean_input_change(name: str) -> tuple[str, float, float]:
+    """(phantom, RMS change in % of its robust maximum by the network alone, and by the default
+    output with the no-added-structure guard) a model makes to a noise-free sample phantom
+    (scripts/clean_input_check.py measures the same on real high-SNR scans)."""
     from denoise.infer import load_model
     from denoise.io import read_scan
 
     model = load_model(name, device="cpu")
     path = {2: SHEPP, 3: PHANTOM_3D}[model.spatial_dims]
-    return path.relative_to(ROOT).as_posix(), clean_change(model, read_scan(path))[2]
+    scan = read_scan(path)
+    return path.relative_to(ROOT).as_posix(), clean_change(model, scan, guard=False)[2], clean_change(model, scan)[2]
 
 
 def _results(sub: str) -> list[dict[str, str]]:
@@ -255,13 +257,16 @@ def main() -> int:
                          "series use `-m mr-3d --strength 0.25`.")
         if name in PATTERN_MODELS and EPI.is_dir():
             before, after, tta = epi_pattern(name)
-            lines.append("- On inputs with little noise or coarse pixels it can leave a faint 2-pixel periodic pattern (the "
-                         "pixel-unshuffle's sub-images disagree slightly; docs/benchmarks.md, 'No added structure'). On the 64x64 GE EPI (../shared/data; `denoise run -i "
+            lines.append("- On inputs with little noise or coarse pixels the network alone can leave a faint 2-pixel "
+                         "periodic pattern (the pixel-unshuffle's sub-images disagree slightly) and raise the noise "
+                         "estimate; the default output never shows either above the input's: such slices are blended "
+                         "back towards the input (the no-added-structure guard, `denoise/guard.py`; the manifest's "
+                         "guarded_slices; docs/benchmarks.md, 'No added structure'). On the 64x64 GE EPI (../shared/data; `denoise run -i "
                          "../shared/data/dicom/ge_mr_epi_fmri`, manifest columns sigma_before/sigma_after) the wavelet "
-                         f"noise estimate reads {before} before and {after} after denoising, because that estimator sees "
-                         f"exactly this band; `--tta` removes it ({tta} after)."
-                         + " On the noise-free phantom {} it changes the image by {:.2f}% of the robust maximum (RMS; sharp "
-                         "synthetic edges, a worst case)".format(*clean_input_change(name))
+                         f"noise estimate reads {before} before and {after} after denoising ({tta} with `--tta`)."
+                         + " On the noise-free phantom {} the network alone changes the image by {:.2f}% of the robust "
+                         "maximum (RMS; sharp synthetic edges, a worst case), the guarded output by {:.2f}%".format(
+                             *clean_input_change(name))
                          + ("; on the held-out T1 at 5% noise the pattern is not distinguishable from residual noise."
                             if name == "mr-2d" else "."))
         iso = info.get("inference", {}).get("isotropic_model")

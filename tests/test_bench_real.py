@@ -45,3 +45,31 @@ def test_real_bench_needs_repeats_and_one_mode(tmp_path, phantom_3d):
     assert main(["bench", "--real", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert main(["bench", "--out", str(tmp_path / "o")]) == 2
     assert main(["bench", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_real_bench_scores_a_model_blended_with_the_input(tmp_path, phantom_2d):
+    """``dae:mr-2d:strengthS`` is ``run --strength S``: strength 0 scores as the input itself, 1 as
+    the model alone; a strength outside [0, 1] is refused before anything runs."""
+    import pytest
+
+    from denoise.bench import method_strength
+    from denoise.outdir import UsageError
+
+    data = tmp_path / "real"
+    data.mkdir()
+    _repeats(data / "mr_series.nii.gz", np.repeat(phantom_2d[None], 4, axis=0), 3, 40.0, seed=2)
+    out = tmp_path / "out"
+    methods = "noisy,dae:mr-2d,dae:mr-2d:strength0,dae:mr-2d:strength1,dae:mr-2d:strength0.5+noisescale0.9"
+    assert main(["bench", "--real", str(data), "--out", str(out), "--methods", methods, "--quiet"]) == 0
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by = {(r["method"], r["repeat"]): float(r["psnr_fg"]) for r in rows}
+    for k in ("0", "1", "2"):
+        assert by[("dae:mr-2d:strength0", k)] == by[("noisy", k)]
+        assert by[("dae:mr-2d:strength1", k)] == by[("dae:mr-2d", k)]
+        assert by[("dae:mr-2d:strength0.5+noisescale0.9", k)] != by[("dae:mr-2d", k)]
+    assert method_strength("dae:mr-2d:strength0.5+noisescale0.9") == 0.5 and method_strength("nlm") == 1.0
+    with pytest.raises(UsageError, match="strength"):
+        from denoise.methods import bench_methods
+
+        bench_methods(["mr-2d:strength2"])

@@ -1,5 +1,8 @@
 import numpy as np
+import pytest
 
+from denoise.config import TrainConfig
+from denoise.data import PatchSampler
 from denoise.metrics import estimate_sigma
 from denoise.noise import add_noise
 from denoise.noise_level import noise_level, with_noise_channel
@@ -335,3 +338,38 @@ def test_blur_augment_gives_patches_smoothed_in_input_and_target_alike():
     assert detail(blurred) < 0.8 * detail(sharp)
     with pytest.raises(ValueError, match="blur_augment"):
         TrainConfig(blur_augment=1.5)
+
+
+def test_noise_weights_count_each_patch_relative_to_its_own_noise():
+    from denoise.data import NOISE_WEIGHT_FLOOR, NOISE_WEIGHT_REF, noise_weights
+
+    rng = np.random.default_rng(5)
+    clean = np.full((4, 32, 32), 0.5)
+    sigmas = np.array([0.01, 0.03, 0.09, 0.0005])  # the last below the floor
+    noisy = clean + rng.normal(size=clean.shape) * sigmas[:, None, None]
+    for power in (1.0, 2.0):
+        w = noise_weights(noisy, clean, power)
+        expected = (NOISE_WEIGHT_REF / np.maximum(sigmas, NOISE_WEIGHT_FLOOR)) ** power
+        assert np.allclose(w, expected, rtol=0.15)  # the added noise is measured, not told
+    assert np.all(noise_weights(noisy, clean, 0.0) == 1.0)
+    # the noise is read in tissue: an air half (clean 0) with other values does not change it
+    half = clean.copy()
+    half[:, :, :16] = 0.0
+    noisy_half = noisy.copy()
+    noisy_half[:, :, :16] = np.abs(rng.normal(size=(4, 32, 16))) * 0.3
+    assert np.allclose(noise_weights(noisy_half, half, 2.0), noise_weights(noisy[:, :, 16:], clean[:, :, 16:], 2.0))
+
+
+def test_noise_weighting_sampler_weighs_low_noise_patches_more():
+    flat = np.full((8, 48, 48), 0.6, np.float32)
+    kw = dict(noise="gaussian:0.005-0.09", spatial_dims=2, patch_size=32, seed=4, context=1, noise_channel=True)
+    noisy, clean, weight = PatchSampler([flat], noise_weighting=2.0, **kw).batch(16)
+    assert weight.shape == clean.shape and noisy.shape[1] == 4  # 3 slices + the noise-level channel
+    per = weight.reshape(16, -1)
+    assert np.all(per.min(axis=1) == per.max(axis=1))  # one weight per patch
+    added = (noisy[:, 1] - clean[:, 0]).reshape(16, -1).std(axis=1)
+    assert np.corrcoef(np.log(per[:, 0]), np.log(added))[0, 1] < -0.99
+    same_noisy, same_clean = PatchSampler([flat], **kw).batch(16)  # the weight takes no random draw
+    assert np.array_equal(same_clean, clean) and np.array_equal(same_noisy, noisy)
+    with pytest.raises(ValueError, match="noise_weighting"):
+        TrainConfig(noise_weighting=-1.0)
