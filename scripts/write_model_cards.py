@@ -251,9 +251,9 @@ def main() -> int:
         if name in ("mr-2d", "mr-3d"):  # docs/benchmarks.md, 'Real noise' (session 42's run and blend)
             lines.append("- Real EPI/fMRI noise (low, spatially correlated): on three real repeated-acquisition EPI series "
                          "(GE / Siemens / nibabel) scored against the mean of their other repeats, mr-2d is below the noisy "
-                         "input (-0.22/-1.38/-1.42 dB) and so is mr-3d on two (+0.11/-0.83/-0.70): mr-2d sharpens these "
+                         "input (-0.04/-1.25/-1.42 dB) and so is mr-3d on two (+0.05/-0.77/-0.70): mr-2d sharpens these "
                          "smooth, interpolated images (docs/design.md). Blended with `--strength 0.25` mr-3d is "
-                         "+0.03/+0.16/+0.19 dB, mr-2d -0.03/+0.12/+0.13 (docs/benchmarks.md, 'Real noise'). For such "
+                         "+0.02/+0.16/+0.19 dB, mr-2d -0.01/+0.13/+0.13 (docs/benchmarks.md, 'Real noise'). For such "
                          "series use `-m mr-3d --strength 0.25`.")
         if name in PATTERN_MODELS and EPI.is_dir():
             before, after, tta = epi_pattern(name)
