@@ -178,9 +178,15 @@ class PatchSampler:
         clean = np.stack([p[1] for p in pairs])
         if noisy.ndim == clean.ndim:
             noisy = noisy[:, None]
-        if not (self.lesion_weight or self.noise_weighting):
-            noisy = with_noise_channel(noisy) if self.noise_channel else noisy
-            return noisy.astype(np.float32), clean[:, None].astype(np.float32)
+        weight = self._loss_weight(pairs, noisy, clean) if (self.lesion_weight or self.noise_weighting) else None
+        if self.noise_channel:
+            noisy = with_noise_channel(noisy)
+        out = (noisy.astype(np.float32), clean[:, None].astype(np.float32))
+        return out if weight is None else (*out, weight)
+
+    def _loss_weight(self, pairs: list, noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
+        """The clean-shaped loss weight of a batch: 1 + ``lesion_weight`` on inserted blobs, times
+        each patch's `noise_weights` (the noisy centre slice against its target)."""
         weight = np.ones((len(clean), 1, *clean.shape[1:]), dtype=np.float32)
         if self.lesion_weight:
             blobs = np.stack([p[2] if p[2] is not None else np.zeros_like(p[1], dtype=bool) for p in pairs])
@@ -188,8 +194,7 @@ class PatchSampler:
         if self.noise_weighting:
             per = noise_weights(noisy[:, self.context], clean, self.noise_weighting)
             weight *= per.reshape(-1, *([1] * (weight.ndim - 1))).astype(np.float32)
-        noisy = with_noise_channel(noisy) if self.noise_channel else noisy
-        return noisy.astype(np.float32), clean[:, None].astype(np.float32), weight
+        return weight
 
     def reseed(self, seed: int) -> None:
         """Restart every random stream of the sampler (patch choice, noise, augmentations) from ``seed``."""

@@ -48,7 +48,7 @@ def guard_slices(noisy: np.ndarray, denoised: np.ndarray) -> tuple[np.ndarray, n
     if inp.shape != out.shape:
         raise ValueError(f"input and output differ in shape: {inp.shape} vs {out.shape}")
     if inp.ndim < 2 or min(inp.shape[-2:]) < MIN_EDGE:
-        return out, np.ones(int(np.prod(inp.shape[:-2])) if inp.ndim > 2 else 1)
+        return out, np.ones(int(np.prod(inp.shape[:-2])))  # one per slice (1 for a single image)
     flat_in = inp.reshape(-1, *inp.shape[-2:])
     flat_out = out.reshape(-1, *out.shape[-2:])
     kept = np.ones(len(flat_in))

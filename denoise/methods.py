@@ -61,23 +61,26 @@ def model_options(opts: str) -> dict:
         raise UsageError(f"unknown model option in {opts!r}: use oracle, tta, 1plane or 3planes, noisescaleF "
                          "(e.g. noisescale0.9), strengthS (e.g. strength0.25), or several joined by + (not both "
                          "1plane and 3planes)")
-    from denoise.infer import check_strength
-    from denoise.models.learned import check_noise_scale
+    scale = strength = None
+    if scales:  # the checks import torch: only for names that carry these options
+        from denoise.models.learned import check_noise_scale
 
-    scale, strength = _valued(scales, "noisescale", check_noise_scale), _valued(strengths, "strength", check_strength)
+        scale = _valued(scales[0], "noisescale", check_noise_scale)
+    if strengths:
+        from denoise.infer import check_strength
+
+        strength = _valued(strengths[0], "strength", check_strength)
     return {"oracle": "oracle" in flags, "tta": "tta" in flags,
             "planes": 1 if "1plane" in flags else 3 if "3planes" in flags else None, "noise_scale": scale,
             "strength": strength}
 
 
-def _valued(found: list[str], prefix: str, check) -> float | None:
-    """The checked value of a ``PREFIXvalue`` option (None when absent); `UsageError` naming it."""
-    if not found:
-        return None
+def _valued(option: str, prefix: str, check) -> float:
+    """The value of a ``PREFIXvalue`` option through ``check``; `UsageError` naming the option."""
     try:
-        return check(found[0].removeprefix(prefix))
+        return check(option.removeprefix(prefix))
     except ValueError as exc:
-        raise UsageError(f"{found[0]!r}: {exc}") from None
+        raise UsageError(f"{option!r}: {exc}") from None
 
 
 def valid_names(bench: bool = False) -> str:

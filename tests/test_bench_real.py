@@ -4,6 +4,7 @@ import csv
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from denoise.cli import main
 
@@ -50,8 +51,6 @@ def test_real_bench_needs_repeats_and_one_mode(tmp_path, phantom_3d):
 def test_real_bench_scores_a_model_blended_with_the_input(tmp_path, phantom_2d):
     """``dae:mr-2d:strengthS`` is ``run --strength S``: strength 0 scores as the input itself, 1 as
     the model alone; a strength outside [0, 1] is refused before anything runs."""
-    import pytest
-
     from denoise.bench import method_strength
     from denoise.outdir import UsageError
 
