@@ -5,7 +5,10 @@ noise alone: `denoise.selfsup.repeat_indices`) train by **Noise2Noise** (one rep
 target); ``method="auto"`` does this and leaves single scans out. Single scans can train by
 recorrupted pairs (``"r2r"``, `denoise.selfsup.recorrupt`, with the noise level estimated or given)
 or a blind-spot loss (``"blindspot"``, `denoise.selfsup.blindspot_input`, mask radius from the
-noise's measured correlation), but both made the shipped models worse in the measurements, so
+noise's measured correlation), but both made the shipped models worse in the measurements.
+``"sure"`` learns only one gain per convolution channel (GainTuning) with Stein's unbiased risk
+estimate as the loss (`denoise.gaintune`): it needs the noise level (estimated from an MR scan's air
+background, else from the scan, or given) and assumes white noise unless told its correlation.
 ``auto`` refuses a folder without repeats (docs/design.md has the comparison).
 
 The run starts from a shipped model or checkpoint (``init``; by default the modality's shipped
@@ -37,13 +40,15 @@ from denoise.adapt_data import (
     noise_map,
     prepare_source,
     split_sources,
+    sure_noise,
 )
+from denoise.gaintune import Gained, sure_loss
 from denoise.scan import Scan
 from denoise.selfsup import blindspot_input, masked_mse, recorrupt
 
 __all__ = ["adapt", "adapt_scans", "default_minutes", "METHODS"]
 
-METHODS = ("auto", "n2n", "r2r", "blindspot")
+METHODS = ("auto", "n2n", "r2r", "blindspot", "sure")
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +59,7 @@ def default_minutes(voxels: int) -> float:
 
 
 def adapt(input: str | Path, out: str | Path, *, init: str | Path | None = None, method: str = "auto",
-          minutes: float | None = None, val_fraction: float = 0.2, radius: int | None = None, lr: float = 3e-4,
+          minutes: float | None = None, val_fraction: float = 0.2, radius: int | None = None, lr: float | None = None,
           batch_size: int | None = None, max_steps: int | None = None, eval_every: int = 40, patience: int = 6,
           seed: int = 0, device: str = "auto", overwrite: bool = False, progress: bool = True,
           noise_sigma: float | None = None, noise_corr: float | None = None) -> dict[str, Any]:
@@ -67,11 +72,13 @@ def adapt(input: str | Path, out: str | Path, *, init: str | Path | None = None,
         input: folder (or file) of noisy DICOM series / NIfTI files; read, never modified.
         out: the checkpoint to write; refused inside ``input`` or, without ``overwrite``, if it exists.
         init: a shipped model's name or a checkpoint (a ``dae``); default the modality's shipped 2D model.
-        method: "auto" (= "n2n"; refuses scans without repeats), "n2n", "r2r" or "blindspot".
+        method: "auto" (= "n2n"; refuses scans without repeats), "n2n", "r2r", "blindspot" or "sure"
+            (per-channel gains only, SURE loss: `denoise.gaintune`).
         minutes: wall-clock training budget (default `default_minutes` of the data).
         val_fraction: share held back for validation (by scan, or the last slices of one scan).
         radius: blind-spot mask radius (default: from the noise's measured correlation).
-        lr: AdamW learning rate; batch_size: patches per step (default 16 for 2D, 2 for 3D).
+        lr: AdamW learning rate (default 3e-4; 1e-3 for "sure", which moves only gains); batch_size:
+            patches per step (default 16 for 2D, 2 for 3D; 8 for "sure", two passes per patch).
         max_steps, eval_every, patience: step cap, validation interval (steps) and early stop.
         noise_sigma, noise_corr: single-scan methods: the noise std in the scans' own units (e.g.
             measured in a uniform region or from a repeat difference / sqrt 2) and its lag-1
@@ -88,7 +95,7 @@ def adapt(input: str | Path, out: str | Path, *, init: str | Path | None = None,
 
 
 def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | Path | None = None, method: str = "auto",
-                minutes: float | None = None, val_fraction: float = 0.2, radius: int | None = None, lr: float = 3e-4,
+                minutes: float | None = None, val_fraction: float = 0.2, radius: int | None = None, lr: float | None = None,
                 batch_size: int | None = None, max_steps: int | None = None, eval_every: int = 40, patience: int = 6,
                 seed: int = 0, device: str = "auto", overwrite: bool = False, progress: bool = True,
                 noise_sigma: float | None = None, noise_corr: float | None = None) -> dict[str, Any]:
@@ -138,8 +145,17 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
     if method == "auto" and not paired:
         raise ValueError("no repeated acquisitions among the scans (4D series whose time points are repeats of one "
                          "image), and from single scans self-supervised fine-tuning made every shipped model worse in "
-                         "the measurements (docs/design.md, 'denoise adapt'); adapt needs repeats. To try anyway on "
-                         "your own responsibility: --method r2r or --method blindspot")
+                         "the measurements (docs/design.md, 'denoise adapt'); adapt needs repeats. For single scans: "
+                         "--method sure (gains only, needs the noise level), or on your own responsibility --method r2r "
+                         "or --method blindspot")
+    if method == "sure":
+        for s in sources:
+            sure_noise(s, noise_sigma is not None, noise_corr is not None)
+        if noise_sigma is None:
+            log.warning("sure: the noise level is estimated (%s); SURE needs the real one, and an overestimate smooths "
+                        "anatomy (real EPI: -2.4 dB with a 1.9x estimate, +0.10 to +0.38 dB with a measured level; "
+                        "docs/benchmarks.md): give --noise-sigma (and --noise-corr) when you can measure them",
+                        "; ".join(f"{s.sigma * s.scale:.4g} in scan units, {s.noise_how}" for s in sources[:3]))
     if method in ("r2r", "blindspot"):
         log.warning("%s from single scans: measured worse than the shipped models on every check so far (docs/design.md); "
                     "compare the result with the starting model before using it", method)
@@ -153,8 +169,9 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
     why = ""
     if chosen == "blindspot":
         radius, why = blindspot_radius(sources) if radius is None else (radius, "radius given")
-    elif chosen == "r2r":
-        why = "; ".join(f"noise sigma {s.sigma:.4g} (model scale), lag-1 correlation {s.lag1 or 0.0:.2f}" for s in sources[:3])
+    elif chosen in ("r2r", "sure"):
+        why = "; ".join(f"noise sigma {s.sigma:.4g} (model scale{', ' + s.noise_how if s.noise_how else ''}), "
+                        f"lag-1 correlation {s.lag1 or 0.0:.2f}" for s in sources[:3])
     train_src, val_src, split_how = split_sources(sources, val_fraction, seed, depth=depth if cfg.spatial_dims == 3 else 1)
     voxels = sum(v.size for s in sources for v in s.volumes)
     budget = default_minutes(voxels) if minutes is None else float(minutes)
@@ -162,7 +179,8 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
     kw = {"spatial_dims": cfg.spatial_dims, "context": cfg.context if cfg.spatial_dims == 2 else 0, "patch": patch,
           "depth": depth, "multiple": multiple}
     draw = PatchDraw(train_src, seed=seed, **kw)
-    bs = batch_size or (16 if cfg.spatial_dims == 2 else 2)
+    bs = batch_size or (8 if chosen == "sure" else 16 if cfg.spatial_dims == 2 else 2)
+    lr = lr if lr is not None else 1e-3 if chosen == "sure" else 3e-4
     val_in, val_tgt, val_noise = PatchDraw(val_src, seed=seed + 1, **kw).batch(max(bs, 32 if cfg.spatial_dims == 2 else 6))
     dev = resolve_device(device)
     start_net = copy.deepcopy(net).eval()  # the starting model, for the before/after measures
@@ -170,21 +188,26 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
     noise_patch = patch if cfg.noise_channel else None
     gen = torch.Generator().manual_seed(seed + 2)
     centre = cfg.context if cfg.spatial_dims == 2 else 0
-    val_batch = _prepare(val_in, val_tgt, val_noise, chosen, radius, cfg.noise_channel, noise_patch, centre, gen)
+    # "sure" scores the network as inference runs it: told the checkpoint's operating point
+    op = float(info.get("inference", {}).get("noise_scale", 1.0)) if chosen == "sure" else 1.0
+    val_batch = _prepare(val_in, val_tgt, val_noise, chosen, radius, cfg.noise_channel, noise_patch, centre, gen, op)
+    loss = _loss if chosen != "sure" else _sure(centre, val_in.shape[1])
+    if chosen == "sure":
+        net = Gained(net)
 
     log.info("adapt %s from %s: %d volume(s) of %d scan(s)%s; %s; budget %.1f min", chosen, init_path.stem,
              sum(len(s.volumes) for s in sources), len(sources), f" ({why})" if why else "", split_how, budget)
 
     def batch() -> tuple:
-        return _prepare(*draw.batch(bs), chosen, radius, cfg.noise_channel, noise_patch, centre, gen)
+        return _prepare(*draw.batch(bs), chosen, radius, cfg.noise_channel, noise_patch, centre, gen, op)
 
     fit = _fit(net, batch, list(_chunks(val_batch, bs)), dev, lr=lr, budget=budget, max_steps=max_steps,
-               eval_every=eval_every, patience=patience, label=chosen, progress=progress)
+               eval_every=eval_every, patience=patience, label=chosen, progress=progress, loss=loss, seed=seed)
     best_state, curve, step, stopped, seconds = fit["state"], fit["curve"], fit["steps"], fit["stopped"], fit["seconds"]
     start_loss, best_step = curve[0][1], fit["best_step"]
     best_loss = min(v for _, v in curve)
     net.load_state_dict(best_state)
-    net = net.cpu().eval()
+    net = (net.fold() if isinstance(net, Gained) else net).cpu().eval()
     measures = adapt_measures(val_src, start_net, net, info)
     record = {
         "method": chosen, "radius": radius if chosen == "blindspot" else None, "noise_model": why or None,
@@ -207,20 +230,26 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
 
 
 def _fit(net: torch.nn.Module, batch, val: list[tuple], dev: torch.device, *, lr: float, budget: float,
-         max_steps: int | None, eval_every: int, patience: int, label: str, progress: bool) -> dict[str, Any]:
-    """The fine-tuning loop: AdamW on ``batch()`` until the time budget (minutes), ``max_steps``
-    or ``patience`` validations without gain; the starting weights are validated first and the
-    best weights (possibly those) are returned with the validation curve [[step, loss], ...]."""
+         max_steps: int | None, eval_every: int, patience: int, label: str, progress: bool, loss=None,
+         seed: int = 0) -> dict[str, Any]:
+    """The fine-tuning loop: AdamW on the trainable parameters and ``batch()`` until the time
+    budget (minutes), ``max_steps`` or ``patience`` validations without gain; the starting weights
+    are validated first and the best weights (possibly those) are returned with the validation
+    curve [[step, loss], ...]. ``loss(net, batch, device, generator)`` (default `_loss`); validation
+    draws its random probes from the same seed every time, so its values compare."""
+    loss = loss or _loss
+    gen = torch.Generator().manual_seed(seed + 3)
 
     def validate() -> float:
         net.eval()
+        g = torch.Generator().manual_seed(seed + 4)
         with torch.no_grad():
-            return float(np.mean([_loss(net, *b, dev).item() for b in val]))
+            return float(np.mean([loss(net, b, dev, g).item() for b in val]))
 
     best_loss = validate()
     best_state, best_step, curve = copy.deepcopy(net.state_dict()), 0, [[0, best_loss]]
     log.info("start validation loss %.4g", best_loss)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     t0, step, stale, stopped = time.perf_counter(), 0, 0, "budget"
     # a bar over the time budget (or the step cap): the ETA is the budget's
     bar = tqdm(total=max_steps or round(60 * budget), unit="step" if max_steps else "s", desc=f"adapt ({label})",
@@ -230,9 +259,9 @@ def _fit(net: torch.nn.Module, batch, val: list[tuple], dev: torch.device, *, lr
         if elapsed > 60.0 * budget:
             break
         net.train()
-        loss = _loss(net, *batch(), dev)
+        value = loss(net, batch(), dev, gen)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
         step += 1
         bar.update(1 if max_steps else min(round(time.perf_counter() - t0), bar.total) - bar.n)
@@ -263,12 +292,16 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def _prepare(inp: np.ndarray, tgt: np.ndarray, noise: np.ndarray, method: str, radius: int, noise_channel: bool,
-             noise_patch: int | None, centre: int, gen: torch.Generator
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+             noise_patch: int | None, centre: int, gen: torch.Generator, scale: float = 1.0) -> tuple:
     """(network input, target, blind-spot centres or None) for one batch: Noise2Noise pairs as
-    drawn, recorrupted pairs (`recorrupt`), or a blind-spot mask (`blindspot_input`). The
-    noise-level channel is estimated on the network's input, as at inference."""
+    drawn, recorrupted pairs (`recorrupt`), or a blind-spot mask (`blindspot_input`); for "sure"
+    (network input, noise sigma, noise lag-1 correlation). The noise-level channel is estimated on
+    the network's input, as at inference (times ``scale``, the model's operating point)."""
     x, t, centres = torch.from_numpy(inp), torch.from_numpy(tgt), None
+    if method == "sure":
+        if noise_channel:
+            x = torch.cat([x, torch.from_numpy(noise_map(inp, noise_patch, scale))], dim=1)
+        return x, torch.from_numpy(noise[:, 0].copy()), torch.from_numpy(noise[:, 1].copy())
     if method == "blindspot":
         x, centres = blindspot_input(x, radius, generator=gen)
     elif method == "r2r":
@@ -279,11 +312,20 @@ def _prepare(inp: np.ndarray, tgt: np.ndarray, noise: np.ndarray, method: str, r
     return x, t, centres
 
 
-def _loss(net: torch.nn.Module, x: torch.Tensor, tgt: torch.Tensor, centres: torch.Tensor | None, dev: torch.device) -> torch.Tensor:
+def _loss(net: torch.nn.Module, batch: tuple, dev: torch.device, gen: torch.Generator | None = None) -> torch.Tensor:
+    x, tgt, centres = batch
     out = net(x.to(dev))
     if centres is None:
         return torch.mean((out - tgt.to(dev)) ** 2)
     return masked_mse(out, tgt.to(dev), centres.to(dev))
+
+
+def _sure(centre: int, image_channels: int):
+    """The "sure" loss for `_fit`: `sure_loss` over tissue (any intensity above 4 sigma)."""
+    def loss(net: torch.nn.Module, batch: tuple, dev: torch.device, gen: torch.Generator | None = None) -> torch.Tensor:
+        x, sigma, rho = batch
+        return sure_loss(net, x.to(dev), centre, sigma, rho, 0.0, gen, image_channels=image_channels)
+    return loss
 
 
 def _chunks(batch: tuple, size: int):

@@ -47,7 +47,8 @@ def write_card(path: Path, info: dict[str, Any]) -> Path:
                      if "before" in m and k in m["before"])
     method = {"n2n": "Noise2Noise on repeated acquisitions (one repeat in, another as target)",
               "r2r": f"recorrupted-to-recorrupted pairs from each scan ({a.get('noise_model') or ''})",
-              "blindspot": f"blind-spot masking (mask radius {a['radius']}; {a.get('noise_model') or ''})"}[a["method"]]
+              "blindspot": f"blind-spot masking (mask radius {a['radius']}; {a.get('noise_model') or ''})",
+              "sure": f"GainTuning: one gain per convolution channel learnt by SURE ({a.get('noise_model') or ''})"}[a["method"]]
     text = f"""# {info['name']} (adapted with `denoise adapt`)
 
 **Research use only. Not for diagnosis or treatment.** This model was fine-tuned without clean targets

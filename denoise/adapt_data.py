@@ -16,7 +16,7 @@ from denoise.realnoise import lag_correlation, noise_profile
 from denoise.scan import Scan
 from denoise.selfsup import radius_for_correlation, repeat_indices
 
-__all__ = ["AdaptSource", "prepare_source", "conservative_sigma", "split_sources", "PatchDraw", "MIN_SLICES", "MIN_EDGE"]
+__all__ = ["AdaptSource", "prepare_source", "conservative_sigma", "sure_noise", "split_sources", "PatchDraw", "MIN_SLICES", "MIN_EDGE"]
 
 MIN_SLICES = 8  # slices of at least MIN_EDGE x MIN_EDGE pixels needed to learn anything
 MIN_EDGE = 32
@@ -38,6 +38,7 @@ class AdaptSource:
         sigma: the noise std on the model's scale: from the repeats' differences where there are
             repeats, else `conservative_sigma` (for recorruption, `denoise.selfsup.recorrupt`).
         scale: the model scale's unit in the scan's units (intensity = offset + scale x model value).
+        noise_how: where ``sigma`` (and ``lag1``) came from, where a method says (`sure_noise`).
     """
 
     label: str
@@ -50,6 +51,7 @@ class AdaptSource:
     lag1: float | None = None
     sigma: float = 0.0
     scale: float = 1.0
+    noise_how: str = ""
     slices: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +107,27 @@ def conservative_sigma(volume: np.ndarray, *, tile: int = 16, quantile: float = 
                 if t[tile // 2, tile // 2] > thr:
                     values.append(wavelet_sigma(t))
     return float(np.percentile(values, quantile)) if values else float(wavelet_sigma(vol))
+
+
+def sure_noise(source: AdaptSource, sigma_given: bool, corr_given: bool) -> None:
+    """Set ``source.sigma`` / ``lag1`` for SURE (`denoise.gaintune`), which needs the noise level
+    itself: unless given, an MR scan's air background (`denoise.gaintune.background_sigma`), else
+    `conservative_sigma` (the flattest tiles: CT, masked MR; anatomy reads as noise in a plain
+    wavelet estimate, +36% on a CT chest). The correlation is taken as 0 (white) unless given: a
+    wrong correlation costs more than none (docs/design.md)."""
+    from denoise.gaintune import background_sigma
+
+    how = ["sigma given"] if sigma_given else []
+    if not sigma_given:
+        bg = background_sigma(source.raw) if source.modality.upper() != "CT" else None
+        if bg is not None and bg > 0:
+            source.sigma, how = bg / source.scale, ["sigma from the air background"]
+        else:
+            source.sigma, how = conservative_sigma(source.volumes[0]), ["sigma from the image's flattest tiles"]
+    if not corr_given:
+        source.lag1 = 0.0
+        how.append("noise taken as white")
+    source.noise_how = ", ".join(how)
 
 
 def _background_lag1(volume: np.ndarray, modality: str) -> float | None:
@@ -213,7 +236,7 @@ class PatchDraw:
         return np.ascontiguousarray(inp, dtype=np.float32), np.ascontiguousarray(tgt, dtype=np.float32), noise
 
 
-def noise_map(inp: np.ndarray, patch: int | None) -> np.ndarray:
+def noise_map(inp: np.ndarray, patch: int | None, scale: float = 1.0) -> np.ndarray:
     """The noise-level channel a model with ``noise_channel`` gets for ``inp`` (estimated on the
-    unmasked input, as at inference): ``(n, 1, *spatial)``."""
-    return with_noise_channel(inp, patch=patch)[:, -1:]
+    unmasked input, as at inference; ``scale``: the model's operating point): ``(n, 1, *spatial)``."""
+    return with_noise_channel(inp, patch=patch, scale=scale)[:, -1:]

@@ -11,10 +11,13 @@ estimated sigma, and adapted models:
   estimated from it (a user's single noisy scan: the model learns from the very input it then
   denoises; the reference repeats are never seen); ``adapt-r2r-measured-noise`` the same with the
   noise std and lag-1 correlation a user would measure from two repeats (their difference / sqrt 2);
-- ``adapt-bs-rR``: blind spot of radius R on the scored repeat alone.
+- ``adapt-bs-rR``: blind spot of radius R on the scored repeat alone;
+- ``adapt-sure``: GainTuning with SURE (`denoise.gaintune`) on the scored repeat alone, noise level
+  estimated and taken as white; ``adapt-sure-measured-noise`` told the level and correlation a user
+  measures from two repeats.
 
 **Synthetic noise** (`adapt_synthetic_check`): a clean volume with added noise, the shipped model
-against the model adapted (blind spot) on that noisy volume alone, both scored against the clean
+against the models adapted (R2R, blind spot, SURE gains) on that noisy volume alone, both scored against the clean
 volume (PSNR/SSIM over the foreground, data range of the `denoise.bench` protocol).
 """
 
@@ -77,6 +80,8 @@ def adapt_real_benchmark(data: str | Path, out: str | Path, *, minutes: float = 
                     ("adapt-r2r-measured-noise", [(name, one)], {"method": "r2r", "minutes": single_minutes, **measured})]
             runs += [(f"adapt-bs-r{r}", [(name, one)], {"method": "blindspot", "radius": r, "minutes": single_minutes})
                      for r in (radii if single else ())]
+            runs += [] if not single else [("adapt-sure", [(name, one)], {"method": "sure", "minutes": single_minutes}),
+                     ("adapt-sure-measured-noise", [(name, one)], {"method": "sure", "minutes": single_minutes, **measured})]
             others = [(n, s) for n, s in sets if n != name]
             if others:
                 runs.insert(0, ("adapt-n2n-others", others, {"method": "n2n", "minutes": minutes, "patience": patience}))
@@ -89,11 +94,12 @@ def adapt_real_benchmark(data: str | Path, out: str | Path, *, minutes: float = 
 
 def adapt_synthetic_check(cases: list[tuple[str, Scan, Scan, float | None]], out: str | Path, *,
                           init_for: dict[str, str] | None = None, minutes: float = 3.0,
-                          methods: tuple[str, ...] = ("r2r", "blindspot"), seed: int = 0) -> Path:
+                          methods: tuple[str, ...] = ("r2r", "blindspot", "sure"), seed: int = 0) -> Path:
     """For each ``(name, clean, noisy, sigma)``: the shipped model (``init_for[modality]``, default
     mr-2d / ct-2d) and the models adapted (each of ``methods``) on ``noisy`` alone, scored against
     ``clean``; with the added noise's ``sigma`` (scan units; None where it is not one number) also
-    R2R told that level (``adapt-r2r-true-noise``: what a perfect noise measurement gives)."""
+    R2R and SURE told that level (``adapt-r2r-true-noise``, ``adapt-sure-true-noise``: what a
+    perfect noise measurement gives)."""
     init_for = init_for or {"MR": "mr-2d", "CT": "ct-2d"}
     rows: list[dict[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,10 +120,10 @@ def adapt_synthetic_check(cases: list[tuple[str, Scan, Scan, float | None]], out
                 result, run = _adapted(noisy, [(name, noisy)], Path(tmp) / f"{len(rows)}.pt", init=init_for[mod],
                                        method=method, minutes=minutes, seed=seed)
                 score(f"adapt-bs-r{run['radius']}" if method == "blindspot" else f"adapt-{method}", result, run)
-            if sigma is not None:
+            for method in ("r2r", "sure") if sigma is not None else ():
                 result, run = _adapted(noisy, [(name, noisy)], Path(tmp) / f"{len(rows)}.pt", init=init_for[mod],
-                                       method="r2r", minutes=minutes, seed=seed, noise_sigma=sigma, noise_corr=0.0)
-                score("adapt-r2r-true-noise", result, run)
+                                       method=method, minutes=minutes, seed=seed, noise_sigma=sigma, noise_corr=0.0)
+                score(f"adapt-{method}-true-noise", result, run)
     return _write(out, _gains(rows), "Synthetic noise on clean volumes: PSNR/SSIM against the clean volume (foreground; "
                   "MR data range = robust max of the clean volume, CT 2000 HU); gain over the noisy input.")
 

@@ -210,11 +210,13 @@ def _add_adapt(sub) -> None:
                    help="checkpoint to write (.pt; a model card .md is written beside it); use it with run -m CKPT")
     a.add_argument("--init", metavar="NAME|PATH", help="shipped model or checkpoint to start from (a dae) "
                    "(default: ct-2d for CT scans, mr-2d otherwise)")
-    a.add_argument("--method", default="auto", choices=["auto", "n2n", "r2r", "blindspot"],
-                   help="n2n: Noise2Noise on repeated acquisitions (4D series); r2r: recorrupted pairs from single "
-                        "scans (needs the noise level: give --noise-sigma); blindspot: masked self-supervision on single "
-                        "scans; both measured worse than the shipped models (docs/design.md); auto: n2n, and a folder "
-                        "without repeats is refused (default: %(default)s)")
+    a.add_argument("--method", default="auto", choices=["auto", "n2n", "r2r", "blindspot", "sure"],
+                   help="n2n: Noise2Noise on repeated acquisitions (4D series); sure: single scans, only one gain per "
+                        "network channel learns, by Stein's unbiased risk estimate (needs the noise level: from an MR "
+                        "scan's air background, else estimated, or --noise-sigma); r2r: recorrupted pairs from single "
+                        "scans; blindspot: masked self-supervision on single scans; r2r and blindspot measured worse "
+                        "than the shipped models (docs/design.md); auto: n2n, and a folder without repeats is refused "
+                        "(default: %(default)s)")
     a.add_argument("--radius", type=int, choices=[0, 1, 2], help="blind-spot mask radius in pixels; noise correlated "
                    "between neighbours needs 1 or 2 (default: from the noise's measured correlation)")
     a.add_argument("--minutes", type=float, metavar="M", help="wall-clock training budget (default: 1 minute + 1 per "
@@ -223,12 +225,12 @@ def _add_adapt(sub) -> None:
                    "without a lower validation loss; a large N uses the whole --minutes (default: %(default)s)")
     a.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                    help="share held back for the validation loss: by scan, or the last slices of one scan (default: %(default)s)")
-    a.add_argument("--lr", type=float, default=3e-4, help="learning rate (default: %(default)s)")
-    a.add_argument("--noise-sigma", type=float, metavar="S", help="r2r: the noise std in the scans' own units, "
+    a.add_argument("--lr", type=float, help="learning rate (default: 3e-4; 1e-3 for --method sure)")
+    a.add_argument("--noise-sigma", type=float, metavar="S", help="r2r, sure: the noise std in the scans' own units, "
                    "measured by you (a uniform region's std, or a repeat difference's std / 1.414) (default: estimated "
-                   "from the scans, which reads EPI noise 1.6-1.8x too high)")
-    a.add_argument("--noise-corr", type=float, metavar="R", help="r2r: the noise's lag-1 correlation between "
-                   "neighbouring pixels, 0 = white (default: from the background or repeats, else 0)")
+                   "from the scans; r2r's estimate reads EPI noise 1.6-1.8x too high)")
+    a.add_argument("--noise-corr", type=float, metavar="R", help="r2r, sure: the noise's lag-1 correlation between "
+                   "neighbouring pixels, 0 = white (default: r2r from the background or repeats, else 0; sure 0)")
     a.add_argument("--seed", type=int, default=0, help="seed of patches and masks (default: %(default)s)")
     a.add_argument("--overwrite", action="store_true", help="replace an existing CKPT (default: refuse)")
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help=_DEVICE_HELP)
@@ -348,7 +350,8 @@ def _adapt(args) -> int:
               overwrite=args.overwrite, progress=not args.quiet, noise_sigma=args.noise_sigma, noise_corr=args.noise_corr,
               patience=args.patience)
     how = {"n2n": f"Noise2Noise on {r['repeat_scans']} scan(s) with repeats ({r['pairs']} ordered pairs)",
-           "r2r": "recorrupted pairs", "blindspot": f"blind spot (radius {r['radius']})"}[r["method"]]
+           "r2r": "recorrupted pairs", "blindspot": f"blind spot (radius {r['radius']})",
+           "sure": "gains tuned by SURE"}[r["method"]]
     print(f"{how}; validation loss {r['start_val_loss']:.4g} -> {r['best_val_loss']:.4g} after {r['best_step']} of "
           f"{r['steps']} steps -> {args.output} (card: {args.output.with_suffix('.md')})")
     return 0

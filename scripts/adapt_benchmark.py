@@ -6,13 +6,13 @@
 Real: the three EPI repeat series of ../shared/data (GE fMRI DICOM, Siemens Prisma BOLD, nibabel EPI)
 copied into a temporary folder; `denoise.bench_adapt.adapt_real_benchmark` scores noisy, mr-2d, BM3D
 (sigma estimated), Noise2Noise adapted on the other two series, and single-scan adapted on the
-scored repeat alone (R2R, blind spot of radius 0 and 1). Synthetic: the Siemens cardiac slab with
+scored repeat alone (R2R, blind spot of radius 0 and 1, SURE gains). Synthetic: the Siemens cardiac slab with
 Rician 5% and the central 16 slices of the Philips CT chest at 25% dose (`lowdose:0.25`), each
-adapted (R2R, blind spot; on the slab also R2R told the true level) on its noisy self
+adapted (R2R, blind spot, SURE gains; on the slab also R2R and SURE told the true level) on its noisy self
 (`adapt_synthetic_check`). Writes
 OUT/real/results.{csv,md} and OUT/synthetic/results.{csv,md}; `--only n2n --minutes 8 --patience 100`
-the longer Noise2Noise runs of OUT/n2n_long (~25 min). ~30 minutes on 2 cores with the
-defaults (real ~18, synthetic ~12; each adaptation is time-boxed).
+the longer Noise2Noise runs of OUT/n2n_long (~25 min). ~42 minutes on 2 cores with the
+defaults (real ~24, synthetic ~18; each adaptation is time-boxed).
 """
 
 from __future__ import annotations

@@ -175,9 +175,13 @@ def test_thick_slices_keep_their_aspect_and_a_result_downloads_in_the_inputs_dty
             size = page.locator("[data-testid='stImage'] img").first.evaluate(
                 "e => new Promise(r => { const done = () => r([e.naturalWidth, e.naturalHeight]); "
                 "e.complete ? done() : e.addEventListener('load', done); })")
+            button = page.locator("[data-testid='stDownloadButton'] button", has_text=re.compile(r"^download ")).first
+            try:  # this wait has timed out inside full suite runs (never alone): say what the page showed instead
+                button.wait_for(timeout=240_000)
+            except sync_api.TimeoutError:
+                pytest.fail("no download button after 240 s; the page shows: " + page.inner_text("body")[-3000:])
             with page.expect_download(timeout=240_000) as info:
-                page.locator("[data-testid='stDownloadButton'] button", has_text=re.compile(r"^download ")).first.click(
-                    timeout=240_000)
+                button.click(timeout=240_000)
             saved = tmp_path / info.value.suggested_filename
             info.value.save_as(str(saved))
             browser.close()

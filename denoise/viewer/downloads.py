@@ -73,7 +73,8 @@ def download_section(noisy: Scan, results: dict[str, tuple[np.ndarray, float]], 
     scan = noisy if which == NOISY else noisy.with_array(results[which][0])
     with st.spinner("writing the file..."):
         data, fname, mime = _download_bytes(scan, key, which, fmt)
-    st.download_button(f"download {which} ({fmt})", data, file_name=fname, mime=mime, key="download_scan")
+    # on_click="ignore": a click must not rerun the page, whose rerun would replace the file being fetched
+    st.download_button(f"download {which} ({fmt})", data, file_name=fname, mime=mime, key="download_scan", on_click="ignore")
     st.caption(f"{len(data) / 1e6:.1f} MB. Written as `denoise run` writes its outputs: DICOM as a derived series "
                "(new UIDs, 'RESEARCH USE ONLY' in the description); NIfTI keeps the input's header and, for an "
                "integer input whose values fit, its data type. Research use only.")

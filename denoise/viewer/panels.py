@@ -73,7 +73,7 @@ def metrics_panel(clean, noisy, results, plane: str, index: int) -> None:
     styled = table.style.apply(lambda col: [BEST if m in best[col.name] else "" for m in col.index], axis=0)
     st.table(styled.format(precision=3))
     st.download_button("metrics table (CSV)", metrics_csv(table), file_name="metrics.csv", mime="text/csv",
-                       key="download_metrics")
+                       key="download_metrics", on_click="ignore")
     column = PSNR_VOLUME if clean is not None else noise_column(noisy.modality)
     points, domain = chart_points(rows, column)
     if len(points) > 1:
