@@ -191,9 +191,9 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
     # "sure" scores the network as inference runs it: told the checkpoint's operating point
     op = float(info.get("inference", {}).get("noise_scale", 1.0)) if chosen == "sure" else 1.0
     val_batch = _prepare(val_in, val_tgt, val_noise, chosen, radius, cfg.noise_channel, noise_patch, centre, gen, op)
-    loss = _loss if chosen != "sure" else _sure(centre, val_in.shape[1])
-    if chosen == "sure":
-        net = Gained(net)
+    loss = _loss
+    if chosen == "sure":  # only the gains learn; they are folded into the weights at the end
+        loss, net = _sure(centre, val_in.shape[1]), Gained(net)
 
     log.info("adapt %s from %s: %d volume(s) of %d scan(s)%s; %s; budget %.1f min", chosen, init_path.stem,
              sum(len(s.volumes) for s in sources), len(sources), f" ({why})" if why else "", split_how, budget)
@@ -298,17 +298,15 @@ def _prepare(inp: np.ndarray, tgt: np.ndarray, noise: np.ndarray, method: str, r
     (network input, noise sigma, noise lag-1 correlation). The noise-level channel is estimated on
     the network's input, as at inference (times ``scale``, the model's operating point)."""
     x, t, centres = torch.from_numpy(inp), torch.from_numpy(tgt), None
-    if method == "sure":
-        if noise_channel:
-            x = torch.cat([x, torch.from_numpy(noise_map(inp, noise_patch, scale))], dim=1)
-        return x, torch.from_numpy(noise[:, 0].copy()), torch.from_numpy(noise[:, 1].copy())
     if method == "blindspot":
         x, centres = blindspot_input(x, radius, generator=gen)
     elif method == "r2r":
         x, target = recorrupt(x, torch.from_numpy(noise[:, 0]), torch.from_numpy(noise[:, 1]), generator=gen)
         t = target[:, centre : centre + 1].contiguous()
     if noise_channel:
-        x = torch.cat([x, torch.from_numpy(noise_map((x.numpy() if method == "r2r" else inp), noise_patch))], dim=1)
+        x = torch.cat([x, torch.from_numpy(noise_map((x.numpy() if method == "r2r" else inp), noise_patch, scale))], dim=1)
+    if method == "sure":
+        return x, torch.from_numpy(noise[:, 0].copy()), torch.from_numpy(noise[:, 1].copy())
     return x, t, centres
 
 

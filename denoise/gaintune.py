@@ -120,26 +120,16 @@ def sure_loss(net: nn.Module, x: torch.Tensor, centre: int, sigma: torch.Tensor,
 
 def background_sigma(volume: np.ndarray, *, margin: int = 6) -> float | None:
     """The noise std of a magnitude MR volume from its air background (in the volume's units):
-    ``sqrt(mean(m^2) / k)`` over background voxels, ``k`` the fitted chi degrees of freedom (2 for a
-    Rician background, 2N for an N-coil sum of squares; at least 2). None where there is no usable
-    background (masked or zeroed, too little air, or a background that is not noise: k < 1.5)."""
-    from scipy import ndimage
+    ``sqrt(mean(m^2) / k)`` over the background `denoise.realnoise.noise_profile` reads
+    (`background_values`), ``k`` the fitted chi degrees of freedom (2 for a Rician background, 2N for
+    an N-coil sum of squares; at least 2). None where there is no usable background (masked or
+    zeroed, too little air, or a background that is not noise: k < 1.5)."""
+    from denoise.realnoise import background_values, chi_dof
 
-    from denoise.realnoise import chi_dof
-
-    img = np.asarray(volume, dtype=np.float32)
-    if img.ndim == 2:
-        img = img[None]
-    img = img[:: max(1, len(img) // 16)]
-    smooth = ndimage.gaussian_filter(img, [0, 2, 2])
-    low, high = np.percentile(smooth, [0.5, 99.5])
-    fg = smooth > low + 0.1 * (high - low)
-    plane = np.zeros((3, 3, 3), bool)
-    plane[1] = ndimage.generate_binary_structure(2, 1)
-    bg = ~ndimage.binary_dilation(fg, plane, iterations=margin) & (img != 0)
-    if bg.sum() < 1000 or bg.sum() < 0.25 * (~fg).sum():
+    values = background_values(volume, margin=margin)
+    if values is None:
         return None
-    m = img[bg].astype(np.float64)
+    m = values.astype(np.float64)
     dof = chi_dof(m)
     if not np.isfinite(dof) or dof < 1.5:
         return None

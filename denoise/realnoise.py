@@ -25,7 +25,7 @@ import math
 import numpy as np
 from scipy import ndimage, special
 
-__all__ = ["noise_profile", "consistent_repeats", "repeat_noise_variance", "unbiased_psnr", "unbiased_ssim", "repeat_stability", "lag_correlation",
+__all__ = ["noise_profile", "background_values", "consistent_repeats", "repeat_noise_variance", "unbiased_psnr", "unbiased_ssim", "repeat_stability", "lag_correlation",
            "chi_dof", "score_repeat", "no_reference_measures"]
 
 _SIGMA, _TRUNCATE = 1.5, 3.5  # the Gaussian SSIM window of denoise.metrics (Wang et al.)
@@ -173,26 +173,53 @@ def noise_profile(image: np.ndarray, *, noise: np.ndarray | None = None, margin:
     img = np.asarray(image, dtype=np.float32)
     if img.ndim < 2 or img.size == 0:
         return {"lag1_x": float("nan"), "lag1_y": float("nan"), "bg_dof": float("nan"), "bg_lag1": float("nan")}
-    if img.ndim > 2 and noise is None:  # a profile, not an inventory: at most 16 slices of a large volume
-        flat = img.reshape(-1, *img.shape[-2:])
-        img = flat[:: max(1, len(flat) // 16)]
-    sig = [0.0] * (img.ndim - 2) + [2.0, 2.0]  # the mask of a noisy image: a threshold on a smoothed copy
-    smooth = ndimage.gaussian_filter(img, sig)
-    low, high = np.percentile(smooth, [0.5, 99.5])
-    fg = smooth > low + 0.1 * (high - low)
-    plane = np.zeros((3,) * img.ndim, bool)  # in-plane neighbours only: thin slabs keep their slices
-    plane[(1,) * (img.ndim - 2)] = ndimage.generate_binary_structure(2, 1)
+    if noise is None:
+        img = _profiled_slices(img)
+    fg, bg, plane = _tissue_and_air(img, margin)
     out = {"lag1_x": float("nan"), "lag1_y": float("nan"), "bg_dof": float("nan"), "bg_lag1": float("nan")}
     if noise is not None:
         inner = ndimage.binary_erosion(fg, plane, iterations=margin)  # away from edges and magnitude bias
         out["lag1_x"] = lag_correlation(noise, axis=-1, mask=inner)
         out["lag1_y"] = lag_correlation(noise, axis=-2, mask=inner)
-    bg = ~ndimage.binary_dilation(fg, plane, iterations=margin) & (img != 0)
-    if bg.sum() > 1000 and bg.sum() > 0.25 * (~fg).sum():
+    if bg is not None:
         out["bg_dof"] = chi_dof(img[bg])
         centred = img - img[bg].mean()
         out["bg_lag1"] = max(lag_correlation(centred, axis=a, mask=bg) for a in (-1, -2))
     return out
+
+
+def background_values(image: np.ndarray, *, margin: int = 6) -> np.ndarray | None:
+    """The background magnitudes `noise_profile` reads (voxels more than ``margin`` voxels outside
+    the foreground, exact zeros left out, at most 16 slices of a volume), or None where there is
+    no usable background (zeroed, or too little air)."""
+    img = _profiled_slices(np.asarray(image, dtype=np.float32))
+    if img.ndim < 2 or img.size == 0:
+        return None
+    _, bg, _ = _tissue_and_air(img, margin)
+    return None if bg is None else img[bg]
+
+
+def _profiled_slices(img: np.ndarray) -> np.ndarray:
+    """A profile, not an inventory: at most 16 evenly spaced slices of a large volume."""
+    if img.ndim <= 2:
+        return img
+    flat = img.reshape(-1, *img.shape[-2:])
+    return flat[:: max(1, len(flat) // 16)]
+
+
+def _tissue_and_air(img: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(foreground, background or None, the in-plane structuring element) of a noisy image: the
+    foreground a threshold on a smoothed copy; the background the voxels more than ``margin``
+    voxels outside it, exact zeros left out, None unless it has > 1000 voxels and > 1/4 of the
+    non-foreground."""
+    sig = [0.0] * (img.ndim - 2) + [2.0, 2.0]
+    smooth = ndimage.gaussian_filter(img, sig)
+    low, high = np.percentile(smooth, [0.5, 99.5])
+    fg = smooth > low + 0.1 * (high - low)
+    plane = np.zeros((3,) * img.ndim, bool)  # in-plane neighbours only: thin slabs keep their slices
+    plane[(1,) * (img.ndim - 2)] = ndimage.generate_binary_structure(2, 1)
+    bg = ~ndimage.binary_dilation(fg, plane, iterations=margin) & (img != 0)
+    return fg, (bg if bg.sum() > 1000 and bg.sum() > 0.25 * (~fg).sum() else None), plane
 
 
 MAX_SLICES = 16
