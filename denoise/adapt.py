@@ -44,7 +44,7 @@ from denoise.adapt_data import (
 )
 from denoise.gaintune import Gained, sure_loss
 from denoise.scan import Scan
-from denoise.selfsup import blindspot_input, masked_mse, recorrupt
+from denoise.selfsup import MAX_CORR, blindspot_input, masked_mse, recorrupt
 
 __all__ = ["adapt", "adapt_scans", "default_minutes", "METHODS"]
 
@@ -111,6 +111,11 @@ def adapt_scans(loaded: list[tuple[str, Scan]], out: str | Path, *, init: str | 
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if minutes is not None and not float(minutes) > 0:  # 0 would write the starting model as if adapted
         raise ValueError(f"minutes must be above 0, got {minutes!r}")
+    if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma > 0):  # 0 would learn the identity
+        raise ValueError(f"noise sigma (--noise-sigma) must be a positive noise std in the scans' units, got {noise_sigma!r}")
+    if noise_corr is not None and not 0.0 <= float(noise_corr) <= MAX_CORR:  # NaN fails this too
+        raise ValueError(f"noise correlation (--noise-corr) must be a lag-1 correlation from 0 (white) to {MAX_CORR} (the most the "
+                         f"correlated noise probe models), got {noise_corr!r}")
     out = Path(out)
     _check_out(out, overwrite)
     if not loaded:

@@ -230,7 +230,7 @@ def _add_adapt(sub) -> None:
                    "measured by you (a uniform region's std, or a repeat difference's std / 1.414) (default: estimated "
                    "from the scans; r2r's estimate reads EPI noise 1.6-1.8x too high)")
     a.add_argument("--noise-corr", type=float, metavar="R", help="r2r, sure: the noise's lag-1 correlation between "
-                   "neighbouring pixels, 0 = white (default: r2r from the background or repeats, else 0; sure 0)")
+                   "neighbouring pixels, 0 = white to 0.7 (default: r2r from the background or repeats, else 0; sure 0)")
     a.add_argument("--seed", type=int, default=0, help="seed of patches and masks (default: %(default)s)")
     a.add_argument("--overwrite", action="store_true", help="replace an existing CKPT (default: refuse)")
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help=_DEVICE_HELP)

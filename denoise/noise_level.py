@@ -104,6 +104,9 @@ def noise_level(image: np.ndarray, patch: int | None = None, max_tiles: int = 16
     if len(starts) == 0:
         return wavelet_sigma(src)
     starts = starts[np.linspace(0, len(starts) - 1, min(max_tiles, len(starts))).astype(int)]
+    if image.ndim == 2:  # all tiles in one transform (`wavelet_sigma` of each, as in the loop below)
+        tiles = np.lib.stride_tricks.sliding_window_view(src, tuple(sizes))[tuple(starts.T)]
+        return float(np.mean(_finest_sigmas(tiles)))
     return float(np.mean([wavelet_sigma(src[tuple(slice(a, a + p) for a, p in zip(st, sizes))]) for st in starts]))
 
 
@@ -207,31 +210,61 @@ def _tile_estimates(image: np.ndarray, src: np.ndarray, patch: int) -> tuple[np.
     fg = image[tuple(centres.T)] > thr
     starts, centres = starts[fg], centres[fg]
     bright = BRIGHT_TILE * float(np.percentile(image, 99.5))
-    kept, sig = [], []
-    for i, (a, b) in enumerate(starts):
-        tile = image[a:a + patch, b:b + patch]
-        if np.median(tile) <= bright:
-            continue
-        fine, ratio = _scales(tile)
-        if ratio <= NOISE_TILE_RATIO:
-            kept.append(i)
-            sig.append(fine if src is image else wavelet_sigma(src[a:a + patch, b:b + patch]))
+    if not len(starts):
+        return None
+    # every tile at once (one wavelet transform and one median over a stack: 4-5x faster than a
+    # loop over ~50 tiles, which cost a lone 256x256 image as much as the network itself)
+    view = np.lib.stride_tricks.sliding_window_view(image, (patch, patch))
+    tiles = view[starts[:, 0], starts[:, 1]]
+    bright_enough = np.median(tiles.reshape(len(tiles), -1), axis=1) > bright
+    idx = np.flatnonzero(bright_enough)
+    fine, ratio = _scales(tiles[idx])
+    noise_like = ratio <= NOISE_TILE_RATIO
+    kept = idx[noise_like]
     if len(kept) < MIN_MAP_TILES:
         return None
-    return centres[kept].astype(np.float64), np.array(sig)
+    if src is image:
+        sig = fine[noise_like]
+    else:  # the oracle: the same tiles, read on the noise
+        sig = _finest_sigmas(np.lib.stride_tricks.sliding_window_view(src, (patch, patch))[starts[kept, 0], starts[kept, 1]])
+    return centres[kept].astype(np.float64), np.asarray(sig, dtype=np.float64)
 
 
-def _scales(tile: np.ndarray) -> tuple[float, float]:
-    """(`wavelet_sigma` of the tile, its scale ratio): the MAD of the second-finest db2 diagonal
-    coefficients over the finest's. White noise spreads evenly over scales (0.8-0.95 on a 64-pixel
-    tile of pure noise), anatomy has more energy at the coarser one (1.4 and up where it, not the
-    noise, fills the finest scale). The finest level is `wavelet_sigma`'s own decomposition."""
+def _scales(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(`wavelet_sigma` of each tile, its scale ratio) for a stack of tiles ``(n, h, w)``: the MAD
+    of the second-finest db2 diagonal coefficients over the finest's (zeros excluded, as
+    `wavelet_sigma` does). White noise spreads evenly over scales (0.8-0.95 on a 64-pixel tile of
+    pure noise), anatomy has more energy at the coarser one (1.4 and up where it, not the noise,
+    fills the finest scale); a tile without nonzero coefficients reads (0, inf). The finest level
+    is `wavelet_sigma`'s own decomposition."""
     import pywt
 
-    coeffs = pywt.wavedec2(np.asarray(tile, dtype=np.float64), "db2", level=2)
-    fine, coarse = np.abs(coeffs[2][2]), np.abs(coeffs[1][2])
-    fine, coarse = fine[fine != 0], coarse[coarse != 0]
-    if not fine.size or not coarse.size:
-        return 0.0, np.inf
-    sigma = float(np.median(fine)) / 0.6744897501960817
-    return sigma, float(np.median(coarse)) / max(float(np.median(fine)), 1e-12)
+    tiles = np.asarray(tiles, dtype=np.float64)
+    if not len(tiles):
+        return np.zeros(0), np.zeros(0)
+    coeffs = pywt.wavedec2(tiles, "db2", level=2, axes=(-2, -1))
+    fine, coarse = _median_nonzero(coeffs[2][2]), _median_nonzero(coeffs[1][2])
+    empty = (fine == 0) | (coarse == 0)
+    sigma = np.where(empty, 0.0, fine / 0.6744897501960817)
+    ratio = np.where(empty, np.inf, coarse / np.maximum(fine, 1e-12))
+    return sigma, ratio
+
+
+def _median_nonzero(d: np.ndarray) -> np.ndarray:
+    """Median of the absolute nonzero values of each ``d[i]`` (0 where none), as `wavelet_sigma` reads one band."""
+    d = np.abs(d).reshape(len(d), -1)
+    med = np.zeros(len(d))
+    full = (d != 0).all(axis=1)  # the usual case: one vectorised median
+    med[full] = np.median(d[full], axis=1)
+    for i in np.flatnonzero(~full):
+        nz = d[i][d[i] != 0]
+        med[i] = np.median(nz) if nz.size else 0.0
+    return med
+
+
+def _finest_sigmas(tiles: np.ndarray) -> np.ndarray:
+    """`wavelet_sigma` of each 2D tile of a stack ``(n, h, w)``, in one transform."""
+    import pywt
+
+    dd = pywt.dwtn(np.asarray(tiles, dtype=np.float64), "db2", axes=(-2, -1))["dd"]
+    return _median_nonzero(dd) / 0.6744897501960817

@@ -111,11 +111,14 @@ def _values_outside(x: torch.Tensor, covered: torch.Tensor, radius: int, generat
     return torch.where(found[:, None].to(x.device), vals, mean)
 
 
+MAX_CORR = 0.7  # the [a, 1, a] kernel's largest lag-1 correlation is 1/sqrt(2); 0.7 keeps a real
+
+
 def correlated_noise(shape: tuple[int, ...], rho: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Unit-variance Gaussian noise of ``shape`` (..., y, x) whose lag-1 correlation between
     in-plane neighbours is ``rho`` (0 <= rho <= 0.7) along both in-plane axes: white noise through
     the separable kernel [a, 1, a] with 2a / (1 + 2a^2) = rho, rescaled to unit variance."""
-    rho = float(min(max(rho, 0.0), 0.7))
+    rho = float(min(max(rho, 0.0), MAX_CORR))
     w = torch.randn(shape, generator=generator)
     if rho < 1e-3:
         return w

@@ -170,6 +170,13 @@ def test_refusals_exit_2_with_the_reason(tmp_path, tiny_init, phantom_2d, rng, c
     assert code == 2 and "--overwrite" in err
     code, err = _refusal(capsys, ["-i", single, "-o", tmp_path / "b.pt", "--init", tiny_init, "--minutes", "0"])
     assert code == 2 and "minutes must be above 0" in err and not (tmp_path / "b.pt").exists()
+    for flag, value, words in (("--noise-sigma", "0", "positive noise std"), ("--noise-sigma", "-3", "positive noise std"),
+                               ("--noise-sigma", "nan", "positive noise std"), ("--noise-corr", "0.9", "from 0 (white) to 0.7"),
+                               ("--noise-corr", "-0.1", "from 0 (white) to 0.7")):
+        code, err = _refusal(capsys, ["-i", single, "-o", tmp_path / "b.pt", "--init", tiny_init, "--method", "sure",
+                                      flag, value])
+        assert code == 2 and flag in err and words in err and value in err, (flag, value, err)
+        assert not (tmp_path / "b.pt").exists()
 
 
 def test_modality_mismatch_with_init_is_refused(tmp_path, phantom_2d, capsys):
