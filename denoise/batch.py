@@ -68,6 +68,7 @@ def denoise_folder(
     strength: float = 1.0,
     noise_level: str = "auto",
     noise_scale: float | None = None,
+    calibrate: bool = True,
     workers: int | None = None,
     scheduler: str | None = None,
     num_parts: int = 1,
@@ -112,9 +113,13 @@ def denoise_folder(
             reads ``NAME+noisemap`` / ``NAME+constantnoise``; its ``noise_spread`` and
             ``noise_level`` columns say what each scan got: `LearnedDenoiser.with_noise_level`).
         noise_scale: learned models with a noise-level channel: tell the network this multiple of
-            the noise level it estimates, in tissue, instead of the model's own (mr-2d 1, mr-3d's
-            three planes 0.8, which keeps small faint lesions; lower keeps more faint structure,
+            the noise level it estimates, in tissue, instead of the model's own (mr-2d 0.9, mr-3d's
+            three planes 0.85, which keep small faint lesions; lower keeps more faint structure,
             higher smooths more). The manifest's model reads ``NAME+noisescaleF``.
+        calibrate: a 4D series (fMRI time points, averages saved separately): its own still repeats
+            may lower the strength to what they measure as best (`denoise.repeat_strength`; the
+            manifest's ``repeat_strength`` column); False keeps the asked strength (the manifest's
+            model reads ``NAME+fullstrength``).
         workers: run scans in parallel on a local Dask cluster with this many worker processes.
         scheduler: address of an existing Dask scheduler (``tcp://host:port``).
         num_parts, part_id: process only every ``num_parts``-th scan starting at ``part_id``.
@@ -138,7 +143,7 @@ def denoise_folder(
     opts = run_options(src, out, model, workers, device=device, fmt=fmt, tile=tile, overlap=overlap,
                     batch_size=batch_size, noise_map=noise_map, uncertainty=uncertainty, tta=tta, planes=planes,
                     reference=str(Path(reference).resolve()) if reference else None, strength=strength, noise_level=noise_level,
-                    noise_scale=noise_scale, anomaly=anomaly)
+                    noise_scale=noise_scale, anomaly=anomaly, calibrate=calibrate)
     sources, skipped = discover_scans(src)
     if not sources and not any(sk.failed for sk in skipped):
         raise UsageError(f"no DICOM or NIfTI scans found under {input}"
@@ -244,7 +249,7 @@ def _still_done(old: dict[str, Any] | None, source: ScanSource, out: Path, opts:
         return False
     try:
         return still_done(old, source, out, opts.model, opts.tta, opts.planes, opts.strength, opts.noise_map,
-                          opts.uncertainty, ":".join(opts.anomaly) if opts.anomaly else "", noise_level=opts.noise_level,
+                          opts.uncertainty, ":".join(opts.anomaly) if opts.anomaly else "", noise_level=opts.noise_level, calibrate=opts.calibrate,
                           noise_scale=opts.noise_scale)
     except OSError:  # the input cannot be read any more: redo it, and let its row say why
         return False

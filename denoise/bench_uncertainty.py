@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, stats
 
-from denoise.infer import denoise_array, load_model
+from denoise.infer import denoise_array, load_model, own_output
 from denoise.metrics import foreground_mask
 from denoise.noise import add_noise
 from denoise.scan import Scan
@@ -40,8 +40,7 @@ def calibration_case(clean: Scan, noise: str, model: str, *, seed: int = 0,
     noisy = add_noise(clean, noise, seed=seed)
     details: dict = {}
     den = denoise_array(noisy.array, den_model, details=details, **kw)
-    # the output is reused as the unflipped member only where the guard left it the network's own
-    spread = flip_spread(noisy.array, den_model, first=None if details.get("guarded_slices") else den, **kw)
+    spread = flip_spread(noisy.array, den_model, first=den if own_output(details) else None, **kw)
     err = np.abs(den - clean.array)[mask]
     expected = np.mean([np.abs(denoise_array(add_noise(clean, noise, seed=seed + k).array, den_model, **kw)
                                - clean.array)[mask] for k in range(1, extra + 1)], axis=0)

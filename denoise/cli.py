@@ -134,8 +134,12 @@ def _add_run(sub) -> None:
                         "noise_spread column) (default: %(default)s)")
     r.add_argument("--noise-scale", type=float, default=None, metavar="F",
                    help="learned models with a noise-level channel: tell the network F x the noise level it estimates "
-                        "in tissue (default: the model's own: mr-2d 1, mr-3d's three planes 0.8, which keeps small "
+                        "in tissue (default: the model's own: mr-2d 0.9, mr-3d's three planes 0.85, which keep small "
                         "faint lesions; lower keeps more faint structure, above 1 smooths more)")
+    r.add_argument("--full-strength", action="store_true",
+                   help="4D series (fMRI time points, averages saved separately): keep the asked --strength instead "
+                        "of letting the series' own still repeats lower it to what they measure as best (the "
+                        "manifest's repeat_strength column) (default: off)")
     r.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     r.set_defaults(handler=_run)
 
@@ -302,7 +306,8 @@ def _run(args) -> int:
     s = denoise_folder(args.input, args.output, model=args.model, device=args.device, resume=args.resume,
                        reference=args.reference, fmt=args.fmt, tile=tuple(args.tile) if args.tile else None,
                        overlap=args.overlap, batch_size=args.batch_size, noise_map=args.noise_map, uncertainty=args.uncertainty, tta=args.tta,
-                       planes=args.planes, strength=args.strength, noise_level=args.noise_level, noise_scale=args.noise_scale, workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
+                       planes=args.planes, strength=args.strength, noise_level=args.noise_level, noise_scale=args.noise_scale,
+                       calibrate=not args.full_strength, workers=args.workers, scheduler=args.scheduler, num_parts=args.num_parts,
                        part_id=args.part_id, progress=not args.quiet)
     reused = f" ({s['reused']} reused from the earlier run, {s['processed']} run now)" if args.resume else ""
     print(f"{s['ok']} ok{reused}, {s['failed']} failed, {s['skipped']} skipped -> {Path(args.output) / s['manifest']}")

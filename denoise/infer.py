@@ -47,7 +47,7 @@ def check_strength(strength: float) -> float:
 def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR", batch_size: int = 16,
                   progress: bool | Callable[[int, int], None] = False, spacing: tuple[float, ...] | None = None,
                   strength: float = 1.0, noise_level: str = "auto", details: dict | None = None,
-                  guard: bool = True) -> np.ndarray:
+                  guard: bool = True, calibrate: bool = True) -> np.ndarray:
     """Denoise an array in physical units ``(y, x)``, ``(z, y, x)`` or ``(t, z, y, x)``.
 
     The array is scaled with the denoiser's normalisation (or the modality default), denoised
@@ -75,6 +75,11 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     2-pixel pattern than the input's; a slice that does is blended back towards the input
     (`denoise.guard.guard_slices`; nearly noise-free scans, never the noisy ones in the
     measurements). ``details`` also receives ``guarded_slices`` (how many were blended back).
+    ``calibrate`` (a 4D series ``(t, z, y, x)``, any method): the series' own still repeats choose the
+    strength, lowering it where the blend with the input comes closer to the other repeats' mean
+    (`denoise.repeat_strength`; real EPI: the shipped models' -1.3 to -1.4 dB became +0.1 to +0.2);
+    ``details`` receives ``repeat_strength`` (the factor applied on top of ``strength``; None where
+    not calibrated).
     Raises ValueError on NaN/inf values (the NIfTI reader refuses such files too).
     """
     array = np.asarray(array, dtype=np.float32)
@@ -146,7 +151,22 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
         result, kept = guard_slices(array, result)
         if details is not None:
             details["guarded_slices"] = int(np.sum(kept < 1))
+    if calibrate and array.ndim == 4:
+        from denoise.repeat_strength import repeat_strength
+
+        factor = repeat_strength(array, result)
+        if factor is not None and factor < 1.0:
+            result = (array + np.float32(factor) * (result - array)).astype(np.float32)
+        if details is not None:
+            details["repeat_strength"] = factor
     return result
+
+
+def own_output(details: dict) -> bool:
+    """True when `denoise_array`'s result (its ``details``) is the denoiser's own output at the
+    asked strength: no slice blended back by the guard, no strength lowered by the repeats
+    (`denoise.uncertainty.flip_outputs` may then reuse it as its unflipped member)."""
+    return not details.get("guarded_slices") and details.get("repeat_strength") in (None, 1.0)
 
 
 class _Steps:
@@ -178,11 +198,11 @@ def _slices(vol: np.ndarray, denoiser: Denoiser, batch_size: int, steps: _Steps,
 
 
 def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progress: bool | Callable[[int, int], None] = False,
-                 strength: float = 1.0, noise_level: str = "auto", guard: bool = True) -> Scan:
+                 strength: float = 1.0, noise_level: str = "auto", guard: bool = True, calibrate: bool = True) -> Scan:
     """Denoise a Scan; returns a new Scan in the same physical units and geometry.
 
-    ``meta`` gains ``"denoiser"`` (name), ``"seconds"`` (compute time), and ``"noise_spread"`` and
-    ``"noise_level"`` (what ``noise_level`` chose: `denoise_array`). 2D models go slice by
+    ``meta`` gains ``"denoiser"`` (name), ``"seconds"`` (compute time), and the ``details`` of
+    `denoise_array` (``"noise_spread"``, ``"noise_level"``, ``"guarded_slices"``, ``"repeat_strength"``). 2D models go slice by
     slice along the first spatial axis (and along all three on near-isotropic volumes when asked:
     `LearnedDenoiser.plan`); 3D models use Gaussian-blended sliding windows.
     """
@@ -190,5 +210,5 @@ def denoise_scan(scan: Scan, denoiser: Denoiser, *, batch_size: int = 16, progre
     details: dict = {}
     result = denoise_array(scan.array, denoiser, modality=scan.modality, batch_size=batch_size, progress=progress,
                            spacing=scan.spacing, strength=strength, noise_level=noise_level, details=details,
-                           guard=guard)
+                           guard=guard, calibrate=calibrate)
     return scan.with_array(result, denoiser=denoiser.name, seconds=time.perf_counter() - t0, **details)

@@ -18,7 +18,7 @@ __all__ = ["MANIFEST_FIELDS", "input_hash", "read_manifest", "write_manifest", "
            "files_label", "relative_reason", "output_stamp"]
 
 MANIFEST_FIELDS = ["input", "files", "output", "noise_map", "uncertainty", "anomaly", "output_stamp", "kind", "modality", "shape", "status", "reason", "model", "model_hash",
-                   "input_hash", "seconds", "sigma_before", "sigma_after", "noise_corr", "noise_spread", "noise_level", "removed_image_corr", "pattern_ratio", "guarded_slices", "psnr_fg", "ssim_fg", "warning",
+                   "input_hash", "seconds", "sigma_before", "sigma_after", "noise_corr", "noise_spread", "noise_level", "removed_image_corr", "pattern_ratio", "guarded_slices", "repeat_strength", "psnr_fg", "ssim_fg", "warning",
                    "new_study_uid"]
 
 
@@ -29,7 +29,8 @@ def input_hash(source: ScanSource) -> str:
 
 def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | None, tta: bool,
                planes: int | None, strength: float = 1.0, noise_map: bool = False, uncertainty: bool = False,
-               anomaly: str = "", *, noise_level: str = "auto", noise_scale: float | None = None) -> bool:
+               anomaly: str = "", *, noise_level: str = "auto", noise_scale: float | None = None,
+               calibrate: bool = True) -> bool:
     """Whether a scan's earlier manifest row can stand (``--continue``): same input hash, model
     and inference options, its output still there and still the file the row wrote (`output_stamp`:
     not replaced since, by a killed run or another part), and its noise and uncertainty maps when
@@ -39,7 +40,7 @@ def still_done(old: dict[str, Any], source: ScanSource, out: Path, model: str | 
 
     if old.get("input_hash") != input_hash(source) or (old.get("anomaly") or "") != anomaly:
         return False
-    label, options = str(old.get("model", "")), option_suffix(tta, planes, strength, noise_level, noise_scale)
+    label, options = str(old.get("model", "")), option_suffix(tta, planes, strength, noise_level, noise_scale, calibrate)
     if label.partition("+")[2] != options.lstrip("+"):  # run with other inference options
         return False
     if model is not None and label != model_label(model) + options:

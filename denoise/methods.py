@@ -29,7 +29,7 @@ __all__ = ["CLASSICAL", "FAMILIES", "MODEL_OPTIONS", "PRETRAINED_DIR", "shipped_
            "valid_names", "run_model", "bench_method", "bench_methods"]
 
 FAMILIES = MODEL_KINDS
-MODEL_OPTIONS = ("oracle", "tta", "1plane", "3planes", "noisescaleF", "strengthS")
+MODEL_OPTIONS = ("oracle", "tta", "1plane", "3planes", "series", "noisescaleF", "strengthS")
 
 
 def shipped_models() -> list[str]:
@@ -47,18 +47,20 @@ def model_kind(model: str | Path) -> str:
 
 
 def model_options(opts: str) -> dict:
-    """A bench model's options (``oracle``, ``tta``, ``1plane`` or ``3planes``, ``noisescaleF``,
-    ``strengthS``; joined by ``+``; "" = none) as `LearnedDenoiser` arguments: {"oracle": bool, "tta":
-    bool, "planes": 1, 3 or None, "noise_scale": F or None}, and "strength": S or None (the blend
-    with the input of ``run --strength``, `denoise.infer.denoise_array`). Raises `UsageError` naming
-    the bad option."""
+    """A bench model's options (``oracle``, ``tta``, ``1plane`` or ``3planes``, ``series``,
+    ``noisescaleF``, ``strengthS``; joined by ``+``; "" = none) as `LearnedDenoiser` arguments:
+    {"oracle": bool, "tta": bool, "planes": 1, 3 or None, "noise_scale": F or None}, "strength": S or
+    None (the blend with the input of ``run --strength``, `denoise.infer.denoise_array`), and
+    "series": bool (the real-noise bench: the whole 4D series denoised at once, as ``run`` takes it,
+    its strength chosen by its repeats, `denoise.repeat_strength`; the synthetic bench's cases are
+    3D, where it changes nothing). Raises `UsageError` naming the bad option."""
     options = opts.split("+") if opts else []
     scales = [o for o in options if o.startswith("noisescale")]
     strengths = [o for o in options if o.startswith("strength")]
     flags = set(options) - set(scales) - set(strengths)
-    if (not flags <= set(MODEL_OPTIONS[:4]) or {"1plane", "3planes"} <= flags or len(scales) > 1
+    if (not flags <= set(MODEL_OPTIONS[:5]) or {"1plane", "3planes"} <= flags or len(scales) > 1
             or len(strengths) > 1):
-        raise UsageError(f"unknown model option in {opts!r}: use oracle, tta, 1plane or 3planes, noisescaleF "
+        raise UsageError(f"unknown model option in {opts!r}: use oracle, tta, 1plane or 3planes, series, noisescaleF "
                          "(e.g. noisescale0.9), strengthS (e.g. strength0.25), or several joined by + (not both "
                          "1plane and 3planes)")
     scale = strength = None
@@ -72,7 +74,7 @@ def model_options(opts: str) -> dict:
         strength = _valued(strengths[0], "strength", check_strength)
     return {"oracle": "oracle" in flags, "tta": "tta" in flags,
             "planes": 1 if "1plane" in flags else 3 if "3planes" in flags else None, "noise_scale": scale,
-            "strength": strength}
+            "strength": strength, "series": "series" in flags}
 
 
 def _valued(option: str, prefix: str, check) -> float:
@@ -90,7 +92,7 @@ def valid_names(bench: bool = False) -> str:
         return (f"classical: {', '.join(CLASSICAL)}; shipped models: {models} (also as dae:NAME); "
                 "or a checkpoint file (.pt)")
     return (f"noisy; classical: {', '.join(CLASSICAL)}, bm4d, each also NAME:oracle; shipped models: {models}, "
-            "also as FAMILY:NAME (dae:mr-2d), with options NAME:oracle, :tta, :1plane, :3planes, :noisescaleF, "
+            "also as FAMILY:NAME (dae:mr-2d), with options NAME:oracle, :tta, :1plane, :3planes, :series, :noisescaleF, "
             ":strengthS (joined by +); "
             "or a checkpoint file (.pt)")
 

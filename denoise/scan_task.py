@@ -61,6 +61,7 @@ class BatchOptions:
     strength: float = 1.0  # blend with the input: 0 = unchanged, 1 = full denoising
     noise_level: str = "auto"  # what a noise-level channel is told (`LearnedDenoiser.with_noise_level`)
     noise_scale: float | None = None  # that level times this (None: the model's own operating point)
+    calibrate: bool = True  # a 4D series' still repeats may lower the strength (`denoise.repeat_strength`)
     anomaly: tuple[str, str] | None = None  # (score, polarity): write anomaly maps (`denoise.anomaly_job`)
 
 
@@ -123,7 +124,8 @@ def _denoise(source: ScanSource, scan, opts: BatchOptions, row: dict[str, Any], 
 
     name = opts.model or default_model_for(scan.modality, scan.array)
     denoiser = get_model(name, opts)
-    row.update(model=denoiser.name + option_suffix(strength=opts.strength, noise_level=opts.noise_level),
+    row.update(model=denoiser.name + option_suffix(strength=opts.strength, noise_level=opts.noise_level,
+                                                           calibrate=opts.calibrate),
                model_hash=getattr(denoiser, "checkpoint_hash", ""))
     corr = _noise_correlation(scan) if scan.modality == "MR" else float("nan")
     row["noise_corr"] = "" if np.isnan(corr) else f"{corr:.2f}"
@@ -137,7 +139,8 @@ def _denoise(source: ScanSource, scan, opts: BatchOptions, row: dict[str, Any], 
         row["warning"] = relative_reason("; ".join(warnings), reason_roots(opts))
         log.warning("%s: %s", source.relpath, row["warning"])
     assign_new_uids(scan, row)
-    den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength, noise_level=opts.noise_level)
+    den = denoise_scan(scan, denoiser, batch_size=opts.batch_size or 16, strength=opts.strength, noise_level=opts.noise_level,
+                       calibrate=opts.calibrate)
     if den.meta.get("noise_spread") is not None:
         row.update(noise_spread=f"{den.meta['noise_spread']:.2f}", noise_level=den.meta["noise_level"])
     measures = no_reference_measures(scan.array, den.array)
@@ -147,6 +150,8 @@ def _denoise(source: ScanSource, scan, opts: BatchOptions, row: dict[str, Any], 
     row["pattern_ratio"] = f"{measures['pattern_ratio']:.3g}"
     if den.meta.get("guarded_slices") is not None:
         row["guarded_slices"] = str(den.meta["guarded_slices"])
+    if den.meta.get("repeat_strength") is not None:
+        row["repeat_strength"] = f"{den.meta['repeat_strength']:.3f}"
     ref = _reference_metrics(reference[0], den) if reference and reference[0] else {}
     row.update({k: v for k, v in ref.items() if k != "reason"})
     if ref.get("reason"):  # found, but cannot be scored against
@@ -271,9 +276,10 @@ def map_relpath(rel: str, what: str) -> str:
 def _uncertainty(scan, den, denoiser, opts: BatchOptions):
     """The output's uncertainty map as a scan (`denoise.uncertainty.flip_spread`, in the scan's
     units), stored with a rescale so that fractions of a unit are kept."""
+    from denoise.infer import own_output
     from denoise.uncertainty import flip_spread
 
-    first = None if den.meta.get("guarded_slices") else den.array  # the network's own output only
+    first = den.array if own_output(den.meta) else None  # the network's own output only
     spread = flip_spread(scan.array, denoiser, first=first, modality=scan.modality, spacing=scan.spacing,
                          strength=opts.strength, batch_size=opts.batch_size or 16,
                          noise_level=opts.noise_level)

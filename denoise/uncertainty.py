@@ -34,14 +34,15 @@ def flip_outputs(array: np.ndarray, denoiser: Denoiser, *, first: np.ndarray | N
     Odd in-plane sizes are first edge-padded to even (and cropped back), as `flip_ensemble` does:
     on an odd length a flip keeps every pixel's pixel-unshuffle phase, and the spread would miss
     the phases' disagreement. ``first``: the unflipped output when already computed (used when no
-    padding is needed: it saves one pass; it must be the network's own, unguarded, output). ``kwargs``
+    padding is needed: it saves one pass; it must be the network's own output, `denoise.infer.own_output`). ``kwargs``
     go to `denoise.infer.denoise_array`; the members are the network's outputs, without the
-    no-added-structure guard (`denoise.guard`), unless ``guard=True`` is passed: the map measures
-    how the network's flips disagree, and a guard that blends whole slices back towards the input
-    would hide that."""
+    no-added-structure guard (`denoise.guard`) and without a strength chosen by a series' repeats,
+    unless ``guard=True`` / ``calibrate=True`` is passed: the map measures how the network's flips
+    disagree, and a blend of whole slices or series back towards the input would hide that."""
     from denoise.infer import LearnedDenoiser, denoise_array
 
     kwargs.setdefault("guard", False)
+    kwargs.setdefault("calibrate", False)  # each member the network's own: a series-chosen strength would scale the spread
     model = denoiser.variant(sigma=denoiser.sigma, planes=denoiser.planes, sigma_map=denoiser.sigma_map) if (
         isinstance(denoiser, LearnedDenoiser) and denoiser.tta) else denoiser
     h, w = array.shape[-2:]

@@ -74,7 +74,8 @@ EPI = CASES["GE EPI"]  # scripts/clean_input_check.py's real high-SNR series
 
 def epi_pattern(name: str) -> tuple[str, str, str]:
     """sigma_before, sigma_after and sigma_after with --tta from the manifests of
-    `denoise run -i ../shared/data/dicom/ge_mr_epi_fmri -o OUT -m NAME [--tta]` (the first series)."""
+    `denoise run -i ../shared/data/dicom/ge_mr_epi_fmri -o OUT -m NAME --full-strength [--tta]` (the first
+    series; the network and its guard, without the strength its repeats would choose)."""
     import tempfile
 
     from denoise.batch import denoise_folder
@@ -84,7 +85,7 @@ def epi_pattern(name: str) -> tuple[str, str, str]:
         rows = []
         for tta in (False, True):
             out = Path(tmp) / f"tta{tta}"
-            denoise_folder(EPI, out, model=name, device="cpu", tta=tta, progress=False)
+            denoise_folder(EPI, out, model=name, device="cpu", tta=tta, calibrate=False, progress=False)
             rows.append(sorted(read_manifest(out / "manifest.csv").items())[0][1])
     return tuple(f"{float(v):.1f}" for v in (rows[0]["sigma_before"], rows[0]["sigma_after"], rows[1]["sigma_after"]))
 
@@ -253,8 +254,11 @@ def main() -> int:
                          "(GE / Siemens / nibabel) scored against the mean of their other repeats, mr-2d is below the noisy "
                          "input (-0.04/-1.25/-1.42 dB) and so is mr-3d on two (+0.05/-0.77/-0.70): mr-2d sharpens these "
                          "smooth, interpolated images (docs/design.md). Blended with `--strength 0.25` mr-3d is "
-                         "+0.02/+0.16/+0.19 dB, mr-2d -0.01/+0.13/+0.13 (docs/benchmarks.md, 'Real noise'). For such "
-                         "series use `-m mr-3d --strength 0.25`.")
+                         "+0.02/+0.16/+0.19 dB, mr-2d -0.01/+0.13/+0.13 (docs/benchmarks.md, 'Real noise'). "
+                         "`denoise run` on the whole 4D series lets its still repeats choose the strength "
+                         "(`denoise.repeat_strength`, the manifest's repeat_strength): mr-3d +0.05/+0.17/+0.20 dB, "
+                         "mr-2d +0.00/+0.13/+0.14, never below the input. For a single EPI volume without its "
+                         "repeats use `-m mr-3d --strength 0.25`.")
         if name in PATTERN_MODELS and EPI.is_dir():
             before, after, tta = epi_pattern(name)
             lines.append("- On inputs with little noise or coarse pixels the network alone can leave a faint 2-pixel "
@@ -262,7 +266,7 @@ def main() -> int:
                          "estimate; the default output never shows either above the input's: such slices are blended "
                          "back towards the input (the no-added-structure guard, `denoise/guard.py`; the manifest's "
                          "guarded_slices; docs/benchmarks.md, 'No added structure'). On the 64x64 GE EPI (../shared/data; `denoise run -i "
-                         "../shared/data/dicom/ge_mr_epi_fmri`, manifest columns sigma_before/sigma_after) the wavelet "
+                         "../shared/data/dicom/ge_mr_epi_fmri --full-strength`, manifest columns sigma_before/sigma_after) the wavelet "
                          f"noise estimate reads {before} before and {after} after denoising ({tta} with `--tta`)."
                          + " On the noise-free phantom {} the network alone changes the image by {:.2f}% of the robust "
                          "maximum (RMS; sharp synthetic edges, a worst case), the guarded output by {:.2f}%".format(

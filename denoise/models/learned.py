@@ -282,15 +282,17 @@ def isotropic_setup(info: dict[str, Any], iso_info: dict[str, Any], kwargs: dict
 
 
 def option_suffix(tta: bool = False, planes: int | None = None, strength: float = 1.0, noise_level: str = "auto",
-                  noise_scale: float | None = None) -> str:
+                  noise_scale: float | None = None, calibrate: bool = True) -> str:
     """What a model's name gains for its inference options (manifests record it): ``+tta``, then
     ``+1plane`` or ``+3planes`` when ``planes`` is given, ``+noisescaleF`` when a ``noise_scale``
     is given, ``+strengthS`` below full strength, then ``+noisemap`` / ``+constantnoise`` when the
-    noise level is forced (`NOISE_LEVELS`)."""
+    noise level is forced (`NOISE_LEVELS`), ``+fullstrength`` when a 4D series' repeats may not
+    lower the strength (``calibrate`` False: `denoise.repeat_strength`)."""
     return (("+tta" if tta else "") + {None: "", 1: "+1plane", 3: "+3planes"}[planes]
             + (f"+noisescale{noise_scale:g}" if noise_scale is not None else "")
             + (f"+strength{strength:g}" if strength != 1.0 else "")
-            + {"auto": "", "map": "+noisemap", "constant": "+constantnoise"}[noise_level])
+            + {"auto": "", "map": "+noisemap", "constant": "+constantnoise"}[noise_level]
+            + ("" if calibrate else "+fullstrength"))
 
 
 def _triple(tile: int | tuple[int, ...]) -> tuple[int, int, int]:
