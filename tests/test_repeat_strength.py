@@ -124,3 +124,19 @@ def test_run_reports_the_repeat_strength_and_full_strength_keeps_the_asked_one(t
     full = nib.load(str(out / "bold_mr.nii.gz")).get_fdata()
     raw = np.transpose(x, (3, 2, 1, 0))
     assert np.mean(np.abs(full - raw)) > np.mean(np.abs(calibrated - raw))  # the full change is larger
+
+
+@pytest.mark.parametrize("strength", [0.1, 0.5, 1.0])
+def test_viewer_slider_on_a_calibrated_output_matches_run(strength):
+    """The viewer caches the calibrated full-strength output and blends it with its strength slider
+    (`blend_factor`); that must give what `denoise_array(strength=S)` (run --strength S) gives."""
+    from denoise.viewer.support import blend_factor
+
+    truth = _anatomy((8, 48, 48))
+    x = _series(truth, 3, sigma=2.0).astype(np.float32)
+    blur = ClassicalDenoiser("gaussian", sigma=0.5)
+    details: dict = {}
+    cached = denoise_array(x, blur, details=details)
+    viewer = x + np.float32(blend_factor(strength, details["repeat_strength"])) * (cached - x)
+    np.testing.assert_allclose(viewer, denoise_array(x, blur, strength=strength), atol=2e-3)
+    assert blend_factor(strength, None) == strength  # a full-strength output: the plain blend

@@ -166,6 +166,7 @@ def test_thick_slices_keep_their_aspect_and_a_result_downloads_in_the_inputs_dty
     try:
         with sync_api.sync_playwright() as p:
             browser, page = _open(p, port)
+            page.get_by_text("Metrics", exact=True).wait_for(timeout=240_000)  # the first run done, as a user would
             page.get_by_text("data root", exact=True).click()
             page.get_by_text("Metrics", exact=True).wait_for(timeout=240_000)
             page.locator("[data-testid='stSelectbox']", has_text="plane").first.click()

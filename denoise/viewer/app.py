@@ -39,6 +39,7 @@ from denoise.viewer.insight import model as _model
 from denoise.viewer.panels import image_grid, metrics_panel
 from denoise.viewer.support import (
     SAMPLE_DIR,
+    blend_factor,
     links_outside,
     list_scans_under,
     plane_slice,
@@ -99,8 +100,9 @@ def _results() -> OrderedDict:
 
 @st.cache_resource(show_spinner=False)
 def _levels() -> dict:
-    """What each learned output's noise-level channel was told ("map" / "constant"), by the keys of
-    `_results` (`denoise.infer.denoise_array`'s ``details``)."""
+    """What each output's `denoise.infer.denoise_array` ``details`` said, by the keys of `_results`:
+    ``noise_level`` (a learned model's channel told a "map" or a "constant") and ``repeat_strength``
+    (a 4D series: the strength its repeats chose, None where not calibrated)."""
     return {}
 
 
@@ -112,7 +114,7 @@ def _denoise(scan, key: str, method: str, report=None) -> tuple[np.ndarray, floa
     den = _model(method.split(":", 1)[1]) if ":" in method else ClassicalDenoiser(method)
     result, secs = timed(denoise_scan, scan, den, progress=report or False)
     store[(key, method)] = (result.array, secs)
-    _levels()[(key, method)] = result.meta.get("noise_level", "")
+    _levels()[(key, method)] = {k: result.meta.get(k) for k in ("noise_level", "repeat_strength")}
     while len(store) > 64:
         _levels().pop(store.popitem(last=False)[0], None)
     return store[(key, method)]
@@ -131,7 +133,7 @@ def _checkpoint(digest: str, _data: bytes):
 @st.cache_data(max_entries=16, show_spinner=False)
 def _denoise_checkpoint(_scan, key: str, digest: str, _model_obj):
     result, secs = timed(denoise_scan, _scan, _model_obj)
-    return result.array, secs
+    return result.array, secs, result.meta.get("repeat_strength")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -236,13 +238,22 @@ def _outputs(noisy, noisy_key: str, methods: list[str], upload: tuple | None,
         slot.empty()
     if upload is not None:
         with st.spinner(f"denoising with {upload[0]}..."):
-            results[upload[0]] = _denoise_checkpoint(noisy, noisy_key, upload[1], upload[2])
-    mapped = [m for m in methods if _levels().get((noisy_key, m)) == "map"]
+            arr, secs, chose = _denoise_checkpoint(noisy, noisy_key, upload[1], upload[2])
+        results[upload[0]] = (arr, secs)
+    details = {m: _levels().get((noisy_key, m)) or {} for m in methods}
+    mapped = [m for m in methods if details[m].get("noise_level") == "map"]
     if mapped:
         st.caption(f"{', '.join(m.split(':', 1)[-1] for m in mapped)}: told a map of the noise level, which varies across "
                    "this image (as `denoise run --noise-level auto` does; the other outputs, one level per slice)")
+    chosen = {m: d["repeat_strength"] for m, d in details.items() if d.get("repeat_strength") is not None}
+    if upload is not None and chose is not None:
+        chosen[upload[0]] = chose
+    if chosen:
+        st.caption("A 4D series: its still repeats chose how much of each method's change to keep, as `denoise run` "
+                   "does (`--full-strength` keeps it all): " + ", ".join(f"{m.split(':', 1)[-1]} {s:.2f}" for m, s in chosen.items()))
     if strength < 1.0:  # the blend of `denoise_array(strength=...)`, on the cached full-strength results
-        results = {m: (noisy.array + np.float32(strength) * (arr - noisy.array), secs) for m, (arr, secs) in results.items()}
+        results = {m: (noisy.array + np.float32(blend_factor(strength, chosen.get(m))) * (arr - noisy.array), secs)
+                   for m, (arr, secs) in results.items()}
     return results
 
 
@@ -337,7 +348,9 @@ def _methods_section(shipped: dict[str, str]):
     models += [f"{kind}:{m}" for m, kind in shipped.items() if kind != "dae"]
     options = models + CLASSICAL
     default = [o for o in options if o.startswith("dae:") and o.endswith("-2d")][:1] + ["nlm"]
-    if st.session_state.get("_method_options") != options:  # first run, or the modality changed
+    # first run, the modality changed, or the selection's state was lost (a rerun that interrupted the
+    # first one: the browser test saw an empty selection after a fast click, once in a full suite)
+    if st.session_state.get("_method_options") != options or "methods" not in st.session_state:
         st.session_state["methods"] = carry_methods(st.session_state.get("_methods"), options, default)
         st.session_state["_method_options"] = options
     methods = st.multiselect("methods", options, key="methods")

@@ -19,7 +19,7 @@ from denoise.metrics import data_range_for, foreground_mask, psnr, ssim
 from denoise.normalize import reference_intensity
 from denoise.scan import Scan
 
-__all__ = ["resolve_under_root", "read_scan_under_root", "list_scans_under", "links_outside", "scan_from_upload",
+__all__ = ["blend_factor", "resolve_under_root", "read_scan_under_root", "list_scans_under", "links_outside", "scan_from_upload",
            "plane_slice", "window_presets", "metrics_rows", "noise_column", "PSNR_VOLUME", "progress_reporter",
            "MAX_UPLOAD_MB", "SAMPLE_DIR"]
 
@@ -321,3 +321,13 @@ def timed(fn, *args, **kwargs) -> tuple[Any, float]:
 def _detach(scan: Scan) -> Scan:
     """Drop the temporary path from meta (the file is gone after the upload is read)."""
     return Scan(scan.array, scan.spacing, scan.affine, scan.modality, {**scan.meta, "source": "upload"})
+
+
+def blend_factor(strength: float, repeat_strength: float | None) -> float:
+    """The blend towards the input the strength slider applies to a cached output: ``strength`` for
+    a full-strength output; for one whose 4D series' repeats already kept ``repeat_strength`` of the
+    change (`denoise.repeat_strength`), what makes the total ``min(repeat_strength, strength)``,
+    as `denoise run --strength` does (the repeats choose the best blend at or below the asked one)."""
+    if repeat_strength is None or repeat_strength <= 0.0:
+        return float(strength)
+    return float(min(repeat_strength, strength) / repeat_strength)
