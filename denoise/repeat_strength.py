@@ -21,7 +21,9 @@ grid (S* 0.21-0.31 there, 0 or 1 on the GE EPI where the full output was worse /
 Where the time points are not repeats (diffusion directions, cardiac phases), the difference
 between a volume and the others' mean is signal, not noise: a denoiser that removes that volume's
 own structure then looks better against the others' mean, which pushes S* up, towards the
-uncalibrated output; `consistent_repeats` leaves out time points that moved. Compute only.
+uncalibrated output; `consistent_repeats` leaves out time points that moved. Memory: up to
+`MAX_REPEATS` evenly spaced time points and `MAX_VOXELS` voxels of them are read, only their
+foreground kept in float64. Compute only.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from denoise.realnoise import consistent_repeats
 __all__ = ["repeat_strength", "MAX_REPEATS"]
 
 MAX_REPEATS = 16  # time points read (evenly spaced): one scalar needs few, a long fMRI run has hundreds
+MAX_VOXELS = 2**26  # and at most this many voxels of them (>= 2 time points): 4 of a 256^3 series, 16 of an fMRI run
 
 
 def repeat_strength(series: np.ndarray, denoised: np.ndarray) -> float | None:
@@ -48,17 +51,19 @@ def repeat_strength(series: np.ndarray, denoised: np.ndarray) -> float | None:
         raise ValueError(f"series and denoised series differ in shape: {x.shape} vs {f.shape}")
     if x.ndim < 3 or x.shape[0] < 2:
         return None
-    picks = np.unique(np.linspace(0, x.shape[0] - 1, min(MAX_REPEATS, x.shape[0])).round().astype(int))
-    xs = x[picks].astype(np.float64)
-    mask = foreground_mask(xs.mean(axis=0))
-    keep = consistent_repeats(xs, mask)
-    xs = xs[keep]
-    fs = f[picks[keep]].astype(np.float64)
+    n = min(MAX_REPEATS, x.shape[0], max(2, MAX_VOXELS // max(1, int(np.prod(x.shape[1:])))))
+    picks = np.unique(np.linspace(0, x.shape[0] - 1, n).round().astype(int))
+    xs = x[picks].astype(np.float32)
+    mask = foreground_mask(xs.mean(axis=0, dtype=np.float64))
+    xs = xs[:, mask]  # (time points, foreground voxels): all that is read from here on
+    keep = consistent_repeats(xs)
+    xs = xs[keep].astype(np.float64)
+    fs = f[picks[keep]][:, mask].astype(np.float32).astype(np.float64)  # the same rounding as the inputs
     total = xs.sum(axis=0)
     num = den = 0.0
     for k in range(len(xs)):
-        a = (xs[k] - (total - xs[k]) / (len(xs) - 1))[mask]  # input minus the others' mean
-        b = (fs[k] - xs[k])[mask]  # the denoiser's change
+        a = xs[k] - (total - xs[k]) / (len(xs) - 1)  # input minus the others' mean
+        b = fs[k] - xs[k]  # the denoiser's change
         num += float(a @ b)
         den += float(b @ b)
     if den <= 0.0:

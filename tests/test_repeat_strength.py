@@ -140,3 +140,17 @@ def test_viewer_slider_on_a_calibrated_output_matches_run(strength):
     viewer = x + np.float32(blend_factor(strength, details["repeat_strength"])) * (cached - x)
     np.testing.assert_allclose(viewer, denoise_array(x, blur, strength=strength), atol=2e-3)
     assert blend_factor(strength, None) == strength  # a full-strength output: the plain blend
+
+
+def test_a_large_series_reads_fewer_time_points_and_chooses_alike(monkeypatch):
+    """Memory: at most MAX_VOXELS voxels of time points are read (never fewer than 2); the choice
+    from 2 of 6 repeats stays near the one from all 6."""
+    import denoise.repeat_strength as rs
+
+    truth = _anatomy()
+    x = _series(truth, 6, sigma=5.0)
+    distortion = 5.0 * np.random.default_rng(7).normal(size=truth.shape) * (truth > 0)
+    f = np.broadcast_to(truth + distortion, x.shape)
+    every = repeat_strength(x, f)
+    monkeypatch.setattr(rs, "MAX_VOXELS", truth.size)  # room for one volume: two are read anyway
+    assert repeat_strength(x, f) == pytest.approx(every, abs=0.05)
