@@ -348,6 +348,14 @@ def main() -> int:
         "",
         _speed(DOCS / "speed.json"),
         "",
+        "These numbers were measured in session 42, before the no-added-structure guard (session 43) ran on every "
+        "learned output. Rerun in session 45 on a day this machine ran 1.65x slower (BM3D 2311 ms per slice against "
+        "1405 above; mr-3d's three planes 24.7 s per 256^3 volume against 14.1): a lone 256x256 slice through mr-2d took "
+        "67.8 ms, of which the network ~34 ms and the rest per-image work a volume shares across its slices (the "
+        "noise-level map that decides map or constant, ~10 ms, made 2x faster this session; the noise level in "
+        "tissue, ~9 ms; the guard, ~6 ms). Scaled by BM3D's ratio that is ~41 ms, under the 50 ms of issue #31; the "
+        "table was not replaced with the slow day's numbers.",
+        "",
         "### On a GPU",
         "",
         "Command: `python scripts/gpu_check.py --out docs/gpu_check.json` on a machine with a CUDA GPU (CI has none). "
