@@ -36,7 +36,7 @@ from denoise.registry import CLASSICAL as REGISTRY_CLASSICAL
 from denoise.registry import MODEL_KINDS, SLOW
 from denoise.scan import Scan
 
-__all__ = ["run_benchmark", "method_strength", "default_methods", "is_slow", "slow_methods_note", "summarize", "paired_difference",
+__all__ = ["run_benchmark", "method_options", "method_strength", "default_methods", "is_slow", "slow_methods_note", "summarize", "paired_difference",
            "FIELDS", "SLOW_FAMILIES"]
 
 FIELDS = ["scan", "noise", "method", "psnr_fg", "ssim_fg", "psnr", "ssim", "seconds", "voxels_per_s", "peak_mb",
@@ -219,12 +219,17 @@ def model_oracle(model: LearnedDenoiser, noisy: Scan, clean: Scan) -> float:
     return float(np.mean([noise_level(a, model.noise_patch, noise=b) for a, b in vols]))
 
 
+def method_options(method: str) -> dict:
+    """`model_options` of a bench method name (``dae:mr-3d:strength0.25+series`` -> its options);
+    every option unset for a classical method or a model named without options."""
+    family, _, arg = method.partition(":")
+    return model_options(arg.partition(":")[2] if family in MODEL_KINDS else "")
+
+
 def method_strength(method: str) -> float:
     """The blend with the input a bench method asks for (``dae:mr-3d:strength0.25`` -> 0.25, as
     ``run --strength``); 1 (full denoising) for every other name."""
-    family, _, arg = method.partition(":")
-    option = arg.partition(":")[2] if family in MODEL_KINDS else ""
-    strength = model_options(option)["strength"] if option else None
+    strength = method_options(method)["strength"]
     return 1.0 if strength is None else strength
 
 

@@ -72,7 +72,7 @@ def run_real_benchmark(data: str | Path, out: str | Path, *, methods: list[str] 
     dae:mr-2d:tta ...; checked before anything runs, `denoise.methods.bench_methods`) on every
     repeated-acquisition scan under ``data``; ``max_repeats`` scores only the first N repeats of
     each scan (all of them still form the references). Returns the path of results.md."""
-    from denoise.bench import _method, method_strength
+    from denoise.bench import _method, method_options, method_strength
     from denoise.methods import bench_methods
 
     methods = bench_methods(methods) if methods else DEFAULT_REAL_METHODS
@@ -101,7 +101,7 @@ def run_real_benchmark(data: str | Path, out: str | Path, *, methods: list[str] 
                 if den is None:
                     continue
                 t0 = time.perf_counter()
-                if den != "noisy" and _series(method):
+                if den != "noisy" and method_options(method)["series"]:
                     if whole is None:
                         whole = denoise_scan(scan, den, progress=progress, strength=method_strength(method)).array
                         whole_secs = (time.perf_counter() - t0) / len(everything)
@@ -125,16 +125,6 @@ def run_real_benchmark(data: str | Path, out: str | Path, *, methods: list[str] 
     md = out / "results.md"
     md.write_text(summarize_real(rows))
     return md
-
-
-def _series(method: str) -> bool:
-    """Whether a bench method name carries the ``series`` model option (`denoise.methods.model_options`)."""
-    from denoise.methods import model_options
-    from denoise.registry import MODEL_KINDS
-
-    family, _, arg = method.partition(":")
-    option = arg.partition(":")[2] if family in MODEL_KINDS else ""
-    return bool(option) and model_options(option)["series"]
 
 
 def summarize_real(rows: list[dict[str, str]]) -> str:

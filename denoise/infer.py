@@ -142,7 +142,7 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
     if clipped is not None and clipped.any():  # the model saw a limited range: values outside it pass through as they were
         np.copyto(result, array, where=clipped)
     if strength != 1.0:
-        result = (array + np.float32(strength) * (result - array)).astype(np.float32)
+        result = _blend(array, result, strength)
     if array.size and array.min() >= 0:  # magnitude data: no negative intensities to restore
         np.maximum(result, 0, out=result)
     if guard and learned:
@@ -156,10 +156,15 @@ def denoise_array(array: np.ndarray, denoiser: Denoiser, *, modality: str = "MR"
 
         factor = repeat_strength(array, result)
         if factor is not None and factor < 1.0:
-            result = (array + np.float32(factor) * (result - array)).astype(np.float32)
+            result = _blend(array, result, factor)
         if details is not None:
             details["repeat_strength"] = factor
     return result
+
+
+def _blend(array: np.ndarray, result: np.ndarray, s: float) -> np.ndarray:
+    """``array + s (result - array)`` in float32: ``s`` of the denoiser's change kept."""
+    return (array + np.float32(s) * (result - array)).astype(np.float32)
 
 
 def own_output(details: dict) -> bool:

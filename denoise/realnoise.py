@@ -51,7 +51,8 @@ def consistent_repeats(repeats: np.ndarray, mask: np.ndarray | None = None, *, s
     repeats = np.asarray(repeats, dtype=np.float64)
     med = np.median(repeats, axis=0)
     sel = mask if mask is not None else np.ones(med.shape, bool)
-    corr = np.array([np.corrcoef(r[sel], med[sel])[0, 1] for r in repeats])
+    with np.errstate(invalid="ignore", divide="ignore"):  # a blank repeat: NaN, handled below, no warning
+        corr = np.array([np.corrcoef(r[sel], med[sel])[0, 1] for r in repeats])
     gap = np.where(np.isfinite(corr), 1.0 - corr, np.inf)  # a blank (constant) repeat has no correlation
     keep = [int(i) for i in np.flatnonzero(gap <= slack * gap.min() + 0.002)]
     return keep if len(keep) >= 2 else sorted(int(i) for i in np.argsort(gap)[:2])

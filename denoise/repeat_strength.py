@@ -68,4 +68,4 @@ def repeat_strength(series: np.ndarray, denoised: np.ndarray) -> float | None:
         den += float(b @ b)
     if den <= 0.0:
         return None
-    return float(np.clip(-num / den, 0.0, 1.0))
+    return float(np.clip(-num / den, 0.0, 1.0)) + 0.0  # + 0.0: no "-0.000" in a manifest

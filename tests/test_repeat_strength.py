@@ -154,3 +154,12 @@ def test_a_large_series_reads_fewer_time_points_and_chooses_alike(monkeypatch):
     every = repeat_strength(x, f)
     monkeypatch.setattr(rs, "MAX_VOXELS", truth.size)  # room for one volume: two are read anyway
     assert repeat_strength(x, f) == pytest.approx(every, abs=0.05)
+
+
+def test_identical_time_points_measure_no_noise_and_keep_the_input():
+    """A volume saved twice is no pair of repeats: their difference shows no noise, so any change
+    reads as harm and the input comes back (0, written without a sign)."""
+    truth = _anatomy()
+    x = np.stack([truth, truth]) + np.random.default_rng(3).normal(0, 5, truth.shape)[None]
+    s = repeat_strength(x, x + 1.0 * (truth[None] - x))
+    assert s == 0.0 and f"{s:.3f}" == "0.000"

@@ -99,7 +99,7 @@ def _results() -> OrderedDict:
 
 
 @st.cache_resource(show_spinner=False)
-def _levels() -> dict:
+def _details() -> dict:
     """What each output's `denoise.infer.denoise_array` ``details`` said, by the keys of `_results`:
     ``noise_level`` (a learned model's channel told a "map" or a "constant") and ``repeat_strength``
     (a 4D series: the strength its repeats chose, None where not calibrated)."""
@@ -114,9 +114,9 @@ def _denoise(scan, key: str, method: str, report=None) -> tuple[np.ndarray, floa
     den = _model(method.split(":", 1)[1]) if ":" in method else ClassicalDenoiser(method)
     result, secs = timed(denoise_scan, scan, den, progress=report or False)
     store[(key, method)] = (result.array, secs)
-    _levels()[(key, method)] = {k: result.meta.get(k) for k in ("noise_level", "repeat_strength")}
+    _details()[(key, method)] = {k: result.meta.get(k) for k in ("noise_level", "repeat_strength")}
     while len(store) > 64:
-        _levels().pop(store.popitem(last=False)[0], None)
+        _details().pop(store.popitem(last=False)[0], None)
     return store[(key, method)]
 
 
@@ -240,7 +240,7 @@ def _outputs(noisy, noisy_key: str, methods: list[str], upload: tuple | None,
         with st.spinner(f"denoising with {upload[0]}..."):
             arr, secs, chose = _denoise_checkpoint(noisy, noisy_key, upload[1], upload[2])
         results[upload[0]] = (arr, secs)
-    details = {m: _levels().get((noisy_key, m)) or {} for m in methods}
+    details = {m: _details().get((noisy_key, m)) or {} for m in methods}
     mapped = [m for m in methods if details[m].get("noise_level") == "map"]
     if mapped:
         st.caption(f"{', '.join(m.split(':', 1)[-1] for m in mapped)}: told a map of the noise level, which varies across "
